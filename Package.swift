@@ -1,0 +1,40 @@
+// swift-tools-version:6.0
+import PackageDescription
+
+let package = Package(
+    name: "nn",
+    platforms: [.macOS(.v13)],
+    products: [
+        .executable(name: "nn", targets: ["nn"]),
+        .library(name: "NNCore", targets: ["NNCore"]),
+        .library(name: "NNData", targets: ["NNData"]),
+    ],
+    dependencies: [
+        .package(url: "https://github.com/apple/swift-argument-parser", from: "1.5.0"),
+        .package(url: "https://github.com/apple/swift-log", from: "1.6.0"),
+    ],
+    targets: [
+        // System libraries. Headers and libraries sit on the default search paths on Debian,
+        // so the module maps link them directly instead of going through pkg-config.
+        .systemLibrary(name: "CBLAS", path: "Sources/CBLAS"),
+        .systemLibrary(name: "CZlib", path: "Sources/CZlib"),
+        .systemLibrary(name: "CZmq", path: "Sources/CZmq"),
+
+        // Vectorised element-wise kernels; see CKernels.h for why they are C.
+        .target(
+            name: "CKernels",
+            cSettings: [.unsafeFlags(["-O3", "-fno-math-errno", "-ffp-contract=off"])]),
+        .target(name: "NNCore", dependencies: ["CBLAS", "CKernels"]),
+        .target(name: "NNData", dependencies: ["CZlib", "NNCore"]),
+        .executableTarget(
+            name: "nn",
+            dependencies: [
+                "NNCore", "NNData",
+                .product(name: "ArgumentParser", package: "swift-argument-parser"),
+                .product(name: "Logging", package: "swift-log"),
+            ]),
+
+        .testTarget(name: "NNCoreTests", dependencies: ["NNCore"]),
+        .testTarget(name: "NNDataTests", dependencies: ["NNData"]),
+    ]
+)

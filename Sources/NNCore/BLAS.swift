@@ -1,0 +1,27 @@
+import CBLAS
+
+/// Row-major single-precision matrix products through OpenBLAS.
+public enum BLAS {
+    /// C[m×n] = alpha · op(A) · op(B) + beta · C, all row-major and contiguous.
+    @inline(__always)
+    public static func gemm(
+        transA: Bool = false, transB: Bool = false, m: Int, n: Int, k: Int,
+        alpha: Float = 1, a: UnsafePointer<Float>, b: UnsafePointer<Float>,
+        beta: Float = 0, c: UnsafeMutablePointer<Float>
+    ) {
+        cblas_sgemm(
+            CblasRowMajor, transA ? CblasTrans : CblasNoTrans, transB ? CblasTrans : CblasNoTrans,
+            Int32(m), Int32(n), Int32(k), alpha,
+            a, Int32(transA ? m : k), b, Int32(transB ? k : n), beta, c, Int32(n))
+    }
+
+    /// Sum of squares of `count` floats, accumulated in double so large vectors keep their precision.
+    public static func sumOfSquares(_ x: UnsafePointer<Float>, count: Int) -> Double {
+        var s = 0.0
+        for i in 0..<count { s += Double(x[i]) * Double(x[i]) }
+        return s
+    }
+
+    /// Limits OpenBLAS to `n` threads; parallelism belongs in processes and the trainer's own threads.
+    public static func setThreads(_ n: Int) { openblas_set_num_threads(Int32(n)) }
+}
