@@ -35,6 +35,6 @@ let package = Package(
             ]),
 
         .testTarget(name: "NNCoreTests", dependencies: ["NNCore"]),
-        .testTarget(name: "NNDataTests", dependencies: ["NNData"]),
+        .testTarget(name: "NNDataTests", dependencies: ["NNData", "CZlib"]),
     ]
 )

@@ -1,0 +1,80 @@
+import Foundation
+import NNCore
+import Testing
+
+/// The optimizers against a double-precision transcription of PyTorch's update rules.
+@Suite struct OptimizerTests {
+    struct Reference {
+        var p: [Double], m: [Double], v: [Double]
+        var t = 0
+
+        mutating func step(_ g: [Double], _ s: OptimizerSettings, lr: Double) {
+            t += 1
+            let wd = Double(s.weightDecay), mu = Double(s.momentum), b1 = Double(s.beta1), b2 = Double(s.beta2)
+            for i in p.indices {
+                switch s.kind {
+                case .sgd:
+                    p[i] -= lr * (g[i] + wd * p[i])
+                case .momentum, .nesterov:
+                    let d = g[i] + wd * p[i]
+                    m[i] = mu * m[i] + d
+                    p[i] -= lr * (s.kind == .nesterov ? d + mu * m[i] : m[i])
+                case .adam, .adamw:
+                    if s.kind == .adamw { p[i] *= 1 - lr * wd }
+                    let d = g[i] + (s.kind == .adam ? wd * p[i] : 0)
+                    m[i] = b1 * m[i] + (1 - b1) * d
+                    v[i] = b2 * v[i] + (1 - b2) * d * d
+                    let mHat = m[i] / (1 - pow(b1, Double(t))), vHat = v[i] / (1 - pow(b2, Double(t)))
+                    p[i] -= lr * mHat / (vHat.squareRoot() + Double(s.epsilon))
+                }
+            }
+        }
+    }
+
+    @Test(arguments: OptimizerSettings.Kind.allCases, [Float(0), 0.01])
+    func matchesReference(kind: OptimizerSettings.Kind, weightDecay: Float) {
+        let n = 37  // not a multiple of the vector width, so the scalar tail runs too
+        var rng = SeededRandom(seed: 5)
+        let start = (0..<n).map { _ in rng.nextGaussian() }
+        let settings = OptimizerSettings(kind: kind, weightDecay: weightDecay)
+        let optimizer = Optimizer(settings, parameterCount: n)
+        let parameters = FloatBuffer(start)
+        var reference = Reference(p: start.map(Double.init), m: Array(repeating: 0, count: n), v: Array(repeating: 0, count: n))
+        for _ in 0..<20 {
+            let g = (0..<n).map { _ in rng.nextGaussian() }
+            optimizer.step(parameters: parameters, gradients: FloatBuffer(g), learningRate: 0.01)
+            reference.step(g.map(Double.init), settings, lr: 0.01)
+        }
+        for i in 0..<n {
+            #expect(abs(Double(parameters[i]) - reference.p[i]) < 1e-5 * max(1, abs(reference.p[i])), "parameter \(i)")
+        }
+        #expect(zip(parameters.array, start).contains { $0 != $1 })
+    }
+
+    @Test func schedules() {
+        let constant = LearningRateSchedule(base: 0.1)
+        #expect(constant.rate(step: 999, stepsPerEpoch: 10, totalSteps: 1000) == 0.1)
+
+        let step = LearningRateSchedule(base: 0.1, kind: .step, stepEpochs: 2, gamma: 0.5)
+        #expect(step.rate(step: 19, stepsPerEpoch: 10, totalSteps: 100) == 0.1)
+        #expect(step.rate(step: 20, stepsPerEpoch: 10, totalSteps: 100) == 0.05)
+        #expect(step.rate(step: 45, stepsPerEpoch: 10, totalSteps: 100) == 0.025)
+
+        let cosine = LearningRateSchedule(base: 1, kind: .cosine, minimum: 0.1, warmupSteps: 10)
+        #expect(cosine.rate(step: 0, stepsPerEpoch: 10, totalSteps: 110) == 0.1)
+        #expect(cosine.rate(step: 9, stepsPerEpoch: 10, totalSteps: 110) == 1)
+        #expect(cosine.rate(step: 10, stepsPerEpoch: 10, totalSteps: 110) == 1)
+        #expect(abs(cosine.rate(step: 60, stepsPerEpoch: 10, totalSteps: 110) - 0.55) < 1e-6)
+        #expect(abs(cosine.rate(step: 110, stepsPerEpoch: 10, totalSteps: 110) - 0.1) < 1e-6)
+    }
+
+    @Test func clippingBoundsTheGlobalNorm() throws {
+        let spec = try ModelSpec(widths: [3, 2])
+        let network = Network(spec: spec)
+        let trainer = Trainer(network: network, optimizer: OptimizerSettings(kind: .sgd), schedule: LearningRateSchedule(base: 1), clipNorm: 0.5, seed: 1)
+        for i in 0..<network.parameterCount { network.gradients[i] = 3 }
+        trainer.apply(stepsPerEpoch: 1, totalSteps: 1)
+        let moved = network.parameters.array.map { Double($0) * Double($0) }.reduce(0, +).squareRoot()
+        #expect(abs(moved - 0.5) < 1e-6)
+    }
+}
