@@ -36,5 +36,6 @@ let package = Package(
 
         .testTarget(name: "NNCoreTests", dependencies: ["NNCore"]),
         .testTarget(name: "NNDataTests", dependencies: ["NNData", "CZlib"]),
+        .testTarget(name: "nnTests", dependencies: ["nn", "NNData"]),
     ]
 )

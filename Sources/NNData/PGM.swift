@@ -33,6 +33,8 @@ public struct PGMImage {
               width > 0, height > 0, width * height <= 1 << 24, (1...255).contains(maxValue)
         else { throw DataError("\(name): bad PGM header (width, height and a maximum value of 1…255 expected)") }
         let count = width * height
+        // The same scaling as `Dataset.gather`, so a PGM of a test image gives the same input to the bit.
+        let scale = 1 / Float(maxValue)
         var values = [Float]()
         values.reserveCapacity(count)
         if magic == "P5" {
@@ -40,11 +42,11 @@ public struct PGMImage {
             guard bytes.count - position >= count else {
                 throw DataError("\(name): truncated: \(width)×\(height) needs \(count) pixel bytes, found \(max(bytes.count - position, 0))")
             }
-            for i in 0..<count { values.append(Float(min(Int(bytes[position + i]), maxValue)) / Float(maxValue)) }
+            for i in 0..<count { values.append(Float(min(Int(bytes[position + i]), maxValue)) * scale) }
         } else {
             for _ in 0..<count {
                 guard let v = Int(try token()), (0...maxValue).contains(v) else { throw DataError("\(name): bad pixel value in plain PGM") }
-                values.append(Float(v) / Float(maxValue))
+                values.append(Float(v) * scale)
             }
         }
         self.width = width
