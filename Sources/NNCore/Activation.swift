@@ -71,12 +71,14 @@ public final class Dropout: Layer {
     public func forward(_ x: UnsafePointer<Float>, batch: Int, pass: Pass) -> UnsafePointer<Float> {
         masked = pass.mode == .training && rate > 0
         guard masked else { return x }
-        var rng = SeededRandom(seed: pass.seed, stream: stream, pass.step)
         let m = mask.rows(batch), y = output.rows(batch)
         let scale = 1 / (1 - rate)
-        for i in 0..<(batch * inputWidth) {
-            m[i] = rng.nextUnitFloat() < rate ? 0 : scale
-            y[i] = x[i] * m[i]
+        for r in 0..<batch {
+            var rng = SeededRandom(seed: pass.seed, stream: stream, pass.step, UInt64(pass.firstRow + r))
+            for i in (r * inputWidth)..<((r + 1) * inputWidth) {
+                m[i] = rng.nextUnitFloat() < rate ? 0 : scale
+                y[i] = x[i] * m[i]
+            }
         }
         return UnsafePointer(y)
     }

@@ -2,13 +2,19 @@
 public struct Pass: Sendable {
     public enum Mode: Sendable { case training, inference }
     public var mode: Mode
-    /// Seeds the dropout masks together with `step`, so a step's masks are reproducible (and re-creatable
-    /// for a finite-difference check) without any layer keeping a random generator between calls.
+    /// Seeds the dropout masks together with `step` and each row's sample position, so a step's masks are
+    /// reproducible (and re-creatable for a finite-difference check) without any layer keeping a random generator
+    /// between calls.
     public var seed: UInt64
     public var step: UInt64
+    /// Position of the batch's first row within the step's global batch. A worker that computes rows 64…127
+    /// of a step draws the same masks for them as a single process computing all rows.
+    public var firstRow: Int
 
-    public static let inference = Pass(mode: .inference, seed: 0, step: 0)
-    public static func training(seed: UInt64, step: UInt64) -> Pass { Pass(mode: .training, seed: seed, step: step) }
+    public static let inference = Pass(mode: .inference, seed: 0, step: 0, firstRow: 0)
+    public static func training(seed: UInt64, step: UInt64, firstRow: Int = 0) -> Pass {
+        Pass(mode: .training, seed: seed, step: step, firstRow: firstRow)
+    }
 }
 
 /// A named tensor of a layer; `shape` is row-major, as stored in checkpoints.

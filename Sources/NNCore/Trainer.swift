@@ -90,9 +90,10 @@ public final class Trainer {
 
     /// Forward and backward on one batch; leaves the gradient of the mean loss in `network.gradients`.
     /// Returns the mean loss and the number of correctly classified samples.
-    public func computeGradients(x: UnsafePointer<Float>, labels: UnsafePointer<Int32>, batch: Int) -> (loss: Double, correct: Int) {
+    /// `firstRow` places the batch within a larger global batch (see `Pass.firstRow`).
+    public func computeGradients(x: UnsafePointer<Float>, labels: UnsafePointer<Int32>, batch: Int, firstRow: Int = 0) -> (loss: Double, correct: Int) {
         let classes = network.spec.classes
-        let logits = network.forward(x, batch: batch, pass: .training(seed: seed, step: UInt64(step)))
+        let logits = network.forward(x, batch: batch, pass: .training(seed: seed, step: UInt64(step), firstRow: firstRow))
         let dLogits = logitGradient.rows(batch)
         let loss = network.spec.loss.evaluate(logits: logits, labels: labels, batch: batch, classes: classes, gradient: dLogits)
         var correct = 0

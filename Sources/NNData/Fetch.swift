@@ -19,7 +19,13 @@ public struct URLSessionDownloader: Downloader {
         let configuration = URLSessionConfiguration.ephemeral
         configuration.timeoutIntervalForRequest = timeout
         let session = URLSession(configuration: configuration)
-        let (data, response) = try await session.data(from: url)
+        let data: Data, response: URLResponse
+        do {
+            (data, response) = try await session.data(from: url)
+        } catch let error as URLError {
+            // Foundation's description of a network error is a nested dictionary dump; its message is enough.
+            throw DataError(error.userInfo[NSLocalizedDescriptionKey] as? String ?? "network error \(error.code.rawValue)")
+        }
         if let http = response as? HTTPURLResponse, !(200..<300).contains(http.statusCode) {
             throw DataError("HTTP \(http.statusCode)")
         }
