@@ -26,6 +26,7 @@ let package = Package(
             cSettings: [.unsafeFlags(["-O3", "-fno-math-errno", "-ffp-contract=off"])]),
         .target(name: "NNCore", dependencies: ["CBLAS", "CKernels"]),
         .target(name: "NNData", dependencies: ["CZlib", "NNCore"]),
+        .target(name: "NNProtocol"),
         .executableTarget(
             name: "nn",
             dependencies: [
@@ -36,6 +37,7 @@ let package = Package(
 
         .testTarget(name: "NNCoreTests", dependencies: ["NNCore"]),
         .testTarget(name: "NNDataTests", dependencies: ["NNData", "CZlib"]),
+        .testTarget(name: "NNProtocolTests", dependencies: ["NNProtocol"]),
         .testTarget(name: "nnTests", dependencies: ["nn", "NNData"]),
     ]
 )

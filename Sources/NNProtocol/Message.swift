@@ -1,0 +1,128 @@
+/// The messages between coordinator and workers. `docs/protocol.md` specifies their bytes; `WireCodec` encodes them.
+public enum Message: Equatable, Sendable {
+    /// Worker → coordinator, first message of a session.
+    case hello(Hello)
+    /// Coordinator → worker: registered; here is what to train and how.
+    case welcome(Welcome)
+    /// Coordinator → worker: not registered, and why. The worker exits.
+    case refuse(Refuse)
+    /// Coordinator → worker: compute the gradient of a slice of a step's global batch at these parameters.
+    case task(Task)
+    /// Worker → coordinator: the mean gradient of the slice.
+    case gradient(GradientResult)
+    /// Either way: still alive. Sent when a side has had nothing else to say for one heartbeat interval.
+    case heartbeat(Heartbeat)
+    /// Either way: something went wrong with a message; the session goes on unless the code says otherwise.
+    case error(ErrorReport)
+    /// Coordinator → worker: training is over (or aborted); exit.
+    case shutdown(Shutdown)
+
+    public var type: MessageType {
+        switch self {
+        case .hello: return .hello
+        case .welcome: return .welcome
+        case .refuse: return .refuse
+        case .task: return .task
+        case .gradient: return .gradient
+        case .heartbeat: return .heartbeat
+        case .error: return .error
+        case .shutdown: return .shutdown
+        }
+    }
+}
+
+public enum MessageType: UInt8, Sendable, CaseIterable {
+    case hello = 1, welcome = 2, refuse = 3, task = 4, gradient = 5, heartbeat = 6, error = 7, shutdown = 8
+}
+
+public struct Hello: Equatable, Sendable {
+    /// Random per worker process; names the worker in heartbeats and logs.
+    public var session: UInt64
+    public var name: String
+    /// SHA-256 of the worker's training and test data (`Dataset` fingerprint); must equal the coordinator's.
+    public var dataFingerprint: [UInt8]
+    public var inputWidth: UInt32
+    public var classes: UInt32
+
+    public init(session: UInt64, name: String, dataFingerprint: [UInt8], inputWidth: UInt32, classes: UInt32) {
+        self.session = session; self.name = name; self.dataFingerprint = dataFingerprint
+        self.inputWidth = inputWidth; self.classes = classes
+    }
+}
+
+public struct Welcome: Equatable, Sendable {
+    public var workerIndex: UInt32
+    /// The run's configuration as JSON (`RunConfiguration` in NNCluster): model spec, seed, batch sizes.
+    public var configuration: String
+
+    public init(workerIndex: UInt32, configuration: String) {
+        self.workerIndex = workerIndex; self.configuration = configuration
+    }
+}
+
+public struct Refuse: Equatable, Sendable {
+    public var reason: String
+    public init(reason: String) { self.reason = reason }
+}
+
+public struct Task: Equatable, Sendable {
+    /// Global step number, from 0.
+    public var step: UInt64
+    /// Epoch, from 1; with the run's seed it fixes the sample order.
+    public var epoch: UInt32
+    /// The slice: positions `start ..< start + count` of the epoch's sample order.
+    public var start: UInt32
+    public var count: UInt32
+    /// Position of the slice's first row within the step's global batch (for dropout masks).
+    public var firstRow: UInt32
+    public var parameters: [Float]
+    /// Batch-norm running statistics (empty without batch norm).
+    public var state: [Float]
+
+    public init(step: UInt64, epoch: UInt32, start: UInt32, count: UInt32, firstRow: UInt32, parameters: [Float], state: [Float]) {
+        self.step = step; self.epoch = epoch; self.start = start; self.count = count; self.firstRow = firstRow
+        self.parameters = parameters; self.state = state
+    }
+}
+
+public struct GradientResult: Equatable, Sendable {
+    public var step: UInt64
+    public var start: UInt32
+    public var count: UInt32
+    /// Correctly classified samples of the slice, and the sum of their losses, for the coordinator's metrics.
+    public var correct: UInt32
+    public var lossSum: Double
+    /// Gradient of the slice's mean loss.
+    public var gradient: [Float]
+    /// Running statistics after the slice's forward pass (empty without batch norm).
+    public var state: [Float]
+
+    public init(step: UInt64, start: UInt32, count: UInt32, correct: UInt32, lossSum: Double, gradient: [Float], state: [Float]) {
+        self.step = step; self.start = start; self.count = count; self.correct = correct; self.lossSum = lossSum
+        self.gradient = gradient; self.state = state
+    }
+}
+
+public struct Heartbeat: Equatable, Sendable {
+    public var session: UInt64
+    public init(session: UInt64) { self.session = session }
+}
+
+public struct ErrorReport: Equatable, Sendable {
+    public enum Code: UInt16, Sendable {
+        /// The sender is not registered (or no longer is); a worker answers it with a new hello.
+        case notRegistered = 1
+        /// The message could not be decoded or did not fit the session.
+        case badMessage = 2
+        /// The sender failed; the session ends.
+        case fatal = 3
+    }
+    public var code: Code
+    public var text: String
+    public init(code: Code, text: String) { self.code = code; self.text = text }
+}
+
+public struct Shutdown: Equatable, Sendable {
+    public var reason: String
+    public init(reason: String) { self.reason = reason }
+}

@@ -1,0 +1,164 @@
+/// One ZeroMQ frame's content: bytes, or a float vector kept as floats so it can be sent without copying.
+public enum Frame: Sendable, Equatable {
+    case bytes([UInt8])
+    case floats([Float])
+
+    public var byteCount: Int {
+        switch self {
+        case .bytes(let b): return b.count
+        case .floats(let f): return f.count * 4
+        }
+    }
+}
+
+public struct ProtocolError: Error, CustomStringConvertible, Equatable {
+    public let description: String
+    /// Set when the only problem is the peer's protocol version, so the peer can be told which one to speak.
+    public let peerVersion: UInt8?
+    init(_ description: String, peerVersion: UInt8? = nil) { self.description = description; self.peerVersion = peerVersion }
+}
+
+#if _endian(big)
+#error("the wire format is little-endian and float frames are sent as they lie in memory")
+#endif
+
+/// Messages to frames and back. Frame 0 is a header: the bytes "NN", the protocol version, the message type,
+/// then the type's fields, little-endian. Tasks and gradients add two float32 frames (parameters or gradient,
+/// then state). Decoding checks every length against the frame it reads from and rejects anything left over.
+public enum WireCodec {
+    public static let version: UInt8 = 1
+    static let magic: [UInt8] = [0x4E, 0x4E]
+    /// Longest string field (names, reasons, error texts); the configuration JSON may take `maximumConfiguration`.
+    public static let maximumText = 64 << 10
+    public static let maximumConfiguration = 1 << 20
+
+    public static func encode(_ message: Message) -> [Frame] {
+        var w = Writer()
+        w.bytes(magic)
+        w.u8(version)
+        w.u8(message.type.rawValue)
+        switch message {
+        case .hello(let m):
+            w.u64(m.session); w.text(m.name); w.u32(UInt32(m.dataFingerprint.count)); w.bytes(m.dataFingerprint)
+            w.u32(m.inputWidth); w.u32(m.classes)
+        case .welcome(let m):
+            w.u32(m.workerIndex); w.text(m.configuration)
+        case .refuse(let m):
+            w.text(m.reason)
+        case .task(let m):
+            w.u64(m.step); w.u32(m.epoch); w.u32(m.start); w.u32(m.count); w.u32(m.firstRow)
+            return [.bytes(w.buffer), .floats(m.parameters), .floats(m.state)]
+        case .gradient(let m):
+            w.u64(m.step); w.u32(m.start); w.u32(m.count); w.u32(m.correct); w.u64(m.lossSum.bitPattern)
+            return [.bytes(w.buffer), .floats(m.gradient), .floats(m.state)]
+        case .heartbeat(let m):
+            w.u64(m.session)
+        case .error(let m):
+            w.u16(m.code.rawValue); w.text(m.text)
+        case .shutdown(let m):
+            w.text(m.reason)
+        }
+        return [.bytes(w.buffer)]
+    }
+
+    public static func decode(_ frames: [Frame]) throws -> Message {
+        guard let first = frames.first else { throw ProtocolError("empty message") }
+        guard case .bytes(let header) = first else { throw ProtocolError("frame 0 must be bytes") }
+        guard header.count >= 4 else { throw ProtocolError("frame 0 has \(header.count) bytes, fewer than the 4-byte header") }
+        guard Array(header[0..<2]) == magic else {
+            throw ProtocolError("frame 0 does not start with \"NN\" (0x\(hex(header[0]))\(hex(header[1]))): not an nn message")
+        }
+        guard header[2] == version else {
+            throw ProtocolError("protocol version \(header[2]) is not supported (this side speaks version \(version))", peerVersion: header[2])
+        }
+        guard let type = MessageType(rawValue: header[3]) else { throw ProtocolError("unknown message type \(header[3])") }
+        let expectedFrames = type == .task || type == .gradient ? 3 : 1
+        guard frames.count == expectedFrames else {
+            throw ProtocolError("\(type) message has \(frames.count) frames, expected \(expectedFrames)")
+        }
+        var r = Reader(bytes: header, offset: 4, type: type)
+        let message: Message
+        switch type {
+        case .hello:
+            let session = try r.u64(), name = try r.text(limit: maximumText)
+            let length = Int(try r.u32())
+            guard length <= 64 else { throw ProtocolError("hello: fingerprint of \(length) bytes (at most 64)") }
+            message = .hello(Hello(session: session, name: name, dataFingerprint: try r.bytes(length), inputWidth: try r.u32(), classes: try r.u32()))
+        case .welcome:
+            message = .welcome(Welcome(workerIndex: try r.u32(), configuration: try r.text(limit: maximumConfiguration)))
+        case .refuse:
+            message = .refuse(Refuse(reason: try r.text(limit: maximumText)))
+        case .task:
+            message = .task(Task(step: try r.u64(), epoch: try r.u32(), start: try r.u32(), count: try r.u32(), firstRow: try r.u32(),
+                                 parameters: try floats(frames[1], "parameters"), state: try floats(frames[2], "state")))
+        case .gradient:
+            message = .gradient(GradientResult(step: try r.u64(), start: try r.u32(), count: try r.u32(), correct: try r.u32(),
+                                               lossSum: Double(bitPattern: try r.u64()),
+                                               gradient: try floats(frames[1], "gradient"), state: try floats(frames[2], "state")))
+        case .heartbeat:
+            message = .heartbeat(Heartbeat(session: try r.u64()))
+        case .error:
+            let raw = try r.u16()
+            guard let code = ErrorReport.Code(rawValue: raw) else { throw ProtocolError("error: unknown code \(raw)") }
+            message = .error(ErrorReport(code: code, text: try r.text(limit: maximumText)))
+        case .shutdown:
+            message = .shutdown(Shutdown(reason: try r.text(limit: maximumText)))
+        }
+        guard r.offset == header.count else {
+            throw ProtocolError("\(type): \(header.count - r.offset) unexpected bytes after the fields")
+        }
+        return message
+    }
+
+    static func floats(_ frame: Frame, _ what: String) throws -> [Float] {
+        switch frame {
+        case .floats(let f):
+            return f
+        case .bytes(let b):
+            guard b.count % 4 == 0 else { throw ProtocolError("\(what) frame has \(b.count) bytes, not a whole number of float32") }
+            var f = [Float](repeating: 0, count: b.count / 4)
+            f.withUnsafeMutableBytes { out in b.withUnsafeBytes { out.copyMemory(from: $0) } }
+            return f
+        }
+    }
+
+    static func hex(_ b: UInt8) -> String { (b < 16 ? "0" : "") + String(b, radix: 16) }
+
+    struct Writer {
+        var buffer: [UInt8] = []
+        mutating func bytes(_ b: [UInt8]) { buffer += b }
+        mutating func u8(_ v: UInt8) { buffer.append(v) }
+        mutating func u16(_ v: UInt16) { withUnsafeBytes(of: v.littleEndian) { buffer += $0 } }
+        mutating func u32(_ v: UInt32) { withUnsafeBytes(of: v.littleEndian) { buffer += $0 } }
+        mutating func u64(_ v: UInt64) { withUnsafeBytes(of: v.littleEndian) { buffer += $0 } }
+        mutating func text(_ s: String) { let b = Array(s.utf8); u32(UInt32(b.count)); buffer += b }
+    }
+
+    struct Reader {
+        let bytes: [UInt8]
+        var offset: Int
+        let type: MessageType
+
+        mutating func bytes(_ n: Int) throws -> [UInt8] {
+            guard n >= 0, bytes.count - offset >= n else {
+                throw ProtocolError("\(type): header ends at byte \(bytes.count), a field needs bytes \(offset)..<\(offset + n)")
+            }
+            defer { offset += n }
+            return Array(bytes[offset..<(offset + n)])
+        }
+        mutating func integer<T: FixedWidthInteger>(_: T.Type) throws -> T {
+            let b = try bytes(MemoryLayout<T>.size)
+            return b.reversed().reduce(T(0)) { $0 << 8 | T($1) }
+        }
+        mutating func u16() throws -> UInt16 { try integer(UInt16.self) }
+        mutating func u32() throws -> UInt32 { try integer(UInt32.self) }
+        mutating func u64() throws -> UInt64 { try integer(UInt64.self) }
+        mutating func text(limit: Int) throws -> String {
+            let n = Int(try u32())
+            guard n <= limit else { throw ProtocolError("\(type): string of \(n) bytes exceeds the \(limit)-byte limit") }
+            let b = try bytes(n)
+            guard let s = String(validating: b, as: UTF8.self) else { throw ProtocolError("\(type): string is not valid UTF-8") }
+            return s
+        }
+    }
+}
