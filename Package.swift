@@ -27,6 +27,9 @@ let package = Package(
         .target(name: "NNCore", dependencies: ["CBLAS", "CKernels"]),
         .target(name: "NNData", dependencies: ["CZlib", "NNCore"]),
         .target(name: "NNProtocol"),
+        .target(
+            name: "NNCluster",
+            dependencies: ["NNCore", "NNData", "NNProtocol", "CZmq", .product(name: "Logging", package: "swift-log")]),
         .executableTarget(
             name: "nn",
             dependencies: [
@@ -38,6 +41,9 @@ let package = Package(
         .testTarget(name: "NNCoreTests", dependencies: ["NNCore"]),
         .testTarget(name: "NNDataTests", dependencies: ["NNData", "CZlib"]),
         .testTarget(name: "NNProtocolTests", dependencies: ["NNProtocol"]),
+        .testTarget(
+            name: "NNClusterTests",
+            dependencies: ["NNCluster", "NNCore", "NNData", "NNProtocol", .product(name: "Logging", package: "swift-log")]),
         .testTarget(name: "nnTests", dependencies: ["nn", "NNData"]),
     ]
 )

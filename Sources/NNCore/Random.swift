@@ -71,3 +71,11 @@ public struct SeededRandom: Sendable {
         }
     }
 }
+
+/// The order in which an epoch visits the training samples: a seeded shuffle, the same in every process.
+public func epochOrder(seed: UInt64, epoch: Int, count: Int) -> [Int] {
+    var order = Array(0..<count)
+    var rng = SeededRandom(seed: seed, stream: 0x5348_5546, UInt64(epoch))
+    rng.shuffle(&order)
+    return order
+}

@@ -90,10 +90,11 @@ public final class Trainer {
 
     /// Forward and backward on one batch; leaves the gradient of the mean loss in `network.gradients`.
     /// Returns the mean loss and the number of correctly classified samples.
-    /// `firstRow` places the batch within a larger global batch (see `Pass.firstRow`).
-    public func computeGradients(x: UnsafePointer<Float>, labels: UnsafePointer<Int32>, batch: Int, firstRow: Int = 0) -> (loss: Double, correct: Int) {
+    /// `step` (default: the trainer's own) and `firstRow` place the batch within a run and within a larger
+    /// global batch, for the dropout masks (see `Pass`).
+    public func computeGradients(x: UnsafePointer<Float>, labels: UnsafePointer<Int32>, batch: Int, step: Int? = nil, firstRow: Int = 0) -> (loss: Double, correct: Int) {
         let classes = network.spec.classes
-        let logits = network.forward(x, batch: batch, pass: .training(seed: seed, step: UInt64(step), firstRow: firstRow))
+        let logits = network.forward(x, batch: batch, pass: .training(seed: seed, step: UInt64(step ?? self.step), firstRow: firstRow))
         let dLogits = logitGradient.rows(batch)
         let loss = network.spec.loss.evaluate(logits: logits, labels: labels, batch: batch, classes: classes, gradient: dLogits)
         var correct = 0
@@ -157,4 +158,9 @@ public final class Trainer {
         }
         return state
     }
+}
+
+extension Duration {
+    /// The duration as floating-point seconds, for rates and reports.
+    public var seconds: Double { Double(components.seconds) + Double(components.attoseconds) * 1e-18 }
 }

@@ -46,6 +46,13 @@ public struct Dataset: BatchSource, Sendable {
         return Dataset(name: name, images: images, labels: indices.map { labels[$0] }, rows: rows, columns: columns, classes: classes)
     }
 
+    /// SHA-256 of the shape, labels and pixels: two processes with equal fingerprints train on the same data.
+    public var fingerprint: [UInt8] {
+        var header: [UInt8] = []
+        for v in [sampleCount, rows, columns, classes] { withUnsafeBytes(of: UInt32(v).littleEndian) { header += $0 } }
+        return SHA256.digest(header + SHA256.digest(labels) + SHA256.digest(images))
+    }
+
     public func gather(_ indices: ArraySlice<Int>, into x: UnsafeMutablePointer<Float>, labels out: UnsafeMutablePointer<Int32>) {
         let width = inputWidth
         let scale: Float = 1 / 255

@@ -92,13 +92,17 @@ public struct GradientResult: Equatable, Sendable {
     /// Correctly classified samples of the slice, and the sum of their losses, for the coordinator's metrics.
     public var correct: UInt32
     public var lossSum: Double
+    /// Time the worker spent computing, so the coordinator can tell compute from communication.
+    public var computeNanoseconds: UInt64
     /// Gradient of the slice's mean loss.
     public var gradient: [Float]
     /// Running statistics after the slice's forward pass (empty without batch norm).
     public var state: [Float]
 
-    public init(step: UInt64, start: UInt32, count: UInt32, correct: UInt32, lossSum: Double, gradient: [Float], state: [Float]) {
+    public init(step: UInt64, start: UInt32, count: UInt32, correct: UInt32, lossSum: Double, computeNanoseconds: UInt64,
+                gradient: [Float], state: [Float]) {
         self.step = step; self.start = start; self.count = count; self.correct = correct; self.lossSum = lossSum
+        self.computeNanoseconds = computeNanoseconds
         self.gradient = gradient; self.state = state
     }
 }

@@ -49,7 +49,7 @@ public enum WireCodec {
             w.u64(m.step); w.u32(m.epoch); w.u32(m.start); w.u32(m.count); w.u32(m.firstRow)
             return [.bytes(w.buffer), .floats(m.parameters), .floats(m.state)]
         case .gradient(let m):
-            w.u64(m.step); w.u32(m.start); w.u32(m.count); w.u32(m.correct); w.u64(m.lossSum.bitPattern)
+            w.u64(m.step); w.u32(m.start); w.u32(m.count); w.u32(m.correct); w.u64(m.lossSum.bitPattern); w.u64(m.computeNanoseconds)
             return [.bytes(w.buffer), .floats(m.gradient), .floats(m.state)]
         case .heartbeat(let m):
             w.u64(m.session)
@@ -93,7 +93,7 @@ public enum WireCodec {
                                  parameters: try floats(frames[1], "parameters"), state: try floats(frames[2], "state")))
         case .gradient:
             message = .gradient(GradientResult(step: try r.u64(), start: try r.u32(), count: try r.u32(), correct: try r.u32(),
-                                               lossSum: Double(bitPattern: try r.u64()),
+                                               lossSum: Double(bitPattern: try r.u64()), computeNanoseconds: try r.u64(),
                                                gradient: try floats(frames[1], "gradient"), state: try floats(frames[2], "state")))
         case .heartbeat:
             message = .heartbeat(Heartbeat(session: try r.u64()))

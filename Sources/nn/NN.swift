@@ -69,9 +69,6 @@ enum Format {
     static func rate(_ x: Double) -> String { x >= 1e6 ? String(format: "%.2fM", x / 1e6) : x >= 1e3 ? String(format: "%.1fk", x / 1e3) : String(format: "%.0f", x) }
 }
 
-extension Duration {
-    var seconds: Double { Double(components.seconds) + Double(components.attoseconds) * 1e-18 }
-}
 
 /// Peak resident set size of this process, in bytes.
 func peakResidentBytes() -> Int {

@@ -58,9 +58,7 @@ struct Train: AsyncParsableCommand {
         var metricLines: [String] = []
         var evaluation = network.evaluate(test)
         for epoch in 1...epochs {
-            var rng = SeededRandom(seed: seed, stream: 0x5348_5546, UInt64(epoch))
-            var order = Array(0..<train.sampleCount)
-            rng.shuffle(&order)
+            let order = epochOrder(seed: seed, epoch: epoch, count: train.sampleCount)
             var bar = ProgressBar(label: "epoch \(epoch)/\(epochs)", total: order.count)
             let start = ContinuousClock.now
             let result = try trainer.trainEpoch(train, order: order, batchSize: batch, buffer: buffer, epochs: epochs) { p in

@@ -7,7 +7,7 @@ let samples: [Message] = [
     .welcome(Welcome(workerIndex: 3, configuration: #"{"seed":1}"#)),
     .refuse(Refuse(reason: "protocol version 2 is not supported")),
     .task(Task(step: 1 << 40, epoch: 2, start: 128, count: 64, firstRow: 64, parameters: [1, -2.5, .leastNonzeroMagnitude], state: [])),
-    .gradient(GradientResult(step: 7, start: 0, count: 32, correct: 30, lossSum: 3.25, gradient: [0.5, -0.25], state: [1, 2])),
+    .gradient(GradientResult(step: 7, start: 0, count: 32, correct: 30, lossSum: 3.25, computeNanoseconds: 123_456, gradient: [0.5, -0.25], state: [1, 2])),
     .heartbeat(Heartbeat(session: 42)),
     .error(ErrorReport(code: .notRegistered, text: "who are you?")),
     .shutdown(Shutdown(reason: "done")),

@@ -1,0 +1,180 @@
+import Foundation
+import Logging
+import NNCore
+import NNData
+import NNProtocol
+
+public struct WorkerError: Error, CustomStringConvertible {
+    public let description: String
+    public init(_ description: String) { self.description = description }
+}
+
+/// A worker's side of a run: registers, computes the gradients it is asked for on its copy of the data, and
+/// stops on shutdown. It exits with an error when refused, or when the coordinator stays silent past the timeout.
+public final class Worker {
+    public struct Settings: Sendable {
+        public var name: String
+        /// How long to wait for a welcome before giving up.
+        public var registrationTimeout: Duration
+        /// Silence from the coordinator longer than this ends the run (once registered, the coordinator's own
+        /// timeout, sent in the welcome, applies instead).
+        public var timeout: Duration
+
+        public init(name: String, registrationTimeout: Duration = .seconds(30), timeout: Duration = .seconds(10)) {
+            self.name = name; self.registrationTimeout = registrationTimeout; self.timeout = timeout
+        }
+    }
+
+    private let transport: ClientTransport
+    private let data: Dataset
+    private let fingerprint: [UInt8]
+    public let session: UInt64
+    private let settings: Settings
+    private var logger: Logger
+    /// Gradients computed so far.
+    public private(set) var tasksDone = 0
+
+    public init(transport: ClientTransport, data: Dataset, fingerprint: [UInt8], session: UInt64, settings: Settings, logger: Logger) {
+        self.transport = transport; self.data = data; self.fingerprint = fingerprint
+        self.session = session; self.settings = settings; self.logger = logger
+    }
+
+    /// The state a run needs once welcomed.
+    private final class Session {
+        let configuration: RunConfiguration
+        let trainer: Trainer
+        let buffer: BatchBuffer
+        var epoch = 0
+        var order: [Int] = []
+        init(configuration: RunConfiguration, trainer: Trainer, buffer: BatchBuffer) {
+            self.configuration = configuration; self.trainer = trainer; self.buffer = buffer
+        }
+    }
+
+    /// Runs until the coordinator says shutdown; returns its reason.
+    @discardableResult
+    public func run() throws -> String {
+        var session = try registerAndWelcome()
+        var heartbeat = Duration.seconds(session.configuration.heartbeatSeconds)
+        var timeout = Duration.seconds(session.configuration.timeoutSeconds)
+        var lastHeard = ContinuousClock.now, lastSent = ContinuousClock.now
+        while true {
+            guard let frames = try transport.receive(timeout: heartbeat) else {
+                if ContinuousClock.now - lastHeard > timeout {
+                    throw WorkerError("the coordinator has been silent for \(timeout); giving up")
+                }
+                if ContinuousClock.now - lastSent >= heartbeat {
+                    try send(.heartbeat(Heartbeat(session: self.session)))
+                    lastSent = .now
+                }
+                continue
+            }
+            lastHeard = .now
+            let message: Message
+            do {
+                message = try WireCodec.decode(frames)
+            } catch {
+                logger.warning("rejected a malformed message from the coordinator: \(error)")
+                try send(.error(ErrorReport(code: .badMessage, text: "\(error)")))
+                continue
+            }
+            switch message {
+            case .task(let task):
+                do {
+                    try send(.gradient(try compute(task, in: session)))
+                    lastSent = .now
+                    tasksDone += 1
+                } catch let error as WorkerError {
+                    logger.warning("rejected task for step \(task.step): \(error)")
+                    try send(.error(ErrorReport(code: .badMessage, text: error.description)))
+                }
+            case .heartbeat, .welcome:
+                continue
+            case .shutdown(let shutdown):
+                logger.info("coordinator says shutdown: \(shutdown.reason)")
+                return shutdown.reason
+            case .refuse(let refuse):
+                throw WorkerError("the coordinator refused this worker: \(refuse.reason)")
+            case .error(let report) where report.code == .notRegistered:
+                logger.warning("the coordinator no longer knows this worker (\(report.text)); registering again")
+                session = try registerAndWelcome()
+                heartbeat = .seconds(session.configuration.heartbeatSeconds)
+                timeout = .seconds(session.configuration.timeoutSeconds)
+                lastHeard = .now
+            case .error(let report):
+                logger.warning("coordinator reports: \(report.text)")
+            case .hello, .gradient:
+                logger.warning("rejected a \(message.type) message: only workers send those")
+            }
+        }
+    }
+
+    private func send(_ message: Message) throws { try transport.send(WireCodec.encode(message)) }
+
+    /// Says hello (again every second, in case the coordinator was not up yet) until welcomed or refused.
+    private func registerAndWelcome() throws -> Session {
+        let hello = Message.hello(Hello(session: session, name: settings.name, dataFingerprint: fingerprint,
+                                        inputWidth: UInt32(data.inputWidth), classes: UInt32(data.classes)))
+        let deadline = ContinuousClock.now + settings.registrationTimeout
+        var nextHello = ContinuousClock.now
+        while ContinuousClock.now < deadline {
+            if ContinuousClock.now >= nextHello {
+                try send(hello)
+                nextHello = .now + .seconds(1)
+            }
+            guard let frames = try transport.receive(timeout: .milliseconds(100)) else { continue }
+            switch try? WireCodec.decode(frames) {
+            case .welcome(let welcome):
+                return try start(welcome)
+            case .refuse(let refuse):
+                throw WorkerError("the coordinator refused this worker: \(refuse.reason)")
+            default:
+                continue
+            }
+        }
+        throw WorkerError("no answer from the coordinator within \(settings.registrationTimeout); is it running and reachable?")
+    }
+
+    private func start(_ welcome: Welcome) throws -> Session {
+        let configuration: RunConfiguration
+        do {
+            configuration = try JSONDecoder().decode(RunConfiguration.self, from: Data(welcome.configuration.utf8))
+            try configuration.model.validate()
+        } catch {
+            throw WorkerError("the coordinator's run configuration is not usable: \(error)")
+        }
+        guard configuration.model.inputWidth == data.inputWidth, configuration.model.classes == data.classes else {
+            throw WorkerError("the model (\(configuration.model.description)) does not fit this worker's data (\(data.inputWidth) inputs, \(data.classes) classes)")
+        }
+        logger.info("registered as worker #\(welcome.workerIndex): \(configuration.mode) training of \(configuration.model.description)")
+        let network = Network(spec: configuration.model)
+        let trainer = Trainer(network: network, optimizer: OptimizerSettings(kind: .sgd), schedule: LearningRateSchedule(base: 0),
+                              seed: configuration.seed)
+        return Session(configuration: configuration, trainer: trainer, buffer: BatchBuffer(capacity: configuration.globalBatch, inputWidth: data.inputWidth))
+    }
+
+    private func compute(_ task: Task, in session: Session) throws -> GradientResult {
+        let started = ContinuousClock.now
+        let network = session.trainer.network
+        let start = Int(task.start), count = Int(task.count)
+        guard task.epoch >= 1, count >= 1, count <= session.buffer.capacity, start + count <= data.sampleCount,
+              Int(task.firstRow) + count <= session.configuration.globalBatch else {
+            throw WorkerError("task slice \(start)..<\(start + count) of epoch \(task.epoch) does not fit \(data.sampleCount) samples and batch \(session.configuration.globalBatch)")
+        }
+        guard task.parameters.count == network.parameterCount, task.state.count == network.state.count else {
+            throw WorkerError("task carries \(task.parameters.count) parameters and \(task.state.count) state values; the model has \(network.parameterCount) and \(network.state.count)")
+        }
+        if session.epoch != Int(task.epoch) {
+            session.order = epochOrder(seed: session.configuration.seed, epoch: Int(task.epoch), count: data.sampleCount)
+            session.epoch = Int(task.epoch)
+        }
+        task.parameters.withUnsafeBufferPointer { network.parameters.base.update(from: $0.baseAddress!, count: $0.count) }
+        task.state.withUnsafeBufferPointer { if let base = $0.baseAddress { network.state.base.update(from: base, count: $0.count) } }
+        data.gather(session.order[start..<(start + count)], into: session.buffer.x.base, labels: session.buffer.labels)
+        let (loss, correct) = session.trainer.computeGradients(x: session.buffer.x.base, labels: session.buffer.labels, batch: count,
+                                                               step: Int(task.step), firstRow: Int(task.firstRow))
+        return GradientResult(step: task.step, start: task.start, count: task.count, correct: UInt32(correct), lossSum: loss * Double(count),
+                              computeNanoseconds: UInt64(started.duration(to: .now).seconds * 1e9),
+                              gradient: network.gradients.array, state: network.state.array)
+    }
+}

@@ -1,0 +1,206 @@
+import CZmq
+import Foundation
+import NNProtocol
+
+/// A libzmq socket: options, multipart send (float frames without copying) and timed multipart receive.
+/// Not thread-safe, as libzmq sockets are not: one owner thread at a time.
+final class ZmqSocket {
+    /// One context per process; its I/O thread serves every socket.
+    nonisolated(unsafe) static let context: UnsafeMutableRawPointer = zmq_ctx_new()!
+
+    private var handle: UnsafeMutableRawPointer?
+    let endpoint: String
+
+    init(type: Int32, endpoint: String) throws {
+        guard let socket = zmq_socket(ZmqSocket.context, type) else { throw ZmqSocket.error("create a socket for \(endpoint)") }
+        handle = socket
+        self.endpoint = endpoint
+    }
+
+    deinit { close() }
+
+    func close() {
+        if let handle { zmq_close(handle) }
+        handle = nil
+    }
+
+    static func error(_ action: String) -> TransportError {
+        TransportError("cannot \(action): \(String(cString: zmq_strerror(zmq_errno())))")
+    }
+
+    func set(_ option: Int32, _ value: Int32) throws {
+        var v = value
+        guard zmq_setsockopt(handle, option, &v, MemoryLayout<Int32>.size) == 0 else { throw ZmqSocket.error("set option \(option)") }
+    }
+
+    func set(_ option: Int32, _ value: Int64) throws {
+        var v = value
+        guard zmq_setsockopt(handle, option, &v, MemoryLayout<Int64>.size) == 0 else { throw ZmqSocket.error("set option \(option)") }
+    }
+
+    func set(_ option: Int32, bytes: [UInt8]) throws {
+        guard bytes.withUnsafeBytes({ zmq_setsockopt(handle, option, $0.baseAddress, $0.count) }) == 0 else {
+            throw ZmqSocket.error("set option \(option)")
+        }
+    }
+
+    func bind() throws {
+        guard zmq_bind(handle, endpoint) == 0 else { throw ZmqSocket.error("bind \(endpoint)") }
+    }
+
+    func connect() throws {
+        guard zmq_connect(handle, endpoint) == 0 else { throw ZmqSocket.error("connect to \(endpoint)") }
+    }
+
+    /// The endpoint actually bound (with the port the system chose for "tcp://127.0.0.1:*").
+    var lastEndpoint: String {
+        var buffer = [CChar](repeating: 0, count: 256)
+        var size = buffer.count
+        zmq_getsockopt(handle, ZMQ_LAST_ENDPOINT, &buffer, &size)
+        return String(decoding: buffer.prefix { $0 != 0 }.map { UInt8(bitPattern: $0) }, as: UTF8.self)
+    }
+
+    /// Sends `frames` as one multipart message. Float frames go out without a copy: libzmq holds a retain on
+    /// the array until its I/O thread is done with it, and releases it through the free function.
+    func send(_ frames: [Frame], prefix: [UInt8]? = nil) throws {
+        var parts: [Frame] = []
+        if let prefix { parts.append(.bytes(prefix)) }
+        parts += frames
+        for (i, frame) in parts.enumerated() {
+            var message = zmq_msg_t()
+            switch frame {
+            case .bytes(let bytes):
+                guard zmq_msg_init_size(&message, bytes.count) == 0 else { throw ZmqSocket.error("allocate a message") }
+                if !bytes.isEmpty { bytes.withUnsafeBytes { _ = memcpy(zmq_msg_data(&message), $0.baseAddress!, $0.count) } }
+            case .floats(let floats) where floats.isEmpty:
+                zmq_msg_init(&message)
+            case .floats(let floats):
+                let box = Unmanaged.passRetained(FloatsBox(floats))
+                let base = box.takeUnretainedValue().base
+                guard zmq_msg_init_data(&message, base, floats.count * 4, { _, hint in
+                    Unmanaged<FloatsBox>.fromOpaque(hint!).release()
+                }, box.toOpaque()) == 0 else {
+                    box.release()
+                    throw ZmqSocket.error("wrap a message")
+                }
+            }
+            let flags: Int32 = i < parts.count - 1 ? ZMQ_SNDMORE : 0
+            while zmq_msg_send(&message, handle, flags) < 0 {
+                if zmq_errno() == EINTR { continue }
+                let error = ZmqSocket.error("send to \(endpoint)")
+                zmq_msg_close(&message)
+                throw error
+            }
+        }
+    }
+
+    /// The next multipart message, or nil after `timeout`.
+    func receive(timeout: Duration) throws -> [[UInt8]]? {
+        var item = zmq_pollitem_t(socket: handle, fd: 0, events: Int16(ZMQ_POLLIN), revents: 0)
+        let milliseconds = Int(timeout.components.seconds * 1000 + timeout.components.attoseconds / 1_000_000_000_000_000)
+        let ready = zmq_poll(&item, 1, milliseconds)
+        if ready < 0 {
+            if zmq_errno() == EINTR { return nil }
+            throw ZmqSocket.error("poll \(endpoint)")
+        }
+        guard ready > 0 else { return nil }
+        var parts: [[UInt8]] = []
+        var more: Int32 = 1
+        while more != 0 {
+            var message = zmq_msg_t()
+            zmq_msg_init(&message)
+            defer { zmq_msg_close(&message) }
+            while zmq_msg_recv(&message, handle, 0) < 0 {
+                if zmq_errno() == EINTR { continue }
+                throw ZmqSocket.error("receive from \(endpoint)")
+            }
+            let size = zmq_msg_size(&message)
+            parts.append(size == 0 ? [] : Array(UnsafeRawBufferPointer(start: zmq_msg_data(&message), count: size)))
+            more = zmq_msg_more(&message)
+        }
+        return parts
+    }
+}
+
+/// Keeps a float array, and so its storage, alive while libzmq sends it.
+final class FloatsBox {
+    let values: [Float]
+    let base: UnsafeMutableRawPointer
+    init(_ values: [Float]) {
+        self.values = values
+        // The array is never mutated while boxed, so its storage stays put for the box's lifetime.
+        base = values.withUnsafeBufferPointer { UnsafeMutableRawPointer(mutating: $0.baseAddress!) }
+    }
+}
+
+/// Socket settings chosen for a training cluster.
+public struct ZmqSettings: Sendable {
+    /// Largest message a peer may send; bigger ones make libzmq drop the connection. Set from the model size.
+    public var maximumMessageBytes: Int64
+    /// How long closing waits to deliver queued messages (the shutdown notices).
+    public var lingerMilliseconds: Int32 = 1000
+    /// First and longest wait between reconnection attempts.
+    public var reconnectMilliseconds: Int32 = 100
+    public var reconnectMaximumMilliseconds: Int32 = 2000
+    /// A blocked send gives up after this long instead of hanging.
+    public var sendTimeoutMilliseconds: Int32 = 10_000
+
+    public init(maximumMessageBytes: Int64) { self.maximumMessageBytes = maximumMessageBytes }
+}
+
+/// The coordinator's ROUTER socket.
+public final class ZmqServer: ServerTransport {
+    private let socket: ZmqSocket
+
+    /// Binds `endpoint`, e.g. "tcp://*:5555" or "tcp://127.0.0.1:*".
+    public init(bind endpoint: String, settings: ZmqSettings) throws {
+        socket = try ZmqSocket(type: ZMQ_ROUTER, endpoint: endpoint)
+        try socket.set(ZMQ_MAXMSGSIZE, settings.maximumMessageBytes)
+        try socket.set(ZMQ_LINGER, settings.lingerMilliseconds)
+        try socket.set(ZMQ_SNDTIMEO, settings.sendTimeoutMilliseconds)
+        // An unroutable send is an error (the worker is gone), not a silent drop.
+        try socket.set(ZMQ_ROUTER_MANDATORY, Int32(1))
+        // A worker that reconnects with its routing id takes over its old connection.
+        try socket.set(ZMQ_ROUTER_HANDOVER, Int32(1))
+        try socket.bind()
+    }
+
+    /// The bound endpoint, with the port the system picked for a wildcard.
+    public var endpoint: String { socket.lastEndpoint }
+
+    public func send(_ frames: [Frame], to peer: PeerID) throws {
+        try socket.send(frames, prefix: peer.bytes)
+    }
+
+    public func receive(timeout: Duration) throws -> (peer: PeerID, frames: [Frame])? {
+        guard let parts = try socket.receive(timeout: timeout) else { return nil }
+        guard let identity = parts.first, !identity.isEmpty else { return nil }
+        return (PeerID(identity), parts.dropFirst().map { .bytes($0) })
+    }
+
+    public func close() { socket.close() }
+}
+
+/// A worker's DEALER socket, with a routing id derived from its session so that a reconnection keeps its identity.
+public final class ZmqClient: ClientTransport {
+    private let socket: ZmqSocket
+
+    public init(connect endpoint: String, identity: [UInt8], settings: ZmqSettings) throws {
+        socket = try ZmqSocket(type: ZMQ_DEALER, endpoint: endpoint)
+        try socket.set(ZMQ_ROUTING_ID, bytes: identity)
+        try socket.set(ZMQ_MAXMSGSIZE, settings.maximumMessageBytes)
+        try socket.set(ZMQ_LINGER, settings.lingerMilliseconds)
+        try socket.set(ZMQ_SNDTIMEO, settings.sendTimeoutMilliseconds)
+        try socket.set(ZMQ_RECONNECT_IVL, settings.reconnectMilliseconds)
+        try socket.set(ZMQ_RECONNECT_IVL_MAX, settings.reconnectMaximumMilliseconds)
+        try socket.connect()
+    }
+
+    public func send(_ frames: [Frame]) throws { try socket.send(frames) }
+
+    public func receive(timeout: Duration) throws -> [Frame]? {
+        try socket.receive(timeout: timeout).map { $0.map { .bytes($0) } }
+    }
+
+    public func close() { socket.close() }
+}
