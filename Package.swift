@@ -6,6 +6,8 @@ let package = Package(
     platforms: [.macOS(.v13)],
     products: [
         .executable(name: "nn", targets: ["nn"]),
+        .executable(name: "nn-coordinator", targets: ["nn-coordinator"]),
+        .executable(name: "nn-worker", targets: ["nn-worker"]),
         .library(name: "NNCore", targets: ["NNCore"]),
         .library(name: "NNData", targets: ["NNData"]),
     ],
@@ -24,19 +26,24 @@ let package = Package(
         .target(
             name: "CKernels",
             cSettings: [.unsafeFlags(["-O3", "-fno-math-errno", "-ffp-contract=off"])]),
+        .target(name: "CSystem"),
         .target(name: "NNCore", dependencies: ["CBLAS", "CKernels"]),
         .target(name: "NNData", dependencies: ["CZlib", "NNCore"]),
         .target(name: "NNProtocol"),
         .target(
             name: "NNCluster",
             dependencies: ["NNCore", "NNData", "NNProtocol", "CZmq", .product(name: "Logging", package: "swift-log")]),
-        .executableTarget(
-            name: "nn",
+        .target(
+            name: "NNCommands",
             dependencies: [
-                "NNCore", "NNData",
+                "NNCore", "NNData", "NNProtocol", "NNCluster", "CSystem",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Logging", package: "swift-log"),
             ]),
+        // Thin executables over the commands.
+        .executableTarget(name: "nn", dependencies: ["NNCommands"]),
+        .executableTarget(name: "nn-coordinator", dependencies: ["NNCommands"]),
+        .executableTarget(name: "nn-worker", dependencies: ["NNCommands"]),
 
         .testTarget(name: "NNCoreTests", dependencies: ["NNCore"]),
         .testTarget(name: "NNDataTests", dependencies: ["NNData", "CZlib"]),
@@ -44,6 +51,6 @@ let package = Package(
         .testTarget(
             name: "NNClusterTests",
             dependencies: ["NNCluster", "NNCore", "NNData", "NNProtocol", .product(name: "Logging", package: "swift-log")]),
-        .testTarget(name: "nnTests", dependencies: ["nn", "NNData"]),
+        .testTarget(name: "nnTests", dependencies: ["nn", "nn-coordinator", "nn-worker", "NNData"]),
     ]
 )

@@ -176,12 +176,16 @@ public final class Coordinator {
 
     // MARK: Rounds
 
-    /// Sends the round's work and waits for every piece, handing a lost worker's pieces to the others.
+    /// Sends the round's work and waits for every piece, handing a lost worker's pieces to the others. A worker
+    /// is lost when it goes silent, cannot be reached, or leaves a piece unanswered for the worker timeout (a
+    /// peer that keeps talking but never delivers must not stall the run).
     private func collect(round: Int) throws {
         var pending: [Int: Assignment] = [:]
+        var sentAt: [Int: ContinuousClock.Instant] = [:]
         func dispatch(_ assignments: [Assignment]) {
             for a in assignments {
                 pending[a.key] = a
+                sentAt[a.key] = .now
                 if let worker = workers[a.worker] { send(a.message, to: worker) }
             }
         }
@@ -206,10 +210,15 @@ public final class Coordinator {
                     reject("unexpected \(message.type) from \(workers[peer]?.label ?? "\(peer)") in round \(round)", peer: nil)
                 }
             }
-            let lost = expireAndHeartbeat()
-            if !lost.isEmpty {
+            expireAndHeartbeat()
+            for (key, assignment) in pending where ContinuousClock.now - sentAt[key]! > settings.workerTimeout {
+                if let worker = workers[assignment.worker] { drop(worker, because: "no result within \(settings.workerTimeout)") }
+            }
+            // Work held by workers that are gone (timed out, unreachable, failed) goes to the others.
+            let orphaned = pending.filter { workers[$0.value.worker] == nil }
+            if !orphaned.isEmpty {
                 try requireWorkers()
-                for (key, assignment) in pending where lost.contains(assignment.worker) {
+                for (key, assignment) in orphaned.sorted(by: { $0.key < $1.key }) {
                     pending[key] = nil
                     dispatch(strategy.reassign(assignment, round: round, workers: live.map(\.peer)))
                 }
@@ -271,20 +280,16 @@ public final class Coordinator {
         }
     }
 
-    /// Drops workers not heard from within the timeout, and heartbeats the idle ones. Returns the dropped.
-    @discardableResult
-    private func expireAndHeartbeat() -> Set<PeerID> {
+    /// Drops workers not heard from within the timeout, and heartbeats the idle ones.
+    private func expireAndHeartbeat() {
         let now = ContinuousClock.now
-        var lost: Set<PeerID> = []
         for worker in live {
             if now - worker.lastHeard > settings.workerTimeout {
                 drop(worker, because: "nothing heard for \(settings.workerTimeout)")
-                lost.insert(worker.peer)
             } else if now - worker.lastSent >= settings.heartbeatInterval {
                 send(.heartbeat(Heartbeat(session: 0)), to: worker)
             }
         }
-        return lost
     }
 
     private func drop(_ worker: WorkerRecord, because reason: String) {

@@ -5,7 +5,7 @@ public struct PeerID: Hashable, Sendable, CustomStringConvertible {
     public let bytes: [UInt8]
     public init(_ bytes: [UInt8]) { self.bytes = bytes }
     public var description: String {
-        if let text = String(validating: bytes, as: UTF8.self), !text.isEmpty, text.allSatisfy({ $0.isASCII && ($0.isLetter || $0.isNumber || "-_.:".contains($0)) }) {
+        if let text = String(validating: bytes, as: UTF8.self), !text.isEmpty, text.allSatisfy({ $0.isASCII && ($0.isLetter || $0.isNumber || "-_.:#".contains($0)) }) {
             return text
         }
         return "0x" + bytes.map { ($0 < 16 ? "0" : "") + String($0, radix: 16) }.joined()

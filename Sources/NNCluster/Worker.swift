@@ -59,13 +59,16 @@ public final class Worker {
         var timeout = Duration.seconds(session.configuration.timeoutSeconds)
         var lastHeard = ContinuousClock.now, lastSent = ContinuousClock.now
         while true {
-            guard let frames = try transport.receive(timeout: heartbeat) else {
+            let received = try transport.receive(timeout: heartbeat)
+            // Heartbeat whenever nothing else went out for an interval, even while the coordinator's own
+            // heartbeats keep arriving: each side must hear from the other.
+            if ContinuousClock.now - lastSent >= heartbeat {
+                try send(.heartbeat(Heartbeat(session: self.session)))
+                lastSent = .now
+            }
+            guard let frames = received else {
                 if ContinuousClock.now - lastHeard > timeout {
                     throw WorkerError("the coordinator has been silent for \(timeout); giving up")
-                }
-                if ContinuousClock.now - lastSent >= heartbeat {
-                    try send(.heartbeat(Heartbeat(session: self.session)))
-                    lastSent = .now
                 }
                 continue
             }

@@ -142,7 +142,8 @@ public struct ZmqSettings: Sendable {
     /// First and longest wait between reconnection attempts.
     public var reconnectMilliseconds: Int32 = 100
     public var reconnectMaximumMilliseconds: Int32 = 2000
-    /// A blocked send gives up after this long instead of hanging.
+    /// A worker's blocked send gives up after this long instead of hanging. The coordinator never blocks:
+    /// a peer whose queue is full (1000 messages unread) is unreachable, and the coordinator goes on.
     public var sendTimeoutMilliseconds: Int32 = 10_000
 
     public init(maximumMessageBytes: Int64) { self.maximumMessageBytes = maximumMessageBytes }
@@ -157,7 +158,7 @@ public final class ZmqServer: ServerTransport {
         socket = try ZmqSocket(type: ZMQ_ROUTER, endpoint: endpoint)
         try socket.set(ZMQ_MAXMSGSIZE, settings.maximumMessageBytes)
         try socket.set(ZMQ_LINGER, settings.lingerMilliseconds)
-        try socket.set(ZMQ_SNDTIMEO, settings.sendTimeoutMilliseconds)
+        try socket.set(ZMQ_SNDTIMEO, Int32(0))
         // An unroutable send is an error (the worker is gone), not a silent drop.
         try socket.set(ZMQ_ROUTER_MANDATORY, Int32(1))
         // A worker that reconnects with its routing id takes over its old connection.

@@ -1,3 +1,4 @@
+import CZlib
 import NNCore
 
 /// Labelled 8-bit images. Images stay as bytes in memory (47 MB for MNIST's training set) and become floats
@@ -46,11 +47,18 @@ public struct Dataset: BatchSource, Sendable {
         return Dataset(name: name, images: images, labels: indices.map { labels[$0] }, rows: rows, columns: columns, classes: classes)
     }
 
-    /// SHA-256 of the shape, labels and pixels: two processes with equal fingerprints train on the same data.
+    /// Identifies the data (shape, labels, pixels) so that processes can check they train on the same set.
+    /// CRC-32 of labels and pixels (zlib's, fast enough to run at every start even in a debug build) under a
+    /// SHA-256; it catches different or damaged files, not a forgery.
     public var fingerprint: [UInt8] {
-        var header: [UInt8] = []
-        for v in [sampleCount, rows, columns, classes] { withUnsafeBytes(of: UInt32(v).littleEndian) { header += $0 } }
-        return SHA256.digest(header + SHA256.digest(labels) + SHA256.digest(images))
+        var summary: [UInt8] = []
+        func crc(_ bytes: [UInt8]) -> UInt32 {
+            bytes.withUnsafeBufferPointer { UInt32(crc32_z(0, $0.baseAddress, $0.count)) }
+        }
+        for v in [UInt32(sampleCount), UInt32(rows), UInt32(columns), UInt32(classes), crc(labels), crc(images)] {
+            withUnsafeBytes(of: v.littleEndian) { summary += $0 }
+        }
+        return SHA256.digest(summary)
     }
 
     public func gather(_ indices: ArraySlice<Int>, into x: UnsafeMutablePointer<Float>, labels out: UnsafeMutablePointer<Int32>) {

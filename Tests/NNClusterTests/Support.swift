@@ -58,7 +58,7 @@ struct SyncRun {
     /// A coordinator and N worker threads over `wire`. `sabotage` may act on worker i's transport once it has
     /// done some tasks (e.g. close it, as a killed process would).
     func distributed(workers: Int, data: Dataset, wire: Wire, settings: Coordinator.Settings? = nil,
-                     onRound: ((Int, [ClientTransport]) -> Void)? = nil) throws -> (Network, Coordinator) {
+                     onRound: ((Int, [SilenceableClient]) -> Void)? = nil) throws -> (Network, Coordinator) {
         let trainer = trainer()
         let (server, connect) = try makeNetwork(wire, parameterCount: trainer.network.parameterCount)
         let strategy = SynchronousSGD(trainer: trainer, trainingSamples: data.sampleCount, globalBatch: workers * perWorkerBatch, epochs: epochs)
@@ -71,7 +71,7 @@ struct SyncRun {
             settings: settings ?? .init(expectedWorkers: workers, registrationTimeout: .seconds(20), heartbeatInterval: .milliseconds(50),
                                         workerTimeout: .seconds(2)),
             logger: quiet)
-        let clients = try (0..<workers).map { try connect(UInt64($0 + 1)) }
+        let clients = try (0..<workers).map { SilenceableClient(try connect(UInt64($0 + 1))) }
         let group = DispatchGroup()
         for (i, client) in clients.enumerated() {
             let worker = Worker(transport: client, data: data, fingerprint: fingerprint, session: UInt64(i + 1),
@@ -92,4 +92,29 @@ func relativeDifference(_ a: Network, _ b: Network) -> Double {
     let x = a.parameters.array, y = b.parameters.array
     let scale = y.map { Double(abs($0)) }.max()!
     return zip(x, y).map { Double(abs($0 - $1)) }.max()! / scale
+}
+
+/// Wraps a worker's transport so a test can make the worker go silent, as a hung or cut-off process does,
+/// without touching its socket from another thread.
+final class SilenceableClient: ClientTransport, @unchecked Sendable {
+    private let inner: ClientTransport
+    private let lock = NSLock()
+    private var silent = false
+
+    init(_ inner: ClientTransport) { self.inner = inner }
+
+    func silence() { lock.lock(); silent = true; lock.unlock() }
+    private var isSilent: Bool { lock.lock(); defer { lock.unlock() }; return silent }
+
+    func send(_ frames: [Frame]) throws {
+        if !isSilent { try inner.send(frames) }
+    }
+
+    func receive(timeout: Duration) throws -> [Frame]? {
+        if isSilent {
+            Thread.sleep(forTimeInterval: timeout.seconds)
+            return nil
+        }
+        return try inner.receive(timeout: timeout)
+    }
 }

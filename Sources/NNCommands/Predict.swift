@@ -3,8 +3,9 @@ import Foundation
 import NNCore
 import NNData
 
-struct Predict: AsyncParsableCommand {
-    static let configuration = CommandConfiguration(
+public struct Predict: AsyncParsableCommand {
+    public init() {}
+    public static let configuration = CommandConfiguration(
         abstract: "Classify test-set images by index, or grayscale PGM files, and print the top classes.")
 
     @Option(help: "Checkpoint (safetensors).", completion: .file(extensions: ["safetensors"]))
@@ -25,12 +26,12 @@ struct Predict: AsyncParsableCommand {
     @OptionGroup var dataOptions: DataOptions
     @OptionGroup var global: GlobalOptions
 
-    func validate() throws {
+    public func validate() throws {
         guard !index.isEmpty || !images.isEmpty else { throw ValidationError("give test-set indices (--index 0 1 2) or PGM image files") }
         guard top >= 1 else { throw ValidationError("--top must be at least 1") }
     }
 
-    func run() async throws {
+    public func run() async throws {
         let logger = try global.start("nn.predict")
         let network = try Checkpoint.load(from: model).network
         let spec = network.spec

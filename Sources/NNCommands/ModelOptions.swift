@@ -9,7 +9,7 @@ struct ModelOptions: ParsableArguments {
     @Option(help: "Hidden activation: relu, sigmoid, tanh.")
     var activation: Activation.Kind = .relu
 
-    @Option(help: "Weight init: xavier-uniform, xavier-normal, he-uniform, he-normal (default: he-normal for relu, else xavier-uniform).")
+    @Option(help: "Weight init: xavier-uniform, xavier-normal, he-uniform, he-normal (default: xavier-uniform).")
     var initializer: Initializer?
 
     @Flag(help: "Batch normalisation after every hidden dense layer.")

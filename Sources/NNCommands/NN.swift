@@ -4,12 +4,12 @@ import Logging
 import NNCore
 import NNData
 
-@main
-struct NN: AsyncParsableCommand {
-    static let configuration = CommandConfiguration(
+public struct NN: AsyncParsableCommand {
+    public init() {}
+    public static let configuration = CommandConfiguration(
         commandName: "nn",
         abstract: "Train, evaluate and run multilayer perceptrons on MNIST-style data.",
-        subcommands: [Train.self, Eval.self, Predict.self, Bench.self, DataCommand.self])
+        subcommands: [Train.self, Eval.self, Predict.self, Bench.self, DataCommand.self, Launch.self, CoordinatorCommand.self, WorkerCommand.self])
 }
 
 /// Where the data comes from: `--dataset` and `--data`, with the data set's environment variable and default folder.

@@ -3,19 +3,9 @@ import Foundation
 import NNCore
 import NNData
 
-/// Settings recorded in a checkpoint's metadata, so a model says how it was made.
-struct TrainingRecord: Codable {
-    var dataset: String
-    var optimizer: OptimizerSettings
-    var schedule: LearningRateSchedule
-    var clip: Float?
-    var batch: Int
-    var epochs: Int
-    var seed: UInt64
-}
-
-struct Train: AsyncParsableCommand {
-    static let configuration = CommandConfiguration(abstract: "Train a network on one machine and report test accuracy.")
+public struct Train: AsyncParsableCommand {
+    public init() {}
+    public static let configuration = CommandConfiguration(abstract: "Train a network on one machine and report test accuracy.")
 
     @OptionGroup var modelOptions: ModelOptions
     @OptionGroup var optimization: OptimizationOptions
@@ -37,12 +27,12 @@ struct Train: AsyncParsableCommand {
     @Option(help: "Append one JSON object per epoch to this file.")
     var metrics: String?
 
-    func validate() throws {
+    public func validate() throws {
         guard batch >= 1 else { throw ValidationError("--batch must be at least 1") }
         guard epochs >= 1 else { throw ValidationError("--epochs must be at least 1") }
     }
 
-    func run() async throws {
+    public func run() async throws {
         let logger = try global.start("nn.train")
         let spec = try modelOptions.spec()
         if spec.batchNorm && batch < 2 { throw ValidationError("batch normalisation needs --batch 2 or more") }
@@ -55,7 +45,7 @@ struct Train: AsyncParsableCommand {
         logger.info("model \(spec.description): \(network.parameterCount) parameters; \(optimization.optimizer.rawValue) lr \(optimization.lr), batch \(batch), \(epochs) epochs, seed \(seed)")
 
         let buffer = BatchBuffer(capacity: batch, inputWidth: spec.inputWidth)
-        var metricLines: [String] = []
+        var metrics = MetricsLog(path: self.metrics)
         var evaluation = network.evaluate(test)
         for epoch in 1...epochs {
             let order = epochOrder(seed: seed, epoch: epoch, count: train.sampleCount)
@@ -68,42 +58,21 @@ struct Train: AsyncParsableCommand {
             bar.finish()
             evaluation = network.evaluate(test)
             let samplesPerSecond = Double(result.samples) / seconds
-            print(String(format: "epoch %d/%d  loss %.4f  train acc %@  test loss %.4f  test acc %@  %@ samples/s  %@",
-                         epoch, epochs, result.meanLoss, Format.percent(result.accuracy), evaluation.loss,
-                         Format.percent(evaluation.accuracy), Format.rate(samplesPerSecond), Format.seconds(seconds)))
-            if let metrics {
-                let line: [String: Any] = [
-                    "epoch": epoch, "train_loss": result.meanLoss, "train_accuracy": result.accuracy,
-                    "test_loss": evaluation.loss, "test_accuracy": evaluation.accuracy,
-                    "samples_per_second": samplesPerSecond, "seconds": seconds,
-                    "learning_rate": Double(trainer.learningRate),
-                ]
-                metricLines.append(String(decoding: try JSONSerialization.data(withJSONObject: line, options: [.sortedKeys]), as: UTF8.self))
-                try AtomicFile.write(metricLines.joined(separator: "\n") + "\n", to: metrics)
-            }
+            print(epochLine(epoch, of: epochs, loss: result.meanLoss, accuracy: result.accuracy, test: evaluation,
+                            samplesPerSecond: samplesPerSecond, seconds: seconds))
+            try metrics.append([
+                "epoch": epoch, "train_loss": result.meanLoss, "train_accuracy": result.accuracy,
+                "test_loss": evaluation.loss, "test_accuracy": evaluation.accuracy,
+                "samples_per_second": samplesPerSecond, "seconds": seconds, "learning_rate": Double(trainer.learningRate),
+            ])
         }
-        print("\ntest accuracy \(Format.percent(evaluation.accuracy)) on \(test.sampleCount) images\n")
-        print(evaluation.confusion.report(classNames: dataOptions.dataset.classNames))
+        printFinalReport(evaluation, test: test, classNames: dataOptions.dataset.classNames)
         if let out {
-            let record = TrainingRecord(dataset: dataOptions.dataset.rawValue, optimizer: optimization.settings,
+            let record = TrainingRecord(dataset: dataOptions.dataset.rawValue, mode: "local", optimizer: optimization.settings,
                                         schedule: optimization.learningRate, clip: optimization.clip, batch: batch, epochs: epochs, seed: seed)
-            let metadata = [
-                "training": String(decoding: try JSONEncoder.sorted.encode(record), as: UTF8.self),
-                "test_accuracy": String(format: "%.4f", evaluation.accuracy),
-            ]
-            try Checkpoint(network: network, metadata: metadata).save(to: out)
+            try saveCheckpoint(network, record: record, evaluation: evaluation, to: out)
             logger.info("wrote \(out)")
         }
         logger.info("peak resident memory \(peakResidentBytes() >> 20) MiB")
-    }
-}
-
-/// The model's input and output widths must match the data set's image size and class count.
-func check(_ spec: ModelSpec, fits data: Dataset) throws {
-    guard spec.inputWidth == data.inputWidth else {
-        throw ValidationError("the model takes \(spec.inputWidth) inputs but \(data.name) images have \(data.inputWidth) pixels (\(data.rows)×\(data.columns))")
-    }
-    guard spec.classes == data.classes else {
-        throw ValidationError("the model has \(spec.classes) outputs but \(data.name) has \(data.classes) classes")
     }
 }

@@ -2,8 +2,9 @@ import ArgumentParser
 import NNCore
 import NNData
 
-struct Eval: AsyncParsableCommand {
-    static let configuration = CommandConfiguration(abstract: "Report a checkpoint's accuracy, per-class metrics and confusion matrix on the test set.")
+public struct Eval: AsyncParsableCommand {
+    public init() {}
+    public static let configuration = CommandConfiguration(abstract: "Report a checkpoint's accuracy, per-class metrics and confusion matrix on the test set.")
 
     @Option(help: "Checkpoint to evaluate (safetensors).", completion: .file(extensions: ["safetensors"]))
     var model: String
@@ -11,7 +12,7 @@ struct Eval: AsyncParsableCommand {
     @OptionGroup var dataOptions: DataOptions
     @OptionGroup var global: GlobalOptions
 
-    func run() async throws {
+    public func run() async throws {
         let logger = try global.start("nn.eval")
         let checkpoint = try Checkpoint.load(from: model)
         let (_, test) = try dataOptions.load(logger)

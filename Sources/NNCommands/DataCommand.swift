@@ -1,11 +1,13 @@
 import ArgumentParser
 import NNData
 
-struct DataCommand: AsyncParsableCommand {
-    static let configuration = CommandConfiguration(commandName: "data", abstract: "Get data sets.", subcommands: [Fetch.self])
+public struct DataCommand: AsyncParsableCommand {
+    public init() {}
+    public static let configuration = CommandConfiguration(commandName: "data", abstract: "Get data sets.", subcommands: [Fetch.self])
 
-    struct Fetch: AsyncParsableCommand {
-        static let configuration = CommandConfiguration(
+    public struct Fetch: AsyncParsableCommand {
+        public init() {}
+        public static let configuration = CommandConfiguration(
             abstract: "Download a data set from its public mirrors, or copy it from a folder, verifying every file's SHA-256.")
 
         @Option(help: "Data set: \(DatasetKind.allCases.map(\.rawValue).joined(separator: ", ")).")
@@ -19,7 +21,7 @@ struct DataCommand: AsyncParsableCommand {
 
         @OptionGroup var global: GlobalOptions
 
-        func run() async throws {
+        public func run() async throws {
             let logger = try global.start("nn.data")
             let target = to ?? dataset.defaultDirectory()
             let fetcher = DatasetFetcher(kind: dataset, log: { logger.info("\($0)") })

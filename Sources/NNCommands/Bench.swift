@@ -5,8 +5,9 @@ import NNData
 
 /// Measures the training step against the BLAS it runs on. All figures come from one run, interleaved, so
 /// the ratios hold on a noisy machine even when the absolute numbers move.
-struct Bench: AsyncParsableCommand {
-    static let configuration = CommandConfiguration(
+public struct Bench: AsyncParsableCommand {
+    public init() {}
+    public static let configuration = CommandConfiguration(
         abstract: "Training throughput and effective GFLOP/s against cblas_sgemm on the same shapes and on 1024³.")
 
     @OptionGroup var modelOptions: ModelOptions
@@ -25,7 +26,7 @@ struct Bench: AsyncParsableCommand {
 
     @OptionGroup var global: GlobalOptions
 
-    func run() async throws {
+    public func run() async throws {
         _ = try global.start("nn.bench")
         let spec = try modelOptions.spec()
         let side = Int(Double(spec.inputWidth).squareRoot())

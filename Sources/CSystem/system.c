@@ -1,0 +1,13 @@
+#include "CSystem.h"
+#if defined(__linux__)
+#include <sys/prctl.h>
+#endif
+
+int nn_set_parent_death_signal(int signal) {
+#if defined(__linux__)
+    return prctl(PR_SET_PDEATHSIG, signal);
+#else
+    (void)signal;
+    return 0;
+#endif
+}

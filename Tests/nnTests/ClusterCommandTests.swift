@@ -1,0 +1,180 @@
+import Foundation
+import NNCore
+import NNData
+import Testing
+
+/// A child process whose output goes to a file, so a test can read it at any time.
+final class Child {
+    let process = Process()
+    let log: String
+
+    init(_ executable: String, _ arguments: [String], log: String) throws {
+        self.log = log
+        _ = FileManager.default.createFile(atPath: log, contents: nil)
+        let handle = FileHandle(forWritingAtPath: log)!
+        process.executableURL = URL(fileURLWithPath: executable)
+        process.arguments = arguments
+        process.standardOutput = handle
+        process.standardError = handle
+        try process.run()
+    }
+
+    var output: String { (try? String(contentsOfFile: log, encoding: .utf8)) ?? "" }
+
+    /// Waits up to `seconds` for the exit; true if it exited.
+    func wait(seconds: Double) -> Bool {
+        let deadline = Date().addingTimeInterval(seconds)
+        while process.isRunning && Date() < deadline { usleep(20_000) }
+        return !process.isRunning
+    }
+
+    func kill(_ signal: Int32 = SIGKILL) { Glibc.kill(process.processIdentifier, signal) }
+
+    deinit { if process.isRunning { kill() } }
+}
+
+/// A loopback port nothing listens on now.
+func freePort() -> Int {
+    let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
+    defer { close(fd) }
+    var address = sockaddr_in()
+    address.sin_family = sa_family_t(AF_INET)
+    address.sin_addr.s_addr = inet_addr("127.0.0.1")
+    var length = socklen_t(MemoryLayout<sockaddr_in>.size)
+    _ = withUnsafeMutablePointer(to: &address) {
+        $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(fd, $0, length) == 0 && getsockname(fd, $0, &length) == 0 }
+    }
+    return Int(UInt16(bigEndian: address.sin_port))
+}
+
+func waitUntil(seconds: Double, _ condition: () -> Bool) -> Bool {
+    let deadline = Date().addingTimeInterval(seconds)
+    while !condition() && Date() < deadline { usleep(20_000) }
+    return condition()
+}
+
+struct MissingMetrics: Error {}
+
+func lastAccuracy(_ metrics: String) throws -> Double {
+    let lines = try String(contentsOfFile: metrics, encoding: .utf8).split(separator: "\n")
+    guard let line = lines.last, let last = try JSONSerialization.jsonObject(with: Data(line.utf8)) as? [String: Any],
+          let accuracy = last["test_accuracy"] as? Double else { throw MissingMetrics() }
+    return accuracy
+}
+
+/// Real processes on loopback: the coordinator, workers, failures.
+@Suite(.serialized) struct ClusterCommandTests {
+    let coordinatorPath = NNProcess.path("nn-coordinator")
+    let workerPath = NNProcess.path("nn-worker")
+
+    func coordinator(port: Int, workers: Int, dir: String, name: String, extra: [String] = []) throws -> Child {
+        try Child(coordinatorPath, ["--bind", "tcp://127.0.0.1:\(port)", "--workers", "\(workers)", "--model", "784-64-10",
+                                    "--batch", "32", "--epochs", "3", "--seed", "2", "--heartbeat", "0.1", "--timeout", "1",
+                                    "--metrics", "\(dir)/\(name).jsonl", "--out", "\(dir)/\(name).safetensors"] + extra,
+                  log: "\(dir)/\(name)-coordinator.log")
+    }
+
+    func worker(port: Int, dir: String, name: String, extra: [String] = []) throws -> Child {
+        try Child(workerPath, ["--connect", "tcp://127.0.0.1:\(port)", "--name", name] + extra, log: "\(dir)/\(name).log")
+    }
+
+    @Test func workerKilledMidRun() throws {
+        let dir = scratchDirectory()
+        // Undisturbed.
+        let port = freePort()
+        let quiet = try coordinator(port: port, workers: 3, dir: dir, name: "quiet")
+        let quietWorkers = try (0..<3).map { try worker(port: port, dir: dir, name: "quiet-\($0)") }
+        #expect(quiet.wait(seconds: 300), "undisturbed run did not finish")
+        #expect(quiet.process.terminationStatus == 0, "\(quiet.output)")
+        for w in quietWorkers { #expect(w.wait(seconds: 10) && w.process.terminationStatus == 0) }
+
+        // The same run with worker 1 killed once the first epoch is done.
+        let port2 = freePort()
+        let run = try coordinator(port: port2, workers: 3, dir: dir, name: "killed")
+        let workers = try (0..<3).map { try worker(port: port2, dir: dir, name: "killed-\($0)") }
+        #expect(waitUntil(seconds: 300) { FileManager.default.fileExists(atPath: "\(dir)/killed.jsonl") })
+        workers[1].kill(SIGKILL)
+        #expect(run.wait(seconds: 300), "run with a killed worker did not finish")
+        #expect(run.process.terminationStatus == 0, "\(run.output)")
+        #expect(run.output.contains("lost worker killed-1"), "\(run.output)")
+        for w in [workers[0], workers[2]] { #expect(w.wait(seconds: 10) && w.process.terminationStatus == 0) }
+        let undisturbed = try lastAccuracy("\(dir)/quiet.jsonl"), disturbed = try lastAccuracy("\(dir)/killed.jsonl")
+        #expect(abs(undisturbed - disturbed) <= 0.005, "accuracy \(disturbed) with a killed worker, \(undisturbed) without")
+        #expect(disturbed > 0.9)
+        let metrics = try String(contentsOfFile: "\(dir)/killed.jsonl", encoding: .utf8)
+        #expect(metrics.contains("\"workers\":2"))
+    }
+
+    @Test func coordinatorKilledWorkersExit() throws {
+        let dir = scratchDirectory()
+        let port = freePort()
+        let run = try coordinator(port: port, workers: 2, dir: dir, name: "run")
+        let workers = try (0..<2).map { try worker(port: port, dir: dir, name: "w\($0)") }
+        #expect(waitUntil(seconds: 300) { FileManager.default.fileExists(atPath: "\(dir)/run.jsonl") })
+        run.kill(SIGKILL)
+        let killed = Date()
+        for w in workers {
+            #expect(w.wait(seconds: 10), "worker still running 10 s after the coordinator died")
+            #expect(w.process.terminationStatus != 0)
+            #expect(w.output.contains("the coordinator has been silent"), "\(w.output)")
+        }
+        #expect(Date().timeIntervalSince(killed) < 5)
+    }
+
+    @Test func unreachableCoordinatorAndRefusedWorker() throws {
+        let dir = scratchDirectory()
+        let port = freePort()
+        let alone = try worker(port: port, dir: dir, name: "alone", extra: ["--registration-timeout", "1"])
+        #expect(alone.wait(seconds: 10))
+        #expect(alone.process.terminationStatus != 0)
+        #expect(alone.output.contains("no answer from the coordinator"), "\(alone.output)")
+
+        // A worker whose training labels differ from the coordinator's is refused.
+        let other = dir + "/other-data"
+        try FileManager.default.createDirectory(atPath: other, withIntermediateDirectories: true)
+        let source = DatasetKind.mnist.defaultDirectory()
+        for file in DatasetKind.mnist.files {
+            try FileManager.default.copyItem(atPath: DatasetKind.mnist.locate(file, in: source)!,
+                                             toPath: other + "/" + URL(fileURLWithPath: DatasetKind.mnist.locate(file, in: source)!).lastPathComponent)
+        }
+        let labelsPath = DatasetKind.mnist.locate(DatasetKind.mnist.trainLabels, in: other)!
+        var labels = try AtomicFile.read(labelsPath)
+        if Gzip.isCompressed(labels) { labels = try Gzip.decompress(labels) }
+        labels.swapAt(8, 9)
+        try FileManager.default.removeItem(atPath: labelsPath)
+        try AtomicFile.write(labels, to: other + "/" + DatasetKind.mnist.trainLabels.name)
+
+        let port2 = freePort()
+        let run = try coordinator(port: port2, workers: 1, dir: dir, name: "run", extra: ["--registration-timeout", "5"])
+        let refused = try worker(port: port2, dir: dir, name: "refused", extra: ["--data", other])
+        #expect(refused.wait(seconds: 30))
+        #expect(refused.process.terminationStatus != 0)
+        #expect(refused.output.contains("refused this worker") && refused.output.contains("data differs"), "\(refused.output)")
+        #expect(run.wait(seconds: 30))
+        #expect(run.process.terminationStatus != 0)
+        #expect(run.output.contains("only 0 of 1 workers registered"), "\(run.output)")
+    }
+
+    @Test func launchRunsAndStopsEverything() throws {
+        let dir = scratchDirectory()
+        let ok = try NNProcess.run(["launch", "--workers", "2", "--model", "784-32-10", "--epochs", "1", "--batch", "64",
+                                    "--metrics", dir + "/m.jsonl"])
+        #expect(ok.status == 0, "\(ok.stdout)\(ok.stderr)")
+        #expect(ok.stdout.contains("[coordinator] epoch 1/1") && ok.stdout.contains("[worker 1]"), "\(ok.stdout)")
+        #expect(try lastAccuracy(dir + "/m.jsonl") > 0.85)
+
+        let bad = try NNProcess.run(["launch", "--workers", "2", "--optimizer", "nope"])
+        #expect(bad.status != 0 && bad.stderr.contains("nope"))
+
+        // Killed outright mid-run: the children follow through the parent-death signal.
+        let port = freePort()
+        let launcher = try Child(NNProcess.executable, ["launch", "--workers", "2", "--port", "\(port)", "--epochs", "50",
+                                                       "--metrics", dir + "/long.jsonl"], log: dir + "/launch.log")
+        #expect(waitUntil(seconds: 120) { FileManager.default.fileExists(atPath: dir + "/long.jsonl") })
+        let children = try NNProcess.run(["-P", "\(launcher.process.processIdentifier)"], executable: "/usr/bin/pgrep").stdout
+            .split(separator: "\n").compactMap { Int32($0) }
+        #expect(children.count == 3, "children: \(children)")
+        launcher.kill(SIGKILL)
+        #expect(waitUntil(seconds: 10) { children.allSatisfy { Glibc.kill($0, 0) != 0 } }, "orphans left: \(children)")
+    }
+}
