@@ -24,11 +24,19 @@ public struct Bench: AsyncParsableCommand {
     @Option(help: "Seconds per measurement.")
     var seconds: Double = 0.5
 
+    @Flag(help: "Measure synchronous SGD over ZeroMQ on loopback instead: worker processes, per-step time split.")
+    var distributed = false
+
+    @OptionGroup var dataOptions: DataOptions
     @OptionGroup var global: GlobalOptions
 
     public func run() async throws {
-        _ = try global.start("nn.bench")
+        let logger = try global.start("nn.bench")
         let spec = try modelOptions.spec()
+        if distributed {
+            try DistributedBench(spec: spec, optimizer: optimizer, dataOptions: dataOptions, logger: logger).run()
+            return
+        }
         let side = Int(Double(spec.inputWidth).squareRoot())
         let data = syntheticData(spec: spec, rows: side * side == spec.inputWidth ? side : 1, columns: side * side == spec.inputWidth ? side : spec.inputWidth)
         let network = Network(spec: spec, seed: 1)
