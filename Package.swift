@@ -44,6 +44,9 @@ let package = Package(
         .executableTarget(name: "nn", dependencies: ["NNCommands"]),
         .executableTarget(name: "nn-coordinator", dependencies: ["NNCommands"]),
         .executableTarget(name: "nn-worker", dependencies: ["NNCommands"]),
+        // libFuzzer target for the frame decoder; it has no main of its own, so build it only with
+        // `--sanitize fuzzer` (see scripts/fuzz).
+        .executableTarget(name: "nn-fuzz-codec", dependencies: ["NNProtocol"]),
 
         .testTarget(name: "NNCoreTests", dependencies: ["NNCore"]),
         .testTarget(name: "NNDataTests", dependencies: ["NNData", "CZlib"]),
