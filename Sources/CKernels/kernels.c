@@ -42,3 +42,11 @@ void nn_adam_update(float *restrict p, const float *restrict g, float *restrict 
         p[i] = p[i] * decay - step_size * mi / (sqrtf(vi) * inv_root_correction2 + epsilon);
     }
 }
+
+NN_MULTIVERSION
+int nn_all_finite(const float *restrict x, long n) {
+    // x·0 is 0 for every finite x and NaN for NaN or ±infinity; the sum is 0 exactly when all are finite.
+    float acc = 0;
+    for (long i = 0; i < n; i++) acc += x[i] * 0.0f;
+    return acc == 0;
+}

@@ -119,7 +119,7 @@ public final class SynchronousSGD: Strategy {
         guard g.state.count == network.state.count else {
             throw StrategyError("state has \(g.state.count) values, the model has \(network.state.count)")
         }
-        guard g.lossSum.isFinite, g.gradient.allSatisfy({ $0.isFinite }), g.state.allSatisfy({ $0.isFinite }) else {
+        guard g.lossSum.isFinite, g.gradient.withUnsafeBufferPointer(BLAS.allFinite), g.state.withUnsafeBufferPointer(BLAS.allFinite) else {
             throw StrategyError("gradient, state or loss holds NaN or infinite values")
         }
         results[assignment.key] = g

@@ -14,14 +14,12 @@ public struct WorkerError: Error, CustomStringConvertible {
 public final class Worker {
     public struct Settings: Sendable {
         public var name: String
-        /// How long to wait for a welcome before giving up.
+        /// How long to wait for a welcome before giving up. Once registered, the coordinator's heartbeat interval
+        /// and timeout, sent in the welcome, apply.
         public var registrationTimeout: Duration
-        /// Silence from the coordinator longer than this ends the run (once registered, the coordinator's own
-        /// timeout, sent in the welcome, applies instead).
-        public var timeout: Duration
 
-        public init(name: String, registrationTimeout: Duration = .seconds(30), timeout: Duration = .seconds(10)) {
-            self.name = name; self.registrationTimeout = registrationTimeout; self.timeout = timeout
+        public init(name: String, registrationTimeout: Duration = .seconds(30)) {
+            self.name = name; self.registrationTimeout = registrationTimeout
         }
     }
 

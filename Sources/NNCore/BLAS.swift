@@ -1,4 +1,5 @@
 import CBLAS
+import CKernels
 
 /// Row-major single-precision matrix products through OpenBLAS.
 public enum BLAS {
@@ -20,6 +21,12 @@ public enum BLAS {
         var s = 0.0
         for i in 0..<count { s += Double(x[i]) * Double(x[i]) }
         return s
+    }
+
+    /// True when no value is NaN or infinite; a vectorised pass over all of them.
+    public static func allFinite(_ x: UnsafeBufferPointer<Float>) -> Bool {
+        guard let base = x.baseAddress else { return true }
+        return nn_all_finite(base, x.count) != 0
     }
 
     /// Limits OpenBLAS to `n` threads; parallelism belongs in processes and the trainer's own threads.
