@@ -15,13 +15,37 @@ import Testing
         let run = SyncRun(spec: try ModelSpec(widths: [784, 32, 10]))
         let single = try run.singleProcess(workers: 3, data: data)
         let started = ContinuousClock.now
-        let (distributed, _) = try run.distributed(workers: 3, data: data, wire: wire,
+        let (distributed, _, _) = try run.distributed(workers: 3, data: data, wire: wire,
             settings: .init(expectedWorkers: 3, registrationTimeout: .seconds(20), heartbeatInterval: .milliseconds(20), workerTimeout: .milliseconds(300)),
             onRound: { round, clients in
                 if round == 5 { clients[1].silence() }
             })
         #expect(relativeDifference(distributed, single) < 1e-4)
         #expect(started.duration(to: .now) < .seconds(20))
+    }
+
+    /// A worker that joins after training started gets work from the next step on; the global batch, and so
+    /// the model, stays the one of the run it joined. Three slices instead of two change the order of float sums
+    /// in every later step, which Adam amplifies in near-zero gradient entries: hence 1e-3 here.
+    @Test func lateWorkerJoins() throws {
+        let data = try mnistSubset(1000).train
+        let run = SyncRun(spec: try ModelSpec(widths: [784, 32, 10]))
+        let single = try run.singleProcess(workers: 2, data: data)
+        let (distributed, _, reports) = try run.distributed(workers: 2, data: data, wire: .inProcess, lateWorkers: 1, joinAt: 3)
+        #expect(reports.map(\.workers) == [3, 3])
+        #expect(relativeDifference(distributed, single) < 1e-3)
+    }
+
+    /// Below --min-workers the run stops with an error instead of going on.
+    @Test func belowMinimumWorkersStops() throws {
+        let data = try mnistSubset(1000).train
+        let run = SyncRun(spec: try ModelSpec(widths: [784, 32, 10]))
+        #expect(throws: CoordinatorError.self) {
+            _ = try run.distributed(workers: 2, data: data, wire: .inProcess,
+                settings: .init(expectedWorkers: 2, minimumWorkers: 2, registrationTimeout: .seconds(20), heartbeatInterval: .milliseconds(20),
+                                workerTimeout: .milliseconds(300)),
+                onRound: { round, clients in if round == 2 { clients[0].silence() } })
+        }
     }
 
     /// A peer that registers like a worker, then answers every task with damaged or random frames, and sends

@@ -57,8 +57,9 @@ struct SyncRun {
 
     /// A coordinator and N worker threads over `wire`. `sabotage` may act on worker i's transport once it has
     /// done some tasks (e.g. close it, as a killed process would).
-    func distributed(workers: Int, data: Dataset, wire: Wire, settings: Coordinator.Settings? = nil,
-                     onRound: ((Int, [SilenceableClient]) -> Void)? = nil) throws -> (Network, Coordinator) {
+    /// `lateWorkers` more join when round `joinAt` is done (registration waits only for the first `workers`).
+    func distributed(workers: Int, data: Dataset, wire: Wire, settings: Coordinator.Settings? = nil, lateWorkers: Int = 0, joinAt: Int = 0,
+                     onRound: ((Int, [SilenceableClient]) -> Void)? = nil) throws -> (Network, Coordinator, [Coordinator.EpochReport]) {
         let trainer = trainer()
         let (server, connect) = try makeNetwork(wire, parameterCount: trainer.network.parameterCount)
         let strategy = SynchronousSGD(trainer: trainer, trainingSamples: data.sampleCount, globalBatch: workers * perWorkerBatch, epochs: epochs)
@@ -71,19 +72,25 @@ struct SyncRun {
             settings: settings ?? .init(expectedWorkers: workers, registrationTimeout: .seconds(20), heartbeatInterval: .milliseconds(50),
                                         workerTimeout: .seconds(2)),
             logger: quiet)
-        let clients = try (0..<workers).map { SilenceableClient(try connect(UInt64($0 + 1))) }
+        let clients = try (0..<(workers + lateWorkers)).map { SilenceableClient(try connect(UInt64($0 + 1))) }
         let group = DispatchGroup()
-        for (i, client) in clients.enumerated() {
-            let worker = Worker(transport: client, data: data, fingerprint: fingerprint, session: UInt64(i + 1),
+        func start(_ i: Int) {
+            let worker = Worker(transport: clients[i], data: data, fingerprint: fingerprint, session: UInt64(i + 1),
                                 settings: .init(name: "worker-\(i)", registrationTimeout: .seconds(20)), logger: quiet)
             nonisolated(unsafe) let w = worker
             group.enter()
             DispatchQueue.global().async { _ = try? w.run(); group.leave() }
         }
+        for i in 0..<workers { start(i) }
         var round = 0
-        try coordinator.run(onRound: { _, _ in round += 1; onRound?(round, clients) }, onEpoch: { _ in })
+        var reports: [Coordinator.EpochReport] = []
+        try coordinator.run(onRound: { _, _ in
+            round += 1
+            if round == joinAt { for i in workers..<(workers + lateWorkers) { start(i) } }
+            onRound?(round, clients)
+        }, onEpoch: { reports.append($0) })
         #expect(group.wait(timeout: .now() + 20) == .success, "workers did not stop after shutdown")
-        return (trainer.network, coordinator)
+        return (trainer.network, coordinator, reports)
     }
 }
 

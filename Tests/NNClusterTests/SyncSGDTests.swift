@@ -10,7 +10,7 @@ import Testing
         let data = try mnistSubset(1000).train
         let run = SyncRun(spec: try ModelSpec(widths: [784, 32, 10], dropout: 0.1))
         let single = try run.singleProcess(workers: workers, data: data)
-        let (distributed, coordinator) = try run.distributed(workers: workers, data: data, wire: wire)
+        let (distributed, coordinator, _) = try run.distributed(workers: workers, data: data, wire: wire)
         let difference = relativeDifference(distributed, single)
         #expect(difference < 1e-5, "relative difference \(difference)")
         #expect(coordinator.rejected == 0)
