@@ -79,7 +79,8 @@ struct SyncRun {
                                 settings: .init(name: "worker-\(i)", registrationTimeout: .seconds(20)), logger: quiet)
             nonisolated(unsafe) let w = worker
             group.enter()
-            DispatchQueue.global().async { _ = try? w.run(); group.leave() }
+            // A thread of its own: a worker blocks in receive, and pool threads may start late.
+            Thread { _ = try? w.run(); group.leave() }.start()
         }
         for i in 0..<workers { start(i) }
         var round = 0
