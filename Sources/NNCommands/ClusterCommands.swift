@@ -59,32 +59,18 @@ public struct CoordinatorCommand: AsyncParsableCommand {
     @OptionGroup var optimization: OptimizationOptions
     @OptionGroup var dataOptions: DataOptions
     @OptionGroup var timing: ClusterTimingOptions
+    @OptionGroup var runOptions: RunOptions
     @OptionGroup var global: GlobalOptions
-
-    @Option(help: "Mini-batch size per worker; a step's global batch is workers × batch.")
-    var batch: Int = 64
-
-    @Option(help: "Passes over the training set.")
-    var epochs: Int = 10
-
-    @Option(help: "Seed for initialisation, shuffling and dropout.")
-    var seed: UInt64 = 1
-
-    @Option(help: "Write the trained model here (safetensors).")
-    var out: String?
-
-    @Option(help: "Write one JSON object per epoch to this file.")
-    var metrics: String?
 
     public func validate() throws {
         guard workers >= 1 else { throw ValidationError("--workers must be at least 1") }
         guard (1...workers).contains(minWorkers) else { throw ValidationError("--min-workers must be between 1 and --workers") }
-        guard batch >= 1, epochs >= 1 else { throw ValidationError("--batch and --epochs must be at least 1") }
     }
 
     public func run() async throws {
         followLauncher()
         let logger = try global.start("nn.coordinator")
+        let (batch, epochs, seed, out) = (runOptions.batch, runOptions.epochs, runOptions.seed, runOptions.out)
         let spec = try modelOptions.spec()
         let (train, test) = try dataOptions.load(logger)
         try check(spec, fits: train)
@@ -105,7 +91,7 @@ public struct CoordinatorCommand: AsyncParsableCommand {
                             heartbeatInterval: .seconds(timing.heartbeat), workerTimeout: .seconds(timing.timeout)),
             logger: logger)
 
-        var metrics = MetricsLog(path: self.metrics)
+        var metrics = MetricsLog(path: runOptions.metrics)
         var evaluation = network.evaluate(test)
         var bar = ProgressBar(label: "epoch 1/\(epochs)", total: strategy.roundsPerEpoch)
         let record = TrainingRecord(dataset: dataOptions.dataset.rawValue, mode: mode.rawValue, workers: workers, optimizer: optimization.settings,

@@ -88,3 +88,26 @@ struct OptimizationOptions: ParsableArguments {
         LearningRateSchedule(base: lr, kind: schedule, stepEpochs: stepEpochs, gamma: gamma, minimum: minLr, warmupSteps: warmupSteps)
     }
 }
+
+/// Batch, epochs, seed and outputs of a training run, local or distributed.
+struct RunOptions: ParsableArguments {
+    @Option(help: "Mini-batch size (per worker in a distributed run, whose global batch is workers × batch).")
+    var batch: Int = 64
+
+    @Option(help: "Passes over the training set.")
+    var epochs: Int = 10
+
+    @Option(help: "Seed for initialisation, shuffling and dropout.")
+    var seed: UInt64 = 1
+
+    @Option(help: "Write the trained model here (safetensors).", completion: .file(extensions: ["safetensors"]))
+    var out: String?
+
+    @Option(help: "Write one JSON object per epoch to this file.")
+    var metrics: String?
+
+    func validate() throws {
+        guard batch >= 1 else { throw ValidationError("--batch must be at least 1") }
+        guard epochs >= 1 else { throw ValidationError("--epochs must be at least 1") }
+    }
+}

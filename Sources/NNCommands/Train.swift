@@ -10,30 +10,12 @@ public struct Train: AsyncParsableCommand {
     @OptionGroup var modelOptions: ModelOptions
     @OptionGroup var optimization: OptimizationOptions
     @OptionGroup var dataOptions: DataOptions
+    @OptionGroup var runOptions: RunOptions
     @OptionGroup var global: GlobalOptions
-
-    @Option(help: "Mini-batch size.")
-    var batch: Int = 64
-
-    @Option(help: "Passes over the training set.")
-    var epochs: Int = 10
-
-    @Option(help: "Seed for initialisation, shuffling and dropout.")
-    var seed: UInt64 = 1
-
-    @Option(help: "Write the trained model here (safetensors).", completion: .file(extensions: ["safetensors"]))
-    var out: String?
-
-    @Option(help: "Append one JSON object per epoch to this file.")
-    var metrics: String?
-
-    public func validate() throws {
-        guard batch >= 1 else { throw ValidationError("--batch must be at least 1") }
-        guard epochs >= 1 else { throw ValidationError("--epochs must be at least 1") }
-    }
 
     public func run() async throws {
         let logger = try global.start("nn.train")
+        let (batch, epochs, seed) = (runOptions.batch, runOptions.epochs, runOptions.seed)
         let spec = try modelOptions.spec()
         if spec.batchNorm && batch < 2 { throw ValidationError("batch normalisation needs --batch 2 or more") }
         let (train, test) = try dataOptions.load(logger)
@@ -45,7 +27,7 @@ public struct Train: AsyncParsableCommand {
         logger.info("model \(spec.description): \(network.parameterCount) parameters; \(optimization.optimizer.rawValue) lr \(optimization.lr), batch \(batch), \(epochs) epochs, seed \(seed)")
 
         let buffer = BatchBuffer(capacity: batch, inputWidth: spec.inputWidth)
-        var metrics = MetricsLog(path: self.metrics)
+        var metrics = MetricsLog(path: runOptions.metrics)
         var evaluation = network.evaluate(test)
         for epoch in 1...epochs {
             let order = epochOrder(seed: seed, epoch: epoch, count: train.sampleCount)
@@ -67,7 +49,7 @@ public struct Train: AsyncParsableCommand {
             ])
         }
         printFinalReport(evaluation, test: test, classNames: dataOptions.dataset.classNames)
-        if let out {
+        if let out = runOptions.out {
             let record = TrainingRecord(dataset: dataOptions.dataset.rawValue, mode: "local", optimizer: optimization.settings,
                                         schedule: optimization.learningRate, clip: optimization.clip, batch: batch, epochs: epochs, seed: seed)
             try saveCheckpoint(network, record: record, evaluation: evaluation, to: out)

@@ -51,17 +51,19 @@ public final class BatchNorm: Layer {
         let y = output.rows(batch), xhat = normalized.rows(batch)
         let mu = mean.base, inv = inverseStd.base
         if pass.mode == .training {
-            precondition(batch > 1, "batch normalisation needs at least two samples in a training batch")
             mu.update(repeating: 0, count: w)
             inv.update(repeating: 0, count: w)
             for r in 0..<batch { let row = x + r * w; for j in 0..<w { mu[j] += row[j] } }
             let n = Float(batch)
+            // Unbiased variance for the running statistics; a one-sample batch (an epoch's last, or a worker's
+            // slice) has none, and leaves the biased one.
+            let unbias = batch > 1 ? n / (n - 1) : 1
             for j in 0..<w { mu[j] /= n }
             for r in 0..<batch { let row = x + r * w; for j in 0..<w { let d = row[j] - mu[j]; inv[j] += d * d } }
             for j in 0..<w {
                 let variance = inv[j] / n
                 runningMean[j] = (1 - momentum) * runningMean[j] + momentum * mu[j]
-                runningVariance[j] = (1 - momentum) * runningVariance[j] + momentum * variance * n / (n - 1)
+                runningVariance[j] = (1 - momentum) * runningVariance[j] + momentum * variance * unbias
                 inv[j] = 1 / (variance + epsilon).squareRoot()
             }
         } else {
