@@ -142,7 +142,8 @@ final class ProcessGroup: @unchecked Sendable {
         for child in children { child.process.waitUntilExit() }
         _ = readers.wait(timeout: .now() + 5)
         for child in children.dropFirst() where child.process.terminationStatus != 0 {
-            emit("launcher", "\(child.label) exited with status \(child.process.terminationStatus)")
+            let how = child.process.terminationReason == .uncaughtSignal ? "was stopped by signal" : "exited with status"
+            emit("launcher", "\(child.label) \(how) \(child.process.terminationStatus)")
         }
         return coordinator.terminationReason == .uncaughtSignal ? 128 + coordinator.terminationStatus : coordinator.terminationStatus
     }

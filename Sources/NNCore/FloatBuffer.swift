@@ -25,13 +25,6 @@ public final class FloatBuffer {
     }
 
     public var array: [Float] { Array(UnsafeBufferPointer(start: base, count: count)) }
-
-    public func copy(from other: FloatBuffer) {
-        precondition(other.count == count, "buffer sizes differ: \(other.count) vs \(count)")
-        base.update(from: other.base, count: count)
-    }
-
-    public func fill(_ value: Float) { base.update(repeating: value, count: count) }
 }
 
 /// A per-layer workspace of `width` floats per sample that grows to the largest batch it has seen.
