@@ -4,11 +4,6 @@ import NNCore
 import NNData
 import NNProtocol
 
-public struct CoordinatorError: Error, CustomStringConvertible {
-    public let description: String
-    public init(_ description: String) { self.description = description }
-}
-
 /// Runs a strategy's rounds over a transport: registers workers, hands out each round's work, collects the
 /// results, notices lost workers (heartbeats) and hands their work to the others, and rejects bad messages
 /// without stopping.
@@ -135,7 +130,7 @@ public final class Coordinator {
         logger.info("waiting for \(settings.expectedWorkers) worker\(settings.expectedWorkers == 1 ? "" : "s")")
         while workers.count < settings.expectedWorkers {
             guard ContinuousClock.now < deadline else {
-                throw CoordinatorError("only \(workers.count) of \(settings.expectedWorkers) workers registered within \(settings.registrationTimeout)")
+                throw ClusterError("only \(workers.count) of \(settings.expectedWorkers) workers registered within \(settings.registrationTimeout)")
             }
             if let (peer, frames) = try transport.receive(timeout: settings.heartbeatInterval) {
                 _ = handle(peer, frames, round: nil)
@@ -228,7 +223,7 @@ public final class Coordinator {
 
     private func requireWorkers() throws {
         guard workers.count >= max(settings.minimumWorkers, 1) else {
-            throw CoordinatorError("\(workers.count) live worker\(workers.count == 1 ? "" : "s"), fewer than the minimum of \(max(settings.minimumWorkers, 1))")
+            throw ClusterError("\(workers.count) live worker\(workers.count == 1 ? "" : "s"), fewer than the minimum of \(max(settings.minimumWorkers, 1))")
         }
     }
 

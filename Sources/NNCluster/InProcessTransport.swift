@@ -85,13 +85,13 @@ public final class InProcessClient: ClientTransport, @unchecked Sendable {
 
     public func send(_ frames: [Frame]) throws {
         lock.lock(); defer { lock.unlock() }
-        guard !closed else { throw TransportError("connection closed") }
+        guard !closed else { throw ClusterError("connection closed") }
         network.serverInbox.put((id, frames))
     }
 
     public func receive(timeout: Duration) throws -> [Frame]? {
         lock.lock(); let isClosed = closed; lock.unlock()
-        guard !isClosed else { throw TransportError("connection closed") }
+        guard !isClosed else { throw ClusterError("connection closed") }
         return inbox.take(timeout: timeout)
     }
 

@@ -53,11 +53,6 @@ public protocol Strategy: AnyObject {
     func aggregate(round: Int) throws -> RoundResult
 }
 
-public struct StrategyError: Error, CustomStringConvertible {
-    public let description: String
-    public init(_ description: String) { self.description = description }
-}
-
 /// Synchronous data-parallel SGD: each step's global batch (a slice of the epoch's seeded order) is split among
 /// the workers; each returns the mean gradient of its part; the coordinator takes the sample-weighted mean and
 /// applies the optimizer. Equivalent to one process training at the global batch over the same order.
@@ -111,16 +106,16 @@ public final class SynchronousSGD: Strategy {
     }
 
     public func accept(_ result: Message, for assignment: Assignment) throws {
-        guard case .gradient(let g) = result, case .task(let task) = assignment.message else { throw StrategyError("not a gradient") }
-        guard g.count == task.count else { throw StrategyError("gradient covers \(g.count) samples, the task had \(task.count)") }
+        guard case .gradient(let g) = result, case .task(let task) = assignment.message else { throw ClusterError("not a gradient") }
+        guard g.count == task.count else { throw ClusterError("gradient covers \(g.count) samples, the task had \(task.count)") }
         guard g.gradient.count == network.parameterCount else {
-            throw StrategyError("gradient has \(g.gradient.count) values, the model has \(network.parameterCount) parameters")
+            throw ClusterError("gradient has \(g.gradient.count) values, the model has \(network.parameterCount) parameters")
         }
         guard g.state.count == network.state.count else {
-            throw StrategyError("state has \(g.state.count) values, the model has \(network.state.count)")
+            throw ClusterError("state has \(g.state.count) values, the model has \(network.state.count)")
         }
         guard g.lossSum.isFinite, g.gradient.withUnsafeBufferPointer(BLAS.allFinite), g.state.withUnsafeBufferPointer(BLAS.allFinite) else {
-            throw StrategyError("gradient, state or loss holds NaN or infinite values")
+            throw ClusterError("gradient, state or loss holds NaN or infinite values")
         }
         results[assignment.key] = g
     }

@@ -25,7 +25,8 @@ public protocol ClientTransport: AnyObject {
     func receive(timeout: Duration) throws -> [Frame]?
 }
 
-public struct TransportError: Error, CustomStringConvertible {
+/// A failure of the cluster layer: a transport, the coordinator's run, a worker's session, a rejected result.
+public struct ClusterError: Error, CustomStringConvertible {
     public let description: String
     public init(_ description: String) { self.description = description }
 }

@@ -4,11 +4,6 @@ import NNCore
 import NNData
 import NNProtocol
 
-public struct WorkerError: Error, CustomStringConvertible {
-    public let description: String
-    public init(_ description: String) { self.description = description }
-}
-
 /// A worker's side of a run: registers, computes the gradients it is asked for on its copy of the data, and
 /// stops on shutdown. It exits with an error when refused, or when the coordinator stays silent past the timeout.
 public final class Worker {
@@ -66,7 +61,7 @@ public final class Worker {
             }
             guard let frames = received else {
                 if ContinuousClock.now - lastHeard > timeout {
-                    throw WorkerError("the coordinator has been silent for \(timeout); giving up")
+                    throw ClusterError("the coordinator has been silent for \(timeout); giving up")
                 }
                 continue
             }
@@ -85,7 +80,7 @@ public final class Worker {
                     try send(.gradient(try compute(task, in: session)))
                     lastSent = .now
                     tasksDone += 1
-                } catch let error as WorkerError {
+                } catch let error as ClusterError {
                     logger.warning("rejected task for step \(task.step): \(error)")
                     try send(.error(ErrorReport(code: .badMessage, text: error.description)))
                 }
@@ -95,7 +90,7 @@ public final class Worker {
                 logger.info("coordinator says shutdown: \(shutdown.reason)")
                 return shutdown.reason
             case .refuse(let refuse):
-                throw WorkerError("the coordinator refused this worker: \(refuse.reason)")
+                throw ClusterError("the coordinator refused this worker: \(refuse.reason)")
             case .error(let report) where report.code == .notRegistered:
                 logger.warning("the coordinator no longer knows this worker (\(report.text)); registering again")
                 session = try registerAndWelcome()
@@ -128,12 +123,12 @@ public final class Worker {
             case .welcome(let welcome):
                 return try start(welcome)
             case .refuse(let refuse):
-                throw WorkerError("the coordinator refused this worker: \(refuse.reason)")
+                throw ClusterError("the coordinator refused this worker: \(refuse.reason)")
             default:
                 continue
             }
         }
-        throw WorkerError("no answer from the coordinator within \(settings.registrationTimeout); is it running and reachable?")
+        throw ClusterError("no answer from the coordinator within \(settings.registrationTimeout); is it running and reachable?")
     }
 
     private func start(_ welcome: Welcome) throws -> Session {
@@ -142,10 +137,10 @@ public final class Worker {
             configuration = try JSONDecoder().decode(RunConfiguration.self, from: Data(welcome.configuration.utf8))
             try configuration.model.validate()
         } catch {
-            throw WorkerError("the coordinator's run configuration is not usable: \(error)")
+            throw ClusterError("the coordinator's run configuration is not usable: \(error)")
         }
         guard configuration.model.inputWidth == data.inputWidth, configuration.model.classes == data.classes else {
-            throw WorkerError("the model (\(configuration.model.description)) does not fit this worker's data (\(data.inputWidth) inputs, \(data.classes) classes)")
+            throw ClusterError("the model (\(configuration.model.description)) does not fit this worker's data (\(data.inputWidth) inputs, \(data.classes) classes)")
         }
         logger.info("registered as worker #\(welcome.workerIndex): \(configuration.mode) training of \(configuration.model.description)")
         let network = Network(spec: configuration.model)
@@ -160,10 +155,10 @@ public final class Worker {
         let start = Int(task.start), count = Int(task.count)
         guard task.epoch >= 1, count >= 1, count <= session.buffer.capacity, start + count <= data.sampleCount,
               Int(task.firstRow) + count <= session.configuration.globalBatch else {
-            throw WorkerError("task slice \(start)..<\(start + count) of epoch \(task.epoch) does not fit \(data.sampleCount) samples and batch \(session.configuration.globalBatch)")
+            throw ClusterError("task slice \(start)..<\(start + count) of epoch \(task.epoch) does not fit \(data.sampleCount) samples and batch \(session.configuration.globalBatch)")
         }
         guard task.parameters.count == network.parameterCount, task.state.count == network.state.count else {
-            throw WorkerError("task carries \(task.parameters.count) parameters and \(task.state.count) state values; the model has \(network.parameterCount) and \(network.state.count)")
+            throw ClusterError("task carries \(task.parameters.count) parameters and \(task.state.count) state values; the model has \(network.parameterCount) and \(network.state.count)")
         }
         if session.epoch != Int(task.epoch) {
             session.order = epochOrder(seed: session.configuration.seed, epoch: Int(task.epoch), count: data.sampleCount)

@@ -29,8 +29,8 @@ final class ZmqSocket {
         handle = nil
     }
 
-    static func error(_ action: String) -> TransportError {
-        TransportError("cannot \(action): \(String(cString: zmq_strerror(zmq_errno())))")
+    static func error(_ action: String) -> ClusterError {
+        ClusterError("cannot \(action): \(String(cString: zmq_strerror(zmq_errno())))")
     }
 
     func set(_ option: Int32, _ value: Int32) throws {

@@ -40,7 +40,7 @@ import Testing
     @Test func belowMinimumWorkersStops() throws {
         let data = try mnistSubset(1000).train
         let run = SyncRun(spec: try ModelSpec(widths: [784, 32, 10]))
-        #expect(throws: CoordinatorError.self) {
+        #expect(throws: ClusterError.self) {
             _ = try run.distributed(workers: 2, data: data, wire: .inProcess,
                 settings: .init(expectedWorkers: 2, minimumWorkers: 2, registrationTimeout: .seconds(20), heartbeatInterval: .milliseconds(20),
                                 workerTimeout: .milliseconds(300)),
