@@ -133,7 +133,9 @@ public final class Coordinator {
                 throw ClusterError("only \(workers.count) of \(settings.expectedWorkers) workers registered within \(settings.registrationTimeout)")
             }
             if let (peer, frames) = try transport.receive(timeout: settings.heartbeatInterval) {
-                _ = handle(peer, frames, round: nil)
+                if let message = handle(peer, frames) {
+                    reject("\(message.type) from \(workers[peer]?.label ?? "\(peer)") before training started", peer: nil)
+                }
             }
             expireAndHeartbeat()
         }
@@ -188,7 +190,7 @@ public final class Coordinator {
         dispatch(strategy.configure(round: round, workers: live.map(\.peer)))
         while !pending.isEmpty {
             if let (peer, frames) = try transport.receive(timeout: settings.heartbeatInterval),
-               let message = handle(peer, frames, round: round) {
+               let message = handle(peer, frames) {
                 if let key = strategy.key(of: message, round: round), let assignment = pending[key], assignment.worker == peer {
                     do {
                         try strategy.accept(message, for: assignment)
@@ -227,8 +229,9 @@ public final class Coordinator {
         }
     }
 
-    /// Decodes and files one message. Returns results for the round loop; handles everything else here.
-    private func handle(_ peer: PeerID, _ frames: [Frame], round: Int?) -> Message? {
+    /// Decodes and files one message. Returns results (gradients) for the caller to match against its work;
+    /// handles everything else here.
+    private func handle(_ peer: PeerID, _ frames: [Frame]) -> Message? {
         bytesReceived += frames.reduce(0) { $0 + $1.byteCount }
         let message: Message
         do {
@@ -260,7 +263,7 @@ public final class Coordinator {
             if report.code == .fatal { drop(worker, because: "it failed: \(report.text)") }
             return nil
         case .gradient:
-            return round == nil ? nil : message
+            return message
         default:
             reject("\(message.type) is not a message a worker sends (from \(worker.label))", peer: peer)
             return nil

@@ -29,7 +29,7 @@ final class Mailbox<T>: @unchecked Sendable {
 }
 
 /// Coordinator and workers in one process, passing frames through queues: the same codec and logic as over
-/// ZeroMQ, deterministic and without ports. A client that is closed stops receiving, as a dead process would.
+/// ZeroMQ, deterministic and without ports.
 public final class InProcessNetwork: @unchecked Sendable {
     private let lock = NSLock()
     fileprivate let serverInbox = Mailbox<(PeerID, [Frame])>()
@@ -55,10 +55,6 @@ public final class InProcessNetwork: @unchecked Sendable {
         lock.unlock()
         box?.put(frames)  // like a ROUTER, drop what has no live recipient
     }
-
-    fileprivate func disconnect(_ peer: PeerID) {
-        lock.lock(); clients[peer] = nil; lock.unlock()
-    }
 }
 
 final class InProcessServer: ServerTransport {
@@ -76,28 +72,12 @@ public final class InProcessClient: ClientTransport, @unchecked Sendable {
     let network: InProcessNetwork
     public let id: PeerID
     private let inbox: Mailbox<[Frame]>
-    private let lock = NSLock()
-    private var closed = false
 
     init(network: InProcessNetwork, id: PeerID, inbox: Mailbox<[Frame]>) {
         self.network = network; self.id = id; self.inbox = inbox
     }
 
-    public func send(_ frames: [Frame]) throws {
-        lock.lock(); defer { lock.unlock() }
-        guard !closed else { throw ClusterError("connection closed") }
-        network.serverInbox.put((id, frames))
-    }
+    public func send(_ frames: [Frame]) throws { network.serverInbox.put((id, frames)) }
 
-    public func receive(timeout: Duration) throws -> [Frame]? {
-        lock.lock(); let isClosed = closed; lock.unlock()
-        guard !isClosed else { throw ClusterError("connection closed") }
-        return inbox.take(timeout: timeout)
-    }
-
-    /// Goes silent: nothing more is sent or delivered, as when a worker process is killed.
-    public func close() {
-        lock.lock(); closed = true; lock.unlock()
-        network.disconnect(id)
-    }
+    public func receive(timeout: Duration) throws -> [Frame]? { inbox.take(timeout: timeout) }
 }

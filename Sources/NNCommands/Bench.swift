@@ -24,7 +24,7 @@ public struct Bench: AsyncParsableCommand {
     @Option(help: "Seconds per measurement.")
     var seconds: Double = 0.5
 
-    @Flag(help: "Measure synchronous SGD over ZeroMQ on loopback instead: worker processes, per-step time split.")
+    @Flag(help: "Measure synchronous SGD over ZeroMQ on loopback instead, with 1 and 2 worker processes at batch 64 and 256 per worker (--batch, --rounds and --seconds do not apply).")
     var distributed = false
 
     @OptionGroup var dataOptions: DataOptions
@@ -37,17 +37,14 @@ public struct Bench: AsyncParsableCommand {
             try DistributedBench(spec: spec, optimizer: optimizer, dataOptions: dataOptions, logger: logger).run()
             return
         }
-        let side = Int(Double(spec.inputWidth).squareRoot())
-        let data = syntheticData(spec: spec, rows: side * side == spec.inputWidth ? side : 1, columns: side * side == spec.inputWidth ? side : spec.inputWidth)
+        let data = syntheticData(spec: spec)
         let network = Network(spec: spec, seed: 1)
         let trainer = Trainer(network: network, optimizer: OptimizerSettings(kind: optimizer),
                               schedule: LearningRateSchedule(base: 1e-4), seed: 1)
         let buffer = BatchBuffer(capacity: batch, inputWidth: spec.inputWidth)
         let shapes = denseShapes(network.body)
-        // Per step: forward and weight gradient of every dense layer, input gradient of all but the first.
-        let stepFlops = shapes.enumerated().reduce(0.0) { total, e in
-            total + Double(2 * batch * e.element.in * e.element.out) * (e.offset == 0 ? 2 : 3)
-        }
+        let products = SameShapeProducts(shapes: shapes, batch: batch)
+        let stepFlops = products.flops
 
         var order = Array(0..<data.sampleCount)
         var cursor = 0
@@ -63,7 +60,6 @@ public struct Bench: AsyncParsableCommand {
         var rng = SeededRandom(seed: 7)
         rng.shuffle(&order)
 
-        let products = SameShapeProducts(shapes: shapes, batch: batch)
         let big = SquareProduct(size: 1024)
         try trainSteps(200)
         products.run(10)
@@ -90,12 +86,13 @@ public struct Bench: AsyncParsableCommand {
         print("peak resident memory: \(peakResidentBytes() >> 20) MiB")
     }
 
-    private func syntheticData(spec: ModelSpec, rows: Int, columns: Int) -> Dataset {
+    /// Random images of the model's input width (their shape does not matter to the step).
+    private func syntheticData(spec: ModelSpec) -> Dataset {
         var rng = SeededRandom(seed: 3)
         let count = 60_000
         let images = (0..<(count * spec.inputWidth)).map { _ in UInt8(truncatingIfNeeded: rng.next()) }
         let labels = (0..<count).map { _ in UInt8(rng.next(below: spec.classes)) }
-        return Dataset(name: "synthetic", images: images, labels: labels, rows: rows, columns: columns, classes: spec.classes)
+        return Dataset(name: "synthetic", images: images, labels: labels, rows: 1, columns: spec.inputWidth, classes: spec.classes)
     }
 }
 
@@ -126,7 +123,7 @@ func median(_ xs: [Double]) -> Double {
 }
 
 /// The products of one training step, run on their own: forward, weight gradient and (all but the first
-/// layer) input gradient of each dense layer.
+/// layer) input gradient of each dense layer. `flops` counts 2·m·n·k for each: the step's matrix work.
 final class SameShapeProducts {
     let shapes: [(in: Int, out: Int)]
     let batch: Int
