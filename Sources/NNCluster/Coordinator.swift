@@ -4,9 +4,10 @@ import NNCore
 import NNData
 import NNProtocol
 
-/// Runs a strategy's rounds over a transport: registers workers, hands out each round's work, collects the
-/// results, notices lost workers (heartbeats) and hands their work to the others, and rejects bad messages
-/// without stopping.
+/// Runs a strategy's rounds over a transport: registers workers (and gives each a range of federated clients
+/// to host), hands out each round's work, collects the results, notices lost workers (heartbeats) and hands
+/// their work to the others or leaves it out, ends federated rounds at their deadline, and rejects bad
+/// messages without stopping.
 public final class Coordinator {
     public struct Settings: Sendable {
         public var expectedWorkers: Int
@@ -35,32 +36,16 @@ public final class Coordinator {
         }
     }
 
-    /// Totals of one epoch, handed to `onEpoch`.
-    public struct EpochReport: Sendable {
-        public var epoch: Int
-        public var samples = 0
-        public var lossSum = 0.0
-        public var correct = 0
-        public var seconds = 0.0
-        public var computeSeconds = 0.0
-        public var communicationSeconds = 0.0
-        public var aggregationSeconds = 0.0
-        public var bytesSent = 0
-        public var bytesReceived = 0
-        public var workers = 0
-        public var meanLoss: Double { samples == 0 ? 0 : lossSum / Double(samples) }
-        public var accuracy: Double { samples == 0 ? 0 : Double(correct) / Double(samples) }
-    }
-
     final class WorkerRecord {
         let peer: PeerID
         let index: Int
         let name: String
         let session: UInt64
+        let clients: Range<Int>
         var lastHeard: ContinuousClock.Instant
         var lastSent: ContinuousClock.Instant
-        init(peer: PeerID, index: Int, name: String, session: UInt64, now: ContinuousClock.Instant) {
-            self.peer = peer; self.index = index; self.name = name; self.session = session
+        init(peer: PeerID, index: Int, name: String, session: UInt64, clients: Range<Int>, now: ContinuousClock.Instant) {
+            self.peer = peer; self.index = index; self.name = name; self.session = session; self.clients = clients
             lastHeard = now; lastSent = now
         }
         var label: String { "\(name) (\(peer))" }
@@ -86,34 +71,27 @@ public final class Coordinator {
 
     private var live: [WorkerRecord] { workers.values.sorted { $0.index < $1.index } }
 
-    /// Runs every round. `onEpoch` sees each epoch's totals (evaluate, log, checkpoint there); `onRound` is
-    /// called after every round with the epoch's running totals and the round within the epoch.
-    public func run(onRound: (EpochReport, Int) -> Void = { _, _ in }, onEpoch: (EpochReport) throws -> Void) throws {
+    /// Runs the strategy's rounds while `onRound` (evaluate, log, checkpoint there) returns true.
+    public func run(onRound: (RoundReport) throws -> Bool) throws {
         try register()
-        for epoch in 1...strategy.epochs {
-            var report = EpochReport(epoch: epoch)
+        let unhosted = strategy.clientCount - live.reduce(0) { $0 + $1.clients.count }
+        if unhosted > 0 {
+            logger.warning("\(unhosted) of the \(strategy.clientCount) clients have no worker to host them; rounds sample among the others")
+        }
+        for round in 0..<strategy.rounds {
+            var report = RoundReport(round: round)
             let start = ContinuousClock.now
             let sentBefore = bytesSent, receivedBefore = bytesReceived
-            for r in 0..<strategy.roundsPerEpoch {
-                let round = (epoch - 1) * strategy.roundsPerEpoch + r
-                let roundStart = ContinuousClock.now
-                try collect(round: round)
-                let aggregationStart = ContinuousClock.now
-                let result = try strategy.aggregate(round: round)
-                let aggregation = aggregationStart.duration(to: .now).seconds
-                report.samples += result.samples
-                report.lossSum += result.lossSum
-                report.correct += result.correct
-                report.computeSeconds += result.computeSeconds
-                report.communicationSeconds += max(roundStart.duration(to: aggregationStart).seconds - result.computeSeconds, 0)
-                report.aggregationSeconds += aggregation
-                onRound(report, r + 1)
-            }
+            try collect(round: round, into: &report)
+            let aggregationStart = ContinuousClock.now
+            report.result = try strategy.aggregate(round: round)
+            report.aggregationSeconds = aggregationStart.duration(to: .now).seconds
+            report.communicationSeconds = max(start.duration(to: aggregationStart).seconds - report.result.computeSeconds, 0)
             report.seconds = start.duration(to: .now).seconds
             report.bytesSent = bytesSent - sentBefore
             report.bytesReceived = bytesReceived - receivedBefore
             report.workers = workers.count
-            try onEpoch(report)
+            guard try onRound(report) else { break }
         }
         shutdown(reason: "training finished")
     }
@@ -144,19 +122,54 @@ public final class Coordinator {
     private func welcome(_ hello: Hello, from peer: PeerID) {
         if let existing = workers[peer], existing.session == hello.session {
             // A repeated hello (the worker resends until welcomed): answer it again.
-            send(.welcome(Welcome(workerIndex: UInt32(existing.index), configuration: encodedConfiguration)), to: existing)
+            send(welcomeMessage(existing), to: existing)
             return
         }
-        if let reason = refusal(hello) {
-            logger.warning("refused worker \(hello.name) (\(peer)): \(reason)")
-            sendRaw(.refuse(Refuse(reason: reason)), to: peer)
+        let clients: Range<Int>
+        do {
+            if let reason = refusal(hello) { throw ClusterError(reason) }
+            clients = try allocateClients(hello)
+        } catch {
+            logger.warning("refused worker \(hello.name) (\(peer)): \(error)")
+            sendRaw(.refuse(Refuse(reason: "\(error)")), to: peer)
             return
         }
-        let record = WorkerRecord(peer: peer, index: nextIndex, name: hello.name, session: hello.session, now: .now)
+        let record = WorkerRecord(peer: peer, index: nextIndex, name: hello.name, session: hello.session, clients: clients, now: .now)
         nextIndex += 1
         workers[peer] = record
-        send(.welcome(Welcome(workerIndex: UInt32(record.index), configuration: encodedConfiguration)), to: record)
-        logger.info("worker \(record.label) registered as #\(record.index); \(workers.count) live")
+        send(welcomeMessage(record), to: record)
+        let hosting = clients.isEmpty ? "" : ", hosting clients \(clients.lowerBound)…\(clients.upperBound - 1)"
+        logger.info("worker \(record.label) registered as #\(record.index)\(hosting); \(workers.count) live")
+    }
+
+    private func welcomeMessage(_ worker: WorkerRecord) -> Message {
+        .welcome(Welcome(workerIndex: UInt32(worker.index), configuration: encodedConfiguration,
+                         clientFirst: UInt32(worker.clients.lowerBound), clientCount: UInt32(worker.clients.count)))
+    }
+
+    /// The clients a new worker hosts: the range it asks for if free, else the first free block of the size
+    /// it asks for (default: an even share of the clients among the expected workers).
+    private func allocateClients(_ hello: Hello) throws -> Range<Int> {
+        let total = strategy.clientCount
+        guard total > 0 else { return 0..<0 }
+        let taken = live.map { ($0.clients, $0.label) }.filter { !$0.0.isEmpty }
+        if hello.clientFirst != Hello.anyClients {
+            let first = Int(hello.clientFirst), count = Int(hello.clientCount)
+            guard count >= 1, first + count <= total else {
+                throw ClusterError("it asks for clients \(first)…\(first + count - 1), outside the experiment's 0…\(total - 1)")
+            }
+            let wanted = first..<(first + count)
+            if let clash = taken.first(where: { $0.0.overlaps(wanted) }) {
+                throw ClusterError("it asks for clients \(first)…\(first + count - 1), but \(clash.1) hosts \(clash.0.lowerBound)…\(clash.0.upperBound - 1)")
+            }
+            return wanted
+        }
+        let share = hello.clientCount > 0 ? Int(hello.clientCount) : (total + settings.expectedWorkers - 1) / settings.expectedWorkers
+        guard let free = (0..<total).first(where: { c in !taken.contains { $0.0.contains(c) } }) else {
+            throw ClusterError("every one of the \(total) clients is already hosted by another worker")
+        }
+        let nextTaken = taken.map(\.0.lowerBound).filter { $0 > free }.min() ?? total
+        return free..<min(free + share, nextTaken)
     }
 
     private func refusal(_ hello: Hello) -> String? {
@@ -173,55 +186,86 @@ public final class Coordinator {
 
     // MARK: Rounds
 
-    /// Sends the round's work and waits for every piece, handing a lost worker's pieces to the others. A worker
-    /// is lost when it goes silent, cannot be reached, or leaves a piece unanswered for the worker timeout (a
-    /// peer that keeps talking but never delivers must not stall the run).
-    private func collect(round: Int) throws {
+    /// Sends the round's work and waits for its results. Work of a worker that is lost (silent, unreachable,
+    /// failed) or that sent something unusable goes to the others if the strategy redoes it, else it is left
+    /// out. Without a deadline every result is needed, and a piece left unanswered for the worker timeout
+    /// counts as a lost worker (a peer that keeps talking but never delivers must not stall the run); with one,
+    /// the round ends at the deadline once the strategy's minimum of results is in.
+    private func collect(round: Int, into report: inout RoundReport) throws {
         var pending: [Int: Assignment] = [:]
         var sentAt: [Int: ContinuousClock.Instant] = [:]
+        var accepted = 0
+        let start = ContinuousClock.now
         func dispatch(_ assignments: [Assignment]) {
             for a in assignments {
-                pending[a.key] = a
-                sentAt[a.key] = .now
+                for key in a.keys { pending[key] = a; sentAt[key] = .now }
                 if let worker = workers[a.worker] { send(a.message, to: worker) }
             }
         }
+        func redo(_ keys: [Int], of assignment: Assignment, among participants: [Participant]) {
+            for key in keys { pending[key] = nil }
+            let again = strategy.reassign(assignment, keys: keys, round: round, participants: participants)
+            if again.isEmpty { report.missed += keys } else { dispatch(again) }
+        }
         try requireWorkers()
-        dispatch(strategy.configure(round: round, workers: live.map(\.peer)))
+        let assignments = strategy.configure(round: round, participants: participants)
+        report.expected = assignments.reduce(0) { $0 + $1.keys.count }
+        dispatch(assignments)
         while !pending.isEmpty {
-            if let (peer, frames) = try transport.receive(timeout: settings.heartbeatInterval),
-               let message = handle(peer, frames) {
+            var wait = settings.heartbeatInterval
+            if let deadline = strategy.deadline {
+                let left = deadline - start.duration(to: .now)
+                if left <= .zero && accepted >= strategy.minimumResults {
+                    let keys = pending.keys.sorted()
+                    logger.warning("round \(round + 1): deadline of \(deadline) passed; left out \(keys.count) result\(keys.count == 1 ? "" : "s") (\(keys.map(String.init).joined(separator: ", ")))")
+                    report.missed += keys
+                    break
+                }
+                if left > .zero { wait = min(wait, left) }
+            }
+            if let (peer, frames) = try transport.receive(timeout: wait), let message = handle(peer, frames) {
                 if let key = strategy.key(of: message, round: round), let assignment = pending[key], assignment.worker == peer {
                     do {
-                        try strategy.accept(message, for: assignment)
+                        try strategy.accept(message, key: key, for: assignment)
                         pending[key] = nil
+                        accepted += 1
                     } catch {
-                        reject("\(message.type) from \(workers[peer]?.label ?? "\(peer)") for round \(round): \(error)", peer: peer)
-                        // The worker is alive but sent something unusable: the piece goes to the others.
-                        if let other = live.first(where: { $0.peer != peer }) ?? workers[peer] {
-                            pending[key] = nil
-                            dispatch(strategy.reassign(assignment, round: round, workers: [other.peer]))
-                        }
+                        reject("\(message.type) from \(workers[peer]?.label ?? "\(peer)") for round \(round + 1): \(error)", peer: peer)
+                        // The worker is alive but sent something unusable: another worker may redo it.
+                        let others = participants.filter { $0.peer != peer }
+                        redo([key], of: assignment, among: others.isEmpty ? participants : [others[0]])
                     }
+                } else if let r = message.resultRound, r < UInt64(round) {
+                    report.late += 1
+                    logger.info("discarded a result for round \(r + 1) from \(workers[peer]?.label ?? "\(peer)"), which came after its round ended")
                 } else {
-                    reject("unexpected \(message.type) from \(workers[peer]?.label ?? "\(peer)") in round \(round)", peer: nil)
+                    reject("unexpected \(message.type) from \(workers[peer]?.label ?? "\(peer)") in round \(round + 1)", peer: nil)
                 }
             }
             expireAndHeartbeat()
-            for (key, assignment) in pending where ContinuousClock.now - sentAt[key]! > settings.workerTimeout {
-                if let worker = workers[assignment.worker] { drop(worker, because: "no result within \(settings.workerTimeout)") }
+            if strategy.deadline == nil {
+                for (key, assignment) in pending where ContinuousClock.now - sentAt[key]! > settings.workerTimeout {
+                    if let worker = workers[assignment.worker] { drop(worker, because: "no result within \(settings.workerTimeout)") }
+                }
             }
-            // Work held by workers that are gone (timed out, unreachable, failed) goes to the others.
+            // Work held by workers that are gone (timed out, unreachable, failed).
             let orphaned = pending.filter { workers[$0.value.worker] == nil }
             if !orphaned.isEmpty {
-                try requireWorkers()
-                for (key, assignment) in orphaned.sorted(by: { $0.key < $1.key }) {
-                    pending[key] = nil
-                    dispatch(strategy.reassign(assignment, round: round, workers: live.map(\.peer)))
+                if strategy.deadline == nil { try requireWorkers() }
+                for key in orphaned.keys.sorted() where pending[key] != nil {
+                    let assignment = pending[key]!
+                    redo(assignment.keys.filter { pending[$0] != nil }, of: assignment, among: participants)
                 }
             }
         }
+        report.answered = accepted
+        report.missed.sort()
+        guard accepted >= strategy.minimumResults else {
+            throw ClusterError("round \(round + 1) got \(accepted) result\(accepted == 1 ? "" : "s"), fewer than the minimum of \(strategy.minimumResults)")
+        }
     }
+
+    private var participants: [Participant] { live.map { Participant(peer: $0.peer, clients: $0.clients) } }
 
     private func requireWorkers() throws {
         guard workers.count >= max(settings.minimumWorkers, 1) else {
@@ -262,7 +306,7 @@ public final class Coordinator {
             logger.warning("worker \(worker.label) reports: \(report.text)")
             if report.code == .fatal { drop(worker, because: "it failed: \(report.text)") }
             return nil
-        case .gradient:
+        case .gradient, .update:
             return message
         default:
             reject("\(message.type) is not a message a worker sends (from \(worker.label))", peer: peer)

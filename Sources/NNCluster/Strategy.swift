@@ -6,49 +6,97 @@ public struct RunConfiguration: Codable, Equatable, Sendable {
     public var mode: String
     public var model: ModelSpec
     public var seed: UInt64
-    /// Samples per step across all workers.
+    /// Samples per step across all workers (synchronous SGD).
     public var globalBatch: Int
     public var heartbeatSeconds: Double
     public var timeoutSeconds: Double
+    /// The federated experiment, for federated modes.
+    public var experiment: Experiment?
 
-    public init(mode: String, model: ModelSpec, seed: UInt64, globalBatch: Int, heartbeatSeconds: Double, timeoutSeconds: Double) {
+    public init(mode: String, model: ModelSpec, seed: UInt64, globalBatch: Int, heartbeatSeconds: Double, timeoutSeconds: Double,
+                experiment: Experiment? = nil) {
         self.mode = mode; self.model = model; self.seed = seed; self.globalBatch = globalBatch
-        self.heartbeatSeconds = heartbeatSeconds; self.timeoutSeconds = timeoutSeconds
+        self.heartbeatSeconds = heartbeatSeconds; self.timeoutSeconds = timeoutSeconds; self.experiment = experiment
+    }
+
+    /// The configuration of a federated run of `experiment`.
+    public init(experiment: Experiment, heartbeatSeconds: Double, timeoutSeconds: Double) {
+        self.init(mode: experiment.strategy.kind.rawValue, model: experiment.model, seed: experiment.seed, globalBatch: 0,
+                  heartbeatSeconds: heartbeatSeconds, timeoutSeconds: timeoutSeconds, experiment: experiment)
     }
 }
 
-/// A piece of a round's work for one worker. `key` tells results apart within the round.
+/// A registered worker as a strategy sees it: where to send work, and which federated clients it hosts.
+public struct Participant: Sendable {
+    public var peer: PeerID
+    public var clients: Range<Int>
+    public init(peer: PeerID, clients: Range<Int> = 0..<0) { self.peer = peer; self.clients = clients }
+}
+
+/// A piece of a round's work for one worker, and the keys of the results it yields (a slice's start, or the
+/// ids of the clients it trains); keys tell results apart within a round.
 public struct Assignment: Sendable {
     public var worker: PeerID
-    public var key: Int
+    public var keys: [Int]
     public var message: Message
 }
 
-/// What a round produced, for metrics.
+/// What a round's results add up to, for metrics.
 public struct RoundResult: Sendable {
     public var samples = 0
     public var lossSum = 0.0
     public var correct = 0
-    /// The slowest worker's compute time in the round.
+    /// The slowest result's compute time in the round.
     public var computeSeconds = 0.0
+    public var meanLoss: Double { samples == 0 ? 0 : lossSum / Double(samples) }
+    public var accuracy: Double { samples == 0 ? 0 : Double(correct) / Double(samples) }
 }
 
-/// How a run trains: which work each round hands out, and how results become the next global model.
-/// Synchronous SGD is one strategy; federated ones (FedAvg and its family) are its peers. The coordinator does
-/// the bookkeeping (registration, sending, collecting, failures); a strategy never touches a transport.
+/// One round as the coordinator (or the simulation) ran it.
+public struct RoundReport: Sendable {
+    /// From 0.
+    public var round: Int
+    public var result = RoundResult()
+    public var seconds = 0.0
+    public var communicationSeconds = 0.0
+    public var aggregationSeconds = 0.0
+    public var bytesSent = 0
+    public var bytesReceived = 0
+    /// Live workers at the end of the round.
+    public var workers = 0
+    /// Results asked for (slices, sampled clients), results used, and the keys of those left out.
+    public var expected = 0
+    public var answered = 0
+    public var missed: [Int] = []
+    /// Results that arrived after their round had ended.
+    public var late = 0
+
+    public init(round: Int) { self.round = round }
+}
+
+/// How a run trains: which work each round hands out, and how results become the next global model (Flower's
+/// `configure_fit` and `aggregate_fit`). Synchronous SGD and the FedAvg family are peers behind it. The
+/// coordinator (or the simulation) does the bookkeeping: registration, sending, collecting, deadlines,
+/// failures; a strategy never touches a transport.
 public protocol Strategy: AnyObject {
     /// The global model, for evaluation and checkpoints.
     var network: Network { get }
-    var roundsPerEpoch: Int { get }
-    var epochs: Int { get }
-    /// The round's work split among `workers` (in registration order; never empty).
-    func configure(round: Int, workers: [PeerID]) -> [Assignment]
-    /// Work that a lost worker held, handed to the remaining `workers`.
-    func reassign(_ lost: Assignment, round: Int, workers: [PeerID]) -> [Assignment]
-    /// The key of the assignment a result answers, or nil if it answers none of this round.
+    var rounds: Int { get }
+    /// Federated clients the run has (0 when there are none); the coordinator gives each worker a range to host.
+    var clientCount: Int { get }
+    /// nil: every result is needed and a lost worker's work goes to the others. Set: a round ends at this
+    /// deadline once `minimumResults` results are in, and missing results are left out.
+    var deadline: Duration? { get }
+    var minimumResults: Int { get }
+    /// The round's work for `participants` (in registration order; never empty).
+    func configure(round: Int, participants: [Participant]) -> [Assignment]
+    /// Work whose results (`keys` of `lost`) will not come, for the remaining `participants`; empty if it is
+    /// not to be redone.
+    func reassign(_ lost: Assignment, keys: [Int], round: Int, participants: [Participant]) -> [Assignment]
+    /// The key of the result, or nil if it answers nothing of this round.
     func key(of result: Message, round: Int) -> Int?
     /// Takes a result; throws, and keeps nothing, when it is malformed (wrong shape, non-finite values).
-    func accept(_ result: Message, for assignment: Assignment) throws
+    func accept(_ result: Message, key: Int, for assignment: Assignment) throws
     /// Combines the round's results into the global model.
     func aggregate(round: Int) throws -> RoundResult
 }
@@ -72,16 +120,20 @@ public final class SynchronousSGD: Strategy {
     }
 
     public var roundsPerEpoch: Int { (trainingSamples + globalBatch - 1) / globalBatch }
+    public var rounds: Int { roundsPerEpoch * epochs }
+    public var clientCount: Int { 0 }
+    public var deadline: Duration? { nil }
+    public var minimumResults: Int { 1 }
 
-    public func configure(round: Int, workers: [PeerID]) -> [Assignment] {
+    public func configure(round: Int, participants: [Participant]) -> [Assignment] {
         results = [:]
         let start = (round % roundsPerEpoch) * globalBatch
-        return split(round: round, start: start, count: min(globalBatch, trainingSamples - start), firstRow: 0, among: workers)
+        return split(round: round, start: start, count: min(globalBatch, trainingSamples - start), firstRow: 0, among: participants.map(\.peer))
     }
 
-    public func reassign(_ lost: Assignment, round: Int, workers: [PeerID]) -> [Assignment] {
+    public func reassign(_ lost: Assignment, keys: [Int], round: Int, participants: [Participant]) -> [Assignment] {
         guard case .task(let task) = lost.message else { return [] }
-        return split(round: round, start: Int(task.start), count: Int(task.count), firstRow: Int(task.firstRow), among: workers)
+        return split(round: round, start: Int(task.start), count: Int(task.count), firstRow: Int(task.firstRow), among: participants.map(\.peer))
     }
 
     /// Contiguous, near-equal parts of `count` positions, the first workers taking one more when it does not divide.
@@ -94,7 +146,7 @@ public final class SynchronousSGD: Strategy {
             guard part > 0 else { continue }
             let task = Task(step: UInt64(round), epoch: UInt32(round / roundsPerEpoch + 1), start: UInt32(start + offset), count: UInt32(part),
                             firstRow: UInt32(firstRow + offset), parameters: parameters, state: state)
-            assignments.append(Assignment(worker: worker, key: start + offset, message: .task(task)))
+            assignments.append(Assignment(worker: worker, keys: [start + offset], message: .task(task)))
             offset += part
         }
         return assignments
@@ -105,7 +157,7 @@ public final class SynchronousSGD: Strategy {
         return Int(g.start)
     }
 
-    public func accept(_ result: Message, for assignment: Assignment) throws {
+    public func accept(_ result: Message, key: Int, for assignment: Assignment) throws {
         guard case .gradient(let g) = result, case .task(let task) = assignment.message else { throw ClusterError("not a gradient") }
         guard g.count == task.count else { throw ClusterError("gradient covers \(g.count) samples, the task had \(task.count)") }
         guard g.gradient.count == network.parameterCount else {
@@ -117,7 +169,7 @@ public final class SynchronousSGD: Strategy {
         guard g.lossSum.isFinite, g.gradient.withUnsafeBufferPointer(BLAS.allFinite), g.state.withUnsafeBufferPointer(BLAS.allFinite) else {
             throw ClusterError("gradient, state or loss holds NaN or infinite values")
         }
-        results[assignment.key] = g
+        results[key] = g
     }
 
     public func aggregate(round: Int) throws -> RoundResult {
@@ -139,5 +191,37 @@ public final class SynchronousSGD: Strategy {
         }
         trainer.apply(stepsPerEpoch: roundsPerEpoch, totalSteps: roundsPerEpoch * epochs)
         return summary
+    }
+}
+
+/// The round reports of one epoch of synchronous SGD, summed.
+public struct EpochReport: Sendable {
+    public var epoch: Int
+    public var samples = 0
+    public var lossSum = 0.0
+    public var correct = 0
+    public var seconds = 0.0
+    public var computeSeconds = 0.0
+    public var communicationSeconds = 0.0
+    public var aggregationSeconds = 0.0
+    public var bytesSent = 0
+    public var bytesReceived = 0
+    public var workers = 0
+    public var meanLoss: Double { samples == 0 ? 0 : lossSum / Double(samples) }
+    public var accuracy: Double { samples == 0 ? 0 : Double(correct) / Double(samples) }
+
+    public init(epoch: Int) { self.epoch = epoch }
+
+    public mutating func add(_ round: RoundReport) {
+        samples += round.result.samples
+        lossSum += round.result.lossSum
+        correct += round.result.correct
+        seconds += round.seconds
+        computeSeconds += round.result.computeSeconds
+        communicationSeconds += round.communicationSeconds
+        aggregationSeconds += round.aggregationSeconds
+        bytesSent += round.bytesSent
+        bytesReceived += round.bytesReceived
+        workers = round.workers
     }
 }

@@ -4,17 +4,25 @@ import NNCore
 import NNData
 import NNProtocol
 
-/// A worker's side of a run: registers, computes the gradients it is asked for on its copy of the data, and
-/// stops on shutdown. It exits with an error when refused, or when the coordinator stays silent past the timeout.
+/// A worker's side of a run: registers, computes the gradients it is asked for on its copy of the data (or, in a
+/// federated run, trains the clients it hosts), and stops on shutdown. It exits with an error when refused, or
+/// when the coordinator stays silent past the timeout.
 public final class Worker {
     public struct Settings: Sendable {
         public var name: String
         /// How long to wait for a welcome before giving up. Once registered, the coordinator's heartbeat interval
         /// and timeout, sent in the welcome, apply.
         public var registrationTimeout: Duration
+        /// Federated clients to host: `clientFirst ..< clientFirst + clientCount`; a nil first lets the coordinator
+        /// choose, a count of 0 takes an even share.
+        public var clientFirst: Int?
+        public var clientCount: Int
+        /// Threads that train this worker's clients of a round in parallel.
+        public var clientThreads: Int
 
-        public init(name: String, registrationTimeout: Duration = .seconds(30)) {
+        public init(name: String, registrationTimeout: Duration = .seconds(30), clientFirst: Int? = nil, clientCount: Int = 0, clientThreads: Int = 1) {
             self.name = name; self.registrationTimeout = registrationTimeout
+            self.clientFirst = clientFirst; self.clientCount = clientCount; self.clientThreads = clientThreads
         }
     }
 
@@ -24,7 +32,7 @@ public final class Worker {
     public let session: UInt64
     private let settings: Settings
     private var logger: Logger
-    /// Gradients computed so far.
+    /// Gradients computed and clients trained so far.
     public private(set) var tasksDone = 0
 
     public init(transport: ClientTransport, data: Dataset, fingerprint: [UInt8], session: UInt64, settings: Settings, logger: Logger) {
@@ -37,10 +45,12 @@ public final class Worker {
         let configuration: RunConfiguration
         let trainer: Trainer
         let buffer: BatchBuffer
+        /// The hosted clients of a federated run.
+        let host: ClientHost?
         var epoch = 0
         var order: [Int] = []
-        init(configuration: RunConfiguration, trainer: Trainer, buffer: BatchBuffer) {
-            self.configuration = configuration; self.trainer = trainer; self.buffer = buffer
+        init(configuration: RunConfiguration, trainer: Trainer, buffer: BatchBuffer, host: ClientHost?) {
+            self.configuration = configuration; self.trainer = trainer; self.buffer = buffer; self.host = host
         }
     }
 
@@ -84,6 +94,27 @@ public final class Worker {
                     logger.warning("rejected task for step \(task.step): \(error)")
                     try send(.error(ErrorReport(code: .badMessage, text: error.description)))
                 }
+            case .train(let request):
+                guard let host = session.host else {
+                    logger.warning("rejected a train request: this is not a federated run")
+                    try send(.error(ErrorReport(code: .badMessage, text: "train request outside a federated run")))
+                    continue
+                }
+                do {
+                    let updates = try host.train(request) {
+                        // Long rounds: keep the coordinator hearing from this worker.
+                        if ContinuousClock.now - lastSent >= heartbeat {
+                            try? send(.heartbeat(Heartbeat(session: self.session)))
+                            lastSent = .now
+                        }
+                    }
+                    for update in updates { try send(.update(update)) }
+                    lastSent = .now
+                    tasksDone += updates.count
+                } catch let error as ClusterError {
+                    logger.warning("rejected train request for round \(request.round + 1): \(error)")
+                    try send(.error(ErrorReport(code: .badMessage, text: error.description)))
+                }
             case .heartbeat, .welcome:
                 continue
             case .shutdown(let shutdown):
@@ -99,7 +130,7 @@ public final class Worker {
                 lastHeard = .now
             case .error(let report):
                 logger.warning("coordinator reports: \(report.text)")
-            case .hello, .gradient:
+            case .hello, .gradient, .update:
                 logger.warning("rejected a \(message.type) message: only workers send those")
             }
         }
@@ -110,7 +141,9 @@ public final class Worker {
     /// Says hello (again every second, in case the coordinator was not up yet) until welcomed or refused.
     private func registerAndWelcome() throws -> Session {
         let hello = Message.hello(Hello(session: session, name: settings.name, dataFingerprint: fingerprint,
-                                        inputWidth: UInt32(data.inputWidth), classes: UInt32(data.classes)))
+                                        inputWidth: UInt32(data.inputWidth), classes: UInt32(data.classes),
+                                        clientFirst: settings.clientFirst.map { UInt32($0) } ?? Hello.anyClients,
+                                        clientCount: UInt32(settings.clientCount)))
         let deadline = ContinuousClock.now + settings.registrationTimeout
         var nextHello = ContinuousClock.now
         while ContinuousClock.now < deadline {
@@ -142,11 +175,24 @@ public final class Worker {
         guard configuration.model.inputWidth == data.inputWidth, configuration.model.classes == data.classes else {
             throw ClusterError("the model (\(configuration.model.description)) does not fit this worker's data (\(data.inputWidth) inputs, \(data.classes) classes)")
         }
-        logger.info("registered as worker #\(welcome.workerIndex): \(configuration.mode) training of \(configuration.model.description)")
+        var host: ClientHost?
+        var hosting = ""
+        if let experiment = configuration.experiment {
+            let first = Int(welcome.clientFirst), count = Int(welcome.clientCount)
+            do {
+                try experiment.validate()
+                host = try ClientHost(experiment: experiment, data: data, clients: first..<(first + count), threads: settings.clientThreads)
+            } catch {
+                throw ClusterError("cannot host clients \(first)…\(first + count - 1) of experiment \(experiment.name): \(error)")
+            }
+            hosting = "; hosting clients \(first)…\(first + count - 1)"
+        }
+        logger.info("registered as worker #\(welcome.workerIndex): \(configuration.mode) training of \(configuration.model.description)\(hosting)")
         let network = Network(spec: configuration.model)
         let trainer = Trainer(network: network, optimizer: OptimizerSettings(kind: .sgd), schedule: LearningRateSchedule(base: 0),
                               seed: configuration.seed)
-        return Session(configuration: configuration, trainer: trainer, buffer: BatchBuffer(capacity: configuration.globalBatch, inputWidth: data.inputWidth))
+        return Session(configuration: configuration, trainer: trainer,
+                       buffer: BatchBuffer(capacity: max(configuration.globalBatch, 1), inputWidth: data.inputWidth), host: host)
     }
 
     private func compute(_ task: Task, in session: Session) throws -> GradientResult {

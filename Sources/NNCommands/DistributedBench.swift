@@ -44,7 +44,7 @@ struct DistributedBench {
         for i in 0..<workers {
             let child = Process()
             child.executableURL = URL(fileURLWithPath: executable)
-            child.arguments = ["worker", "--connect", server.endpoint, "--name", "bench-\(i)", "--dataset", dataOptions.dataset.rawValue,
+            child.arguments = ["worker", "--connect", server.endpoint, "--name", "bench-\(i)", "--dataset", dataOptions.kind.rawValue,
                                "--data", dataOptions.directory, "--log-level", "warning"]
             var environment = ProcessInfo.processInfo.environment
             environment["OPENBLAS_NUM_THREADS"] = "1"
@@ -58,10 +58,13 @@ struct DistributedBench {
             data: .init(fingerprint: data.fingerprint, inputWidth: data.inputWidth, classes: data.classes),
             settings: .init(expectedWorkers: workers, registrationTimeout: .seconds(60)),
             logger: Logger(label: "bench", factory: { _ in SwiftLogNoOpLogHandler() }))
-        var warm: Coordinator.EpochReport?
-        try coordinator.run(onEpoch: { if $0.epoch == 2 { warm = $0 } })
+        // The second (warm) epoch.
+        var report = EpochReport(epoch: 2)
+        try coordinator.run { round in
+            if round.round >= strategy.roundsPerEpoch { report.add(round) }
+            return true
+        }
         for child in children { child.waitUntilExit() }
-        let report = warm!
         let steps = Double(strategy.roundsPerEpoch)
         return Figures(samplesPerSecond: Double(report.samples) / report.seconds, step: report.seconds / steps,
                        compute: report.computeSeconds / steps, communication: report.communicationSeconds / steps,

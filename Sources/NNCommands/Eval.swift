@@ -20,6 +20,6 @@ public struct Eval: AsyncParsableCommand {
         let evaluation = checkpoint.network.evaluate(test)
         print(String(format: "%@: %@, test loss %.4f, test accuracy %@ on %d images\n", model, checkpoint.network.spec.description,
                      evaluation.loss, Format.percent(evaluation.accuracy), test.sampleCount))
-        print(evaluation.confusion.report(classNames: dataOptions.dataset.classNames))
+        print(evaluation.confusion.report(classNames: dataOptions.kind.classNames))
     }
 }

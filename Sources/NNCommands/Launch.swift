@@ -10,7 +10,8 @@ public struct Launch: AsyncParsableCommand {
         abstract: "Run a coordinator and N workers on this machine in one command.",
         discussion: """
             Every option not listed here goes to the coordinator (see `nn coordinator --help`): model, optimizer, \
-            batch (per worker), epochs, seed, --out, --metrics, timeouts. On Ctrl-C, or when the coordinator \
+            batch (per worker), epochs, seed, --out, --metrics, timeouts, or --config FILE for a federated \
+            experiment (the workers then host an even share of its clients each). On Ctrl-C, or when the coordinator \
             fails, every process is stopped; a worker that dies is handled by the coordinator, which hands its \
             work to the others (or stops below --min-workers).
             """)
@@ -33,17 +34,17 @@ public struct Launch: AsyncParsableCommand {
         _ = try CoordinatorCommand.parse(try coordinatorArguments(port: 1))
     }
 
-    private var dataArguments: [String] {
-        ["--dataset", dataOptions.dataset.rawValue] + (dataOptions.data.map { ["--data", $0] } ?? [])
-    }
 
     private func coordinatorArguments(port: Int) throws -> [String] {
-        ["--bind", "tcp://127.0.0.1:\(port)", "--workers", String(workers)] + dataArguments + coordinatorOptions
+        ["--bind", "tcp://127.0.0.1:\(port)", "--workers", String(workers)] + dataOptions.arguments + coordinatorOptions
     }
 
     public func run() async throws {
         let executable = URL(fileURLWithPath: "/proc/self/exe").resolvingSymlinksInPath().path
         let port = try self.port ?? freeLoopbackPort()
+        // Workers load the experiment's data set, when there is one.
+        let experiment = try CoordinatorCommand.parse(try coordinatorArguments(port: port)).experimentOptions.load()
+        let dataArguments = try experiment.map { try dataOptions.fixing($0).arguments } ?? dataOptions.arguments
         let group = ProcessGroup()
         try group.start(label: "coordinator", executable: executable, arguments: ["coordinator"] + (try coordinatorArguments(port: port)))
         for i in 0..<workers {

@@ -1,6 +1,7 @@
 import ArgumentParser
 import Foundation
 import Logging
+import NNCluster
 import NNCore
 import NNData
 
@@ -9,26 +10,42 @@ public struct NN: AsyncParsableCommand {
     public static let configuration = CommandConfiguration(
         commandName: "nn",
         abstract: "Train, evaluate and run multilayer perceptrons on MNIST-style data.",
-        subcommands: [Train.self, Eval.self, Predict.self, Bench.self, DataCommand.self, Launch.self, CoordinatorCommand.self, WorkerCommand.self])
+        subcommands: [Train.self, Eval.self, Predict.self, Bench.self, DataCommand.self, Launch.self, Simulate.self, Plot.self,
+                      CoordinatorCommand.self, WorkerCommand.self])
 }
 
 /// Where the data comes from: `--dataset` and `--data`, with the data set's environment variable and default folder.
 struct DataOptions: ParsableArguments {
-    @Option(help: "Data set: \(DatasetKind.allCases.map(\.rawValue).joined(separator: ", ")).")
-    var dataset: DatasetKind = .mnist
+    @Option(help: "Data set: \(DatasetKind.allCases.map(\.rawValue).joined(separator: ", ")) (default: mnist).")
+    var dataset: DatasetKind?
+
+    var kind: DatasetKind { dataset ?? .mnist }
 
     @Option(help: ArgumentHelp("Folder with the four IDX files, raw or .gz.",
                                discussion: "Default: $NN_MNIST_DIR or ~/.local/share/nn/mnist; for Fashion-MNIST $NN_FASHION_MNIST_DIR or /usr/share/datasets/fashion-mnist."),
             completion: .directory)
     var data: String?
 
-    var directory: String { data ?? dataset.defaultDirectory() }
+    var directory: String { data ?? kind.defaultDirectory() }
+
+    /// The `--dataset` and `--data` arguments as given, to pass on to another process.
+    var arguments: [String] { (dataset.map { ["--dataset", $0.rawValue] } ?? []) + (data.map { ["--data", $0] } ?? []) }
 
     func load(_ logger: Logger) throws -> (train: Dataset, test: Dataset) {
         let start = ContinuousClock.now
-        let sets = try dataset.load(from: directory)
-        logger.info("loaded \(dataset.rawValue) from \(directory): \(sets.train.sampleCount) training and \(sets.test.sampleCount) test images in \(Format.seconds(start.duration(to: .now)))")
+        let sets = try kind.load(from: directory)
+        logger.info("loaded \(kind.rawValue) from \(directory): \(sets.train.sampleCount) training and \(sets.test.sampleCount) test images in \(Format.seconds(start.duration(to: .now)))")
         return sets
+    }
+
+    /// These options for an experiment's data set: `--dataset`, if given, must agree with it.
+    func fixing(_ experiment: Experiment) throws -> DataOptions {
+        if let dataset, dataset != experiment.datasetKind {
+            throw ValidationError("--dataset \(dataset.rawValue) contradicts the experiment's dataset \(experiment.dataset)")
+        }
+        var options = self
+        options.dataset = experiment.datasetKind
+        return options
     }
 }
 

@@ -55,7 +55,7 @@ public struct Predict: AsyncParsableCommand {
             }
             inputs.append((path, nil, image.pixels))
         }
-        let names = dataOptions.dataset.classNames.count == spec.classes ? dataOptions.dataset.classNames : (0..<spec.classes).map(String.init)
+        let names = dataOptions.kind.classNames.count == spec.classes ? dataOptions.kind.classNames : (0..<spec.classes).map(String.init)
         for input in inputs {
             let logits = input.pixels.withUnsafeBufferPointer { x in
                 Array(UnsafeBufferPointer(start: network.forward(x.baseAddress!, batch: 1, pass: .inference), count: spec.classes))

@@ -48,9 +48,9 @@ public struct Train: AsyncParsableCommand {
                 "samples_per_second": samplesPerSecond, "seconds": seconds, "learning_rate": Double(trainer.learningRate),
             ])
         }
-        printFinalReport(evaluation, test: test, classNames: dataOptions.dataset.classNames)
+        printFinalReport(evaluation, test: test, classNames: dataOptions.kind.classNames)
         if let out = runOptions.out {
-            let record = TrainingRecord(dataset: dataOptions.dataset.rawValue, mode: "local", optimizer: optimization.settings,
+            let record = TrainingRecord(dataset: dataOptions.kind.rawValue, mode: "local", optimizer: optimization.settings,
                                         schedule: optimization.learningRate, clip: optimization.clip, batch: batch, epochs: epochs, seed: seed)
             try saveCheckpoint(network, record: record, evaluation: evaluation, to: out)
             logger.info("wrote \(out)")

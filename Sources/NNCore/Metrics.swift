@@ -13,6 +13,12 @@ public struct ConfusionMatrix: Equatable, Sendable {
 
     public mutating func add(truth: Int, predicted: Int) { counts[truth * classes + predicted] += 1 }
 
+    /// Adds the counts of another matrix over the same classes.
+    public mutating func add(_ other: ConfusionMatrix) {
+        precondition(other.classes == classes)
+        for i in counts.indices { counts[i] += other.counts[i] }
+    }
+
     public subscript(truth: Int, predicted: Int) -> Int { counts[truth * classes + predicted] }
 
     public var total: Int { counts.reduce(0, +) }

@@ -16,6 +16,17 @@ public struct Evaluation: Sendable {
     public var loss: Double
     public var confusion: ConfusionMatrix
     public var accuracy: Double { confusion.accuracy }
+
+    /// The evaluation of the union of disjoint parts.
+    public static func merging(_ parts: [Evaluation]) -> Evaluation {
+        var confusion = ConfusionMatrix(classes: parts[0].confusion.classes)
+        var lossSum = 0.0
+        for part in parts {
+            confusion.add(part.confusion)
+            lossSum += part.loss * Double(part.confusion.total)
+        }
+        return Evaluation(loss: lossSum / Double(max(confusion.total, 1)), confusion: confusion)
+    }
 }
 
 /// Reusable batch buffers, so that neither training nor evaluation allocates per batch.
@@ -42,12 +53,12 @@ extension Network {
         return best
     }
 
-    /// Loss and confusion matrix over every sample of `source`, in inference mode.
-    public func evaluate(_ source: BatchSource, batchSize: Int = 1000) -> Evaluation {
+    /// Loss and confusion matrix over the samples of `source` in `range` (default: all), in inference mode.
+    public func evaluate(_ source: BatchSource, range: Range<Int>? = nil, batchSize: Int = 1000) -> Evaluation {
         let buffer = BatchBuffer(capacity: batchSize, inputWidth: spec.inputWidth)
         var confusion = ConfusionMatrix(classes: spec.classes)
         var lossSum = 0.0
-        let all = Array(0..<source.sampleCount)
+        let all = Array(range ?? 0..<source.sampleCount)
         for start in stride(from: 0, to: all.count, by: batchSize) {
             let indices = all[start..<min(start + batchSize, all.count)]
             source.gather(indices, into: buffer.x.base, labels: buffer.labels)
@@ -58,7 +69,7 @@ extension Network {
                 confusion.add(truth: Int(buffer.labels[r]), predicted: Network.argmax(logits + r * spec.classes, spec.classes))
             }
         }
-        return Evaluation(loss: lossSum / Double(max(source.sampleCount, 1)), confusion: confusion)
+        return Evaluation(loss: lossSum / Double(max(all.count, 1)), confusion: confusion)
     }
 }
 

@@ -16,6 +16,10 @@ public enum Message: Equatable, Sendable {
     case error(ErrorReport)
     /// Coordinator → worker: training is over (or aborted); exit.
     case shutdown(Shutdown)
+    /// Coordinator → worker (federated): train these hosted clients locally, starting from these weights.
+    case train(TrainRequest)
+    /// Worker → coordinator (federated): one client's weights after its local training.
+    case update(ClientUpdate)
 
     public var type: MessageType {
         switch self {
@@ -27,12 +31,23 @@ public enum Message: Equatable, Sendable {
         case .heartbeat: return .heartbeat
         case .error: return .error
         case .shutdown: return .shutdown
+        case .train: return .train
+        case .update: return .update
+        }
+    }
+
+    /// The round (step) a result belongs to; nil for messages that are not results.
+    public var resultRound: UInt64? {
+        switch self {
+        case .gradient(let g): return g.step
+        case .update(let u): return u.round
+        default: return nil
         }
     }
 }
 
 public enum MessageType: UInt8, Sendable, CaseIterable {
-    case hello = 1, welcome = 2, refuse = 3, task = 4, gradient = 5, heartbeat = 6, error = 7, shutdown = 8
+    case hello = 1, welcome = 2, refuse = 3, task = 4, gradient = 5, heartbeat = 6, error = 7, shutdown = 8, train = 9, update = 10
 }
 
 public struct Hello: Equatable, Sendable {
@@ -43,10 +58,17 @@ public struct Hello: Equatable, Sendable {
     public var dataFingerprint: [UInt8]
     public var inputWidth: UInt32
     public var classes: UInt32
+    /// Federated clients the worker offers to host: ids `clientFirst ..< clientFirst + clientCount`.
+    /// `clientFirst == Hello.anyClients` lets the coordinator choose which; `clientCount == 0` asks for an even share.
+    public var clientFirst: UInt32
+    public var clientCount: UInt32
 
-    public init(session: UInt64, name: String, dataFingerprint: [UInt8], inputWidth: UInt32, classes: UInt32) {
+    public static let anyClients = UInt32.max
+
+    public init(session: UInt64, name: String, dataFingerprint: [UInt8], inputWidth: UInt32, classes: UInt32,
+                clientFirst: UInt32 = Hello.anyClients, clientCount: UInt32 = 0) {
         self.session = session; self.name = name; self.dataFingerprint = dataFingerprint
-        self.inputWidth = inputWidth; self.classes = classes
+        self.inputWidth = inputWidth; self.classes = classes; self.clientFirst = clientFirst; self.clientCount = clientCount
     }
 }
 
@@ -54,9 +76,13 @@ public struct Welcome: Equatable, Sendable {
     public var workerIndex: UInt32
     /// The run's configuration as JSON (`RunConfiguration` in NNCluster): model spec, seed, batch sizes.
     public var configuration: String
+    /// The federated clients this worker hosts (count 0 outside federated runs).
+    public var clientFirst: UInt32
+    public var clientCount: UInt32
 
-    public init(workerIndex: UInt32, configuration: String) {
+    public init(workerIndex: UInt32, configuration: String, clientFirst: UInt32 = 0, clientCount: UInt32 = 0) {
         self.workerIndex = workerIndex; self.configuration = configuration
+        self.clientFirst = clientFirst; self.clientCount = clientCount
     }
 }
 
@@ -104,6 +130,43 @@ public struct GradientResult: Equatable, Sendable {
         self.step = step; self.start = start; self.count = count; self.correct = correct; self.lossSum = lossSum
         self.computeNanoseconds = computeNanoseconds
         self.gradient = gradient; self.state = state
+    }
+}
+
+public struct TrainRequest: Equatable, Sendable {
+    /// Federated round, from 0.
+    public var round: UInt64
+    /// The sampled clients of this worker, in increasing order.
+    public var clients: [UInt32]
+    /// Local SGD rate for this round.
+    public var learningRate: Float
+    /// The global model.
+    public var parameters: [Float]
+    public var state: [Float]
+
+    public init(round: UInt64, clients: [UInt32], learningRate: Float, parameters: [Float], state: [Float]) {
+        self.round = round; self.clients = clients; self.learningRate = learningRate
+        self.parameters = parameters; self.state = state
+    }
+}
+
+public struct ClientUpdate: Equatable, Sendable {
+    public var round: UInt64
+    public var client: UInt32
+    /// The client's partition size, the weight of its update in the average.
+    public var samples: UInt32
+    /// Correct predictions and summed loss over the client's last local epoch, for the coordinator's metrics.
+    public var correct: UInt32
+    public var lossSum: Double
+    public var computeNanoseconds: UInt64
+    /// The client's model after local training.
+    public var parameters: [Float]
+    public var state: [Float]
+
+    public init(round: UInt64, client: UInt32, samples: UInt32, correct: UInt32, lossSum: Double, computeNanoseconds: UInt64,
+                parameters: [Float], state: [Float]) {
+        self.round = round; self.client = client; self.samples = samples; self.correct = correct; self.lossSum = lossSum
+        self.computeNanoseconds = computeNanoseconds; self.parameters = parameters; self.state = state
     }
 }
 

@@ -23,14 +23,16 @@ public struct ProtocolError: Error, CustomStringConvertible, Equatable {
 #endif
 
 /// Messages to frames and back. Frame 0 is a header: the bytes "NN", the protocol version, the message type,
-/// then the type's fields, little-endian. Tasks and gradients add two float32 frames (parameters or gradient,
-/// then state). Decoding checks every length against the frame it reads from and rejects anything left over.
+/// then the type's fields, little-endian. Tasks, gradients, train requests and client updates add two float32
+/// frames (parameters or gradient, then state). Decoding checks every length against the frame it reads from and rejects anything left over.
 public enum WireCodec {
-    public static let version: UInt8 = 1
+    public static let version: UInt8 = 2
     static let magic: [UInt8] = [0x4E, 0x4E]
     /// Longest string field (names, reasons, error texts); the configuration JSON may take `maximumConfiguration`.
     public static let maximumText = 64 << 10
     public static let maximumConfiguration = 1 << 20
+    /// Most clients one train request may name.
+    public static let maximumClients = 1 << 20
 
     public static func encode(_ message: Message) -> [Frame] {
         var w = Writer()
@@ -40,9 +42,9 @@ public enum WireCodec {
         switch message {
         case .hello(let m):
             w.u64(m.session); w.text(m.name); w.u32(UInt32(m.dataFingerprint.count)); w.bytes(m.dataFingerprint)
-            w.u32(m.inputWidth); w.u32(m.classes)
+            w.u32(m.inputWidth); w.u32(m.classes); w.u32(m.clientFirst); w.u32(m.clientCount)
         case .welcome(let m):
-            w.u32(m.workerIndex); w.text(m.configuration)
+            w.u32(m.workerIndex); w.text(m.configuration); w.u32(m.clientFirst); w.u32(m.clientCount)
         case .refuse(let m):
             w.text(m.reason)
         case .task(let m):
@@ -57,6 +59,13 @@ public enum WireCodec {
             w.u16(m.code.rawValue); w.text(m.text)
         case .shutdown(let m):
             w.text(m.reason)
+        case .train(let m):
+            w.u64(m.round); w.u32(m.learningRate.bitPattern); w.u32(UInt32(m.clients.count))
+            for c in m.clients { w.u32(c) }
+            return [.bytes(w.buffer), .floats(m.parameters), .floats(m.state)]
+        case .update(let m):
+            w.u64(m.round); w.u32(m.client); w.u32(m.samples); w.u32(m.correct); w.u64(m.lossSum.bitPattern); w.u64(m.computeNanoseconds)
+            return [.bytes(w.buffer), .floats(m.parameters), .floats(m.state)]
         }
         return [.bytes(w.buffer)]
     }
@@ -72,7 +81,7 @@ public enum WireCodec {
             throw ProtocolError("protocol version \(header[2]) is not supported (this side speaks version \(version))", peerVersion: header[2])
         }
         guard let type = MessageType(rawValue: header[3]) else { throw ProtocolError("unknown message type \(header[3])") }
-        let expectedFrames = type == .task || type == .gradient ? 3 : 1
+        let expectedFrames = [.task, .gradient, .train, .update].contains(type) ? 3 : 1
         guard frames.count == expectedFrames else {
             throw ProtocolError("\(type) message has \(frames.count) frames, expected \(expectedFrames)")
         }
@@ -83,9 +92,11 @@ public enum WireCodec {
             let session = try r.u64(), name = try r.text(limit: maximumText)
             let length = Int(try r.u32())
             guard length <= 64 else { throw ProtocolError("hello: fingerprint of \(length) bytes (at most 64)") }
-            message = .hello(Hello(session: session, name: name, dataFingerprint: try r.bytes(length), inputWidth: try r.u32(), classes: try r.u32()))
+            message = .hello(Hello(session: session, name: name, dataFingerprint: try r.bytes(length), inputWidth: try r.u32(), classes: try r.u32(),
+                                   clientFirst: try r.u32(), clientCount: try r.u32()))
         case .welcome:
-            message = .welcome(Welcome(workerIndex: try r.u32(), configuration: try r.text(limit: maximumConfiguration)))
+            message = .welcome(Welcome(workerIndex: try r.u32(), configuration: try r.text(limit: maximumConfiguration),
+                                       clientFirst: try r.u32(), clientCount: try r.u32()))
         case .refuse:
             message = .refuse(Refuse(reason: try r.text(limit: maximumText)))
         case .task:
@@ -103,6 +114,19 @@ public enum WireCodec {
             message = .error(ErrorReport(code: code, text: try r.text(limit: maximumText)))
         case .shutdown:
             message = .shutdown(Shutdown(reason: try r.text(limit: maximumText)))
+        case .train:
+            let round = try r.u64(), rate = Float(bitPattern: try r.u32()), count = Int(try r.u32())
+            guard count <= maximumClients else { throw ProtocolError("train: \(count) clients (at most \(maximumClients))") }
+            guard count * 4 <= header.count - r.offset else {
+                throw ProtocolError("train: \(count) client ids do not fit the \(header.count - r.offset) bytes left")
+            }
+            let clients = try (0..<count).map { _ in try r.u32() }
+            message = .train(TrainRequest(round: round, clients: clients, learningRate: rate,
+                                          parameters: try floats(frames[1], "parameters"), state: try floats(frames[2], "state")))
+        case .update:
+            message = .update(ClientUpdate(round: try r.u64(), client: try r.u32(), samples: try r.u32(), correct: try r.u32(),
+                                           lossSum: Double(bitPattern: try r.u64()), computeNanoseconds: try r.u64(),
+                                           parameters: try floats(frames[1], "parameters"), state: try floats(frames[2], "state")))
         }
         guard r.offset == header.count else {
             throw ProtocolError("\(type): \(header.count - r.offset) unexpected bytes after the fields")

@@ -97,13 +97,13 @@ import Testing
                     try? h.send(WireCodec.encode(.gradient(g)))
                 }
                 var frames = (0..<(1 + rng.next(below: 3))).map { _ in Frame.bytes(bytes(rng.next(below: 64))) }
-                if rng.next(below: 2) == 0 { frames[0] = .bytes([0x4E, 0x4E, 1, UInt8(rng.next(below: 10))] + bytes(rng.next(below: 40))) }
+                if rng.next(below: 2) == 0 { frames[0] = .bytes([0x4E, 0x4E, WireCodec.version, UInt8(rng.next(below: 11))] + bytes(rng.next(below: 40))) }
                 try? h.send(frames)
                 sent.set(sent.get() + 1)
             }
             group.leave()
         }
-        try coordinator.run(onEpoch: { _ in })
+        try coordinator.run { _ in true }
         stop.set(true)
         #expect(group.wait(timeout: .now() + 20) == .success)
         hostile.close()

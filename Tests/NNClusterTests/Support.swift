@@ -59,7 +59,7 @@ struct SyncRun {
     /// done some tasks (e.g. close it, as a killed process would).
     /// `lateWorkers` more join when round `joinAt` is done (registration waits only for the first `workers`).
     func distributed(workers: Int, data: Dataset, wire: Wire, settings: Coordinator.Settings? = nil, lateWorkers: Int = 0, joinAt: Int = 0,
-                     onRound: ((Int, [SilenceableClient]) -> Void)? = nil) throws -> (Network, Coordinator, [Coordinator.EpochReport]) {
+                     onRound: ((Int, [SilenceableClient]) -> Void)? = nil) throws -> (Network, Coordinator, [EpochReport]) {
         let trainer = trainer()
         let (server, connect) = try makeNetwork(wire, parameterCount: trainer.network.parameterCount)
         let strategy = SynchronousSGD(trainer: trainer, trainingSamples: data.sampleCount, globalBatch: workers * perWorkerBatch, epochs: epochs)
@@ -84,12 +84,15 @@ struct SyncRun {
         }
         for i in 0..<workers { start(i) }
         var round = 0
-        var reports: [Coordinator.EpochReport] = []
-        try coordinator.run(onRound: { _, _ in
+        var reports: [EpochReport] = []
+        try coordinator.run { report in
             round += 1
             if round == joinAt { for i in workers..<(workers + lateWorkers) { start(i) } }
             onRound?(round, clients)
-        }, onEpoch: { reports.append($0) })
+            if report.round % strategy.roundsPerEpoch == 0 { reports.append(EpochReport(epoch: reports.count + 1)) }
+            reports[reports.count - 1].add(report)
+            return true
+        }
         #expect(group.wait(timeout: .now() + 20) == .success, "workers did not stop after shutdown")
         return (trainer.network, coordinator, reports)
     }

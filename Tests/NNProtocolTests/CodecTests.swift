@@ -11,6 +11,10 @@ let samples: [Message] = [
     .heartbeat(Heartbeat(session: 42)),
     .error(ErrorReport(code: .notRegistered, text: "who are you?")),
     .shutdown(Shutdown(reason: "done")),
+    .hello(Hello(session: 9, name: "host", dataFingerprint: [1, 2], inputWidth: 784, classes: 10, clientFirst: 50, clientCount: 25)),
+    .welcome(Welcome(workerIndex: 1, configuration: "{}", clientFirst: 50, clientCount: 25)),
+    .train(TrainRequest(round: 12, clients: [3, 17, 99], learningRate: 0.05, parameters: [0.25, -1], state: [])),
+    .update(ClientUpdate(round: 12, client: 17, samples: 600, correct: 580, lossSum: 12.5, computeNanoseconds: 77, parameters: [0.5, -0.75], state: [2])),
 ]
 
 /// Frames as a socket delivers them: every frame as bytes.
@@ -31,7 +35,7 @@ func onTheWire(_ frames: [Frame]) -> [Frame] {
     }
 
     @Test func headerBytesAreAsDocumented() {
-        #expect(WireCodec.encode(.heartbeat(Heartbeat(session: 0x0102_0304_0506_0708))) == [.bytes([0x4E, 0x4E, 1, 6, 8, 7, 6, 5, 4, 3, 2, 1])])
+        #expect(WireCodec.encode(.heartbeat(Heartbeat(session: 0x0102_0304_0506_0708))) == [.bytes([0x4E, 0x4E, 2, 6, 8, 7, 6, 5, 4, 3, 2, 1])])
     }
 
     /// Every prefix of every header, and every header with a byte too many, is an error, not a crash.
@@ -50,17 +54,17 @@ func onTheWire(_ frames: [Frame]) -> [Frame] {
     @Test func rejectsWrongVersionMagicTypeAndFrames() throws {
         var header = onTheWire(WireCodec.encode(samples[0]))
         guard case .bytes(var b) = header[0] else { return }
-        b[2] = 2
+        b[2] = 1
         header[0] = .bytes(b)
         do {
             _ = try WireCodec.decode(header)
-            Issue.record("decoded a version-2 message")
+            Issue.record("decoded a version-1 message")
         } catch let error as ProtocolError {
-            #expect(error.peerVersion == 2)
-            #expect(error.description.contains("version 2"))
+            #expect(error.peerVersion == 1)
+            #expect(error.description.contains("version 1"))
         }
-        #expect(throws: ProtocolError.self) { try WireCodec.decode([.bytes([0x4E, 0x4F, 1, 6, 0, 0, 0, 0, 0, 0, 0, 0])]) }
-        #expect(throws: ProtocolError.self) { try WireCodec.decode([.bytes([0x4E, 0x4E, 1, 99])]) }
+        #expect(throws: ProtocolError.self) { try WireCodec.decode([.bytes([0x4E, 0x4F, 2, 6, 0, 0, 0, 0, 0, 0, 0, 0])]) }
+        #expect(throws: ProtocolError.self) { try WireCodec.decode([.bytes([0x4E, 0x4E, 2, 99])]) }
         #expect(throws: ProtocolError.self) { try WireCodec.decode([]) }
         // A task without its float frames, a heartbeat with extra frames, a float frame of 7 bytes.
         let task = onTheWire(WireCodec.encode(samples[3]))
@@ -68,9 +72,17 @@ func onTheWire(_ frames: [Frame]) -> [Frame] {
         #expect(throws: ProtocolError.self) { try WireCodec.decode(WireCodec.encode(samples[5]) + [.bytes([1])]) }
         #expect(throws: ProtocolError.self) { try WireCodec.decode([task[0], .bytes([1, 2, 3, 4, 5, 6, 7]), task[2]]) }
         // A string length far beyond the frame, and one beyond the limit.
-        #expect(throws: ProtocolError.self) { try WireCodec.decode([.bytes([0x4E, 0x4E, 1, 8, 0xFF, 0xFF, 0xFF, 0x7F, 65])]) }
-        #expect(throws: ProtocolError.self) { try WireCodec.decode([.bytes([0x4E, 0x4E, 1, 8, 0, 0, 2, 0] + Array(repeating: 65, count: 1 << 17))]) }
-        #expect(throws: ProtocolError.self) { try WireCodec.decode([.bytes([0x4E, 0x4E, 1, 8, 2, 0, 0, 0, 0xC3, 0x28])]) }
+        #expect(throws: ProtocolError.self) { try WireCodec.decode([.bytes([0x4E, 0x4E, 2, 8, 0xFF, 0xFF, 0xFF, 0x7F, 65])]) }
+        #expect(throws: ProtocolError.self) { try WireCodec.decode([.bytes([0x4E, 0x4E, 2, 8, 0, 0, 2, 0] + Array(repeating: 65, count: 1 << 17))]) }
+        #expect(throws: ProtocolError.self) { try WireCodec.decode([.bytes([0x4E, 0x4E, 2, 8, 2, 0, 0, 0, 0xC3, 0x28])]) }
+        // A train request claiming more client ids than its header holds, and more than the limit.
+        let train = onTheWire(WireCodec.encode(samples[10]))
+        #expect(throws: ProtocolError.self) {
+            try WireCodec.decode([.bytes([0x4E, 0x4E, 2, 9] + Array(repeating: 0, count: 12) + [0xFF, 0xFF, 0, 0]), train[1], train[2]])
+        }
+        #expect(throws: ProtocolError.self) {
+            try WireCodec.decode([.bytes([0x4E, 0x4E, 2, 9] + Array(repeating: 0, count: 12) + [0xFF, 0xFF, 0xFF, 0xFF]), train[1], train[2]])
+        }
     }
 
     /// Thousands of random mutations of valid messages: each decodes or throws, never traps.
