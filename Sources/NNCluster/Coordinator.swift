@@ -84,7 +84,7 @@ public final class Coordinator {
             let sentBefore = bytesSent, receivedBefore = bytesReceived
             try collect(round: round, into: &report)
             let aggregationStart = ContinuousClock.now
-            report.result = try strategy.aggregate(round: round)
+            if !report.skipped { report.result = try strategy.aggregate(round: round) }
             report.aggregationSeconds = aggregationStart.duration(to: .now).seconds
             report.communicationSeconds = max(start.duration(to: aggregationStart).seconds - report.result.computeSeconds, 0)
             report.seconds = start.duration(to: .now).seconds
@@ -190,7 +190,8 @@ public final class Coordinator {
     /// failed) or that sent something unusable goes to the others if the strategy redoes it, else it is left
     /// out. Without a deadline every result is needed, and a piece left unanswered for the worker timeout
     /// counts as a lost worker (a peer that keeps talking but never delivers must not stall the run); with one,
-    /// the round ends at the deadline once the strategy's minimum of results is in.
+    /// the round ends at the deadline once the strategy's minimum of results is in. A round that cannot get its
+    /// minimum (the workers of its clients are gone) is skipped: the global model stays as it was.
     private func collect(round: Int, into report: inout RoundReport) throws {
         var pending: [Int: Assignment] = [:]
         var sentAt: [Int: ContinuousClock.Instant] = [:]
@@ -260,8 +261,9 @@ public final class Coordinator {
         }
         report.answered = accepted
         report.missed.sort()
-        guard accepted >= strategy.minimumResults else {
-            throw ClusterError("round \(round + 1) got \(accepted) result\(accepted == 1 ? "" : "s"), fewer than the minimum of \(strategy.minimumResults)")
+        if accepted < strategy.minimumResults {
+            report.skipped = true
+            logger.warning("round \(round + 1) got \(accepted) result\(accepted == 1 ? "" : "s"), fewer than the minimum of \(strategy.minimumResults); the global model stays as it was")
         }
     }
 

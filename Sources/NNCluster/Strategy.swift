@@ -70,6 +70,8 @@ public struct RoundReport: Sendable {
     public var missed: [Int] = []
     /// Results that arrived after their round had ended.
     public var late = 0
+    /// Fewer results than the strategy's minimum came: nothing was aggregated.
+    public var skipped = false
 
     public init(round: Int) { self.round = round }
 }

@@ -71,9 +71,10 @@ struct FederatedLog {
                           round, experiment.rounds, report.answered, report.expected, report.result.meanLoss, evaluation.loss,
                           Format.percent(evaluation.accuracy), report.seconds)
         if !report.missed.isEmpty { line += "  left out \(report.missed.map(String.init).joined(separator: ","))" }
+        if report.skipped { line += "  skipped: fewer than \(experiment.minimumResults) results" }
         print(line)
         try metrics.append([
-            "round": round, "sampled": report.expected, "answered": report.answered, "missed": report.missed, "late": report.late,
+            "round": round, "sampled": report.expected, "answered": report.answered, "missed": report.missed, "late": report.late, "skipped": report.skipped,
             "train_loss": report.result.meanLoss, "train_accuracy": report.result.accuracy,
             "test_loss": evaluation.loss, "test_accuracy": evaluation.accuracy,
             "seconds": report.seconds, "evaluation_seconds": evaluationSeconds, "compute_seconds": report.result.computeSeconds,

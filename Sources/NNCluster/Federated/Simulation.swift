@@ -42,7 +42,8 @@ public final class Simulation {
                 }
             }
             let aggregationStart = ContinuousClock.now
-            report.result = try strategy.aggregate(round: round)
+            report.skipped = report.answered < strategy.minimumResults
+            if !report.skipped { report.result = try strategy.aggregate(round: round) }
             report.aggregationSeconds = aggregationStart.duration(to: .now).seconds
             report.seconds = start.duration(to: .now).seconds
             report.bytesSent = report.expected * modelBytes

@@ -1,0 +1,104 @@
+import Foundation
+import NNCore
+import Testing
+
+/// Federated runs through the real commands and processes.
+@Suite(.serialized) struct FederatedCommandTests {
+    /// A small experiment file in `dir`.
+    func experiment(_ dir: String, rounds: Int = 3, extra: String = "") throws -> String {
+        let path = dir + "/small.json"
+        try AtomicFile.write("""
+            {"name": "small", "model": "784-64-10", "partition": {"kind": "shards"}, "clients": 10, "fraction": 0.4,
+             "localEpochs": 1, "localBatch": 50, "learningRate": 0.1, "rounds": \(rounds), "targetAccuracy": 0.5, "seed": 2\(extra)}
+            """, to: path)
+        return path
+    }
+
+    func parameters(_ path: String) throws -> [Float] { try Checkpoint.load(from: path).network.parameters.array }
+
+    /// `nn simulate` and `nn launch` (a coordinator and two worker processes over ZeroMQ) train the same model.
+    @Test func simulateEqualsLaunch() throws {
+        let dir = scratchDirectory()
+        let config = try experiment(dir)
+        let simulated = try NNProcess.run(["simulate", "--config", config, "--out", dir + "/sim.safetensors", "--metrics", dir + "/sim.jsonl"])
+        #expect(simulated.status == 0, "\(simulated.stderr)")
+        #expect(simulated.stdout.contains("round 3/3  clients 4/4"), "\(simulated.stdout)")
+        let launched = try NNProcess.run(["launch", "--workers", "2", "--config", config, "--out", dir + "/launch.safetensors",
+                                          "--metrics", dir + "/launch.jsonl"])
+        #expect(launched.status == 0, "\(launched.stdout)\(launched.stderr)")
+        #expect(launched.stdout.contains("hosting clients 0…4") && launched.stdout.contains("hosting clients 5…9"), "\(launched.stdout)")
+        let a = try parameters(dir + "/sim.safetensors"), b = try parameters(dir + "/launch.safetensors")
+        #expect(a == b, "largest difference \(zip(a, b).map { abs($0 - $1) }.max() ?? 0)")
+        // Both logs end with the summary, in the same rounds.
+        for log in ["sim", "launch"] {
+            let lines = try String(contentsOfFile: "\(dir)/\(log).jsonl", encoding: .utf8).split(separator: "\n")
+            #expect(lines.count == 4)
+            #expect(lines.last?.contains("\"summary\":true") ?? false)
+        }
+    }
+
+    /// A worker process killed mid-run: its clients are left out of the round and reported, the run finishes
+    /// with the other worker's clients.
+    @Test func workerKilledInFederatedRun() throws {
+        let dir = scratchDirectory()
+        let config = try experiment(dir, rounds: 40, extra: ", \"deadlineSeconds\": 1")
+        let port = freePort()
+        let coordinator = try Child(NNProcess.path("nn-coordinator"),
+                                    ["--bind", "tcp://127.0.0.1:\(port)", "--workers", "2", "--config", config, "--heartbeat", "0.1",
+                                     "--timeout", "1", "--metrics", dir + "/run.jsonl"], log: dir + "/coordinator.log")
+        let workers = try [("0-4", "first"), ("5-9", "second")].map { range, name in
+            try Child(NNProcess.path("nn-worker"), ["--connect", "tcp://127.0.0.1:\(port)", "--name", name, "--clients", range],
+                      log: "\(dir)/\(name).log")
+        }
+        #expect(waitUntil(seconds: 120) {
+            ((try? String(contentsOfFile: dir + "/run.jsonl", encoding: .utf8)) ?? "").split(separator: "\n").count >= 3
+        })
+        workers[1].kill(SIGKILL)
+        #expect(coordinator.wait(seconds: 120), "run did not finish")
+        #expect(coordinator.process.terminationStatus == 0, "\(coordinator.output)")
+        #expect(coordinator.output.contains("lost worker second"), "\(coordinator.output)")
+        #expect(workers[0].wait(seconds: 10) && workers[0].process.terminationStatus == 0)
+        let rounds = try String(contentsOfFile: dir + "/run.jsonl", encoding: .utf8).split(separator: "\n")
+            .compactMap { try JSONSerialization.jsonObject(with: Data($0.utf8)) as? [String: Any] }
+            .filter { $0["round"] != nil }
+        #expect(rounds.count == 40)
+        let missed = rounds.flatMap { ($0["missed"] as? [Int]) ?? [] }
+        #expect(!missed.isEmpty && missed.allSatisfy { (5..<10).contains($0) }, "missed: \(missed)")
+        #expect(rounds.suffix(5).allSatisfy { ($0["workers"] as? Int) == 1 && ($0["answered"] as? Int) == 4 })
+    }
+
+    @Test func plotDrawsRunsAndRejectsOtherLogs() throws {
+        let dir = scratchDirectory()
+        let config = try experiment(dir, rounds: 2)
+        for seed in ["2", "3"] {
+            let run = try NNProcess.run(["simulate", "--config", config, "--set-seed", seed, "--metrics", "\(dir)/seed\(seed).jsonl"])
+            #expect(run.status == 0, "\(run.stderr)")
+        }
+        let plotted = try NNProcess.run(["plot", dir + "/seed2.jsonl", dir + "/seed3.jsonl", "-o", dir + "/curve.svg", "--labels", "seed 2,seed 3"])
+        #expect(plotted.status == 0, "\(plotted.stderr)")
+        let svg = try String(contentsOfFile: dir + "/curve.svg", encoding: .utf8)
+        #expect(svg.hasPrefix("<svg") && svg.contains("seed 2") && svg.contains("seed 3") && svg.contains("MB moved"))
+        #expect(svg.components(separatedBy: "<polyline").count == 5)   // two runs in two panels
+
+        try AtomicFile.write("{\"epoch\":1,\"test_accuracy\":0.9}\n", to: dir + "/sync.jsonl")
+        let other = try NNProcess.run(["plot", dir + "/sync.jsonl", "-o", dir + "/x.svg"])
+        #expect(other.status != 0 && other.stderr.contains("holds no rounds"), "\(other.stderr)")
+        try AtomicFile.write("{\"round\":1}\n", to: dir + "/bad.jsonl")
+        let bad = try NNProcess.run(["plot", dir + "/bad.jsonl", "-o", dir + "/x.svg"])
+        #expect(bad.status != 0 && bad.stderr.contains("federated run"), "\(bad.stderr)")
+    }
+
+    @Test func badExperimentsAndConflictingFlagsAreRefused() throws {
+        let dir = scratchDirectory()
+        let config = try experiment(dir, extra: ", \"localEpoch\": 3")
+        let typo = try NNProcess.run(["simulate", "--config", config])
+        #expect(typo.status != 0 && typo.stderr.contains("unknown key 'localEpoch'"), "\(typo.stderr)")
+        let good = try experiment(dir)
+        let conflict = try NNProcess.run(["launch", "--workers", "2", "--config", good, "--model", "784-10-10"])
+        #expect(conflict.status != 0 && conflict.stderr.contains("the experiment fixes the model"), "\(conflict.stderr)")
+        let missing = try NNProcess.run(["simulate", "--config", dir + "/none.json"])
+        #expect(missing.status != 0 && missing.stderr.contains("cannot read experiment"), "\(missing.stderr)")
+        let both = try NNProcess.run(["worker", "--connect", "tcp://127.0.0.1:1", "--clients", "0-4", "--clients-per-worker", "5"])
+        #expect(both.status != 0 && both.stderr.contains("not both"), "\(both.stderr)")
+    }
+}
