@@ -1,5 +1,6 @@
 import ArgumentParser
 import Foundation
+import NNCluster
 import NNCore
 import NNData
 
@@ -18,8 +19,8 @@ public struct Bench: AsyncParsableCommand {
     @Option(help: "Mini-batch size.")
     var batch: Int = 64
 
-    @Option(help: "Measurement rounds; each times the step, the same-shape products and 1024³ once.")
-    var rounds: Int = 5
+    @Option(help: "Measurement rounds; each times the step, the same-shape products and 1024³ once (default 5; with --federated, federated rounds, default 20).")
+    var rounds: Int?
 
     @Option(help: "Seconds per measurement.")
     var seconds: Double = 0.5
@@ -27,11 +28,37 @@ public struct Bench: AsyncParsableCommand {
     @Flag(help: "Measure synchronous SGD over ZeroMQ on loopback instead, with 1 and 2 worker processes at batch 64 and 256 per worker (--batch, --rounds and --seconds do not apply).")
     var distributed = false
 
+    @Flag(help: "Measure federated rounds instead: simulation with 1 and 2 client threads, and 2 worker processes over ZeroMQ.")
+    var federated = false
+
+    @Option(help: ArgumentHelp("With --federated: the experiment (default: FedAvg on the MNIST 2NN, K = 100, C = 0.1, E = 1, B = 10).", valueName: "file"))
+    var config: String?
+
     @OptionGroup var dataOptions: DataOptions
     @OptionGroup var global: GlobalOptions
 
+    public func validate() throws {
+        guard rounds.map({ $0 >= 1 }) ?? true else { throw ValidationError("--rounds must be at least 1") }
+        guard !(federated && distributed) else { throw ValidationError("give --federated or --distributed, not both") }
+        guard config == nil || federated else { throw ValidationError("--config goes with --federated") }
+    }
+
+    /// The FedAvg paper's MNIST 2NN cell: K = 100, C = 0.1, E = 1, B = 10, IID.
+    static func paperCell() throws -> Experiment {
+        var experiment = Experiment(name: "mnist-2nn-iid", model: try ModelSpec(widths: [784, 200, 200, 10]), partition: .iid, clients: 100,
+                                    fraction: 0.1, localEpochs: 1, localBatch: 10, learningRate: 0.2, rounds: 1)
+        experiment.targetAccuracy = 0.97
+        return experiment
+    }
+
     public func run() async throws {
         let logger = try global.start("nn.bench")
+        if federated {
+            let experiment = try config.map { try Experiment.load($0) } ?? Self.paperCell()
+            try FederatedBench(experiment: experiment, rounds: rounds ?? 20, dataOptions: try dataOptions.fixing(experiment), logger: logger).run()
+            return
+        }
+        let rounds = self.rounds ?? 5
         let spec = try modelOptions.spec()
         if distributed {
             try DistributedBench(spec: spec, optimizer: optimizer, dataOptions: dataOptions, logger: logger).run()

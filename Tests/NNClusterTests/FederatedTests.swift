@@ -27,7 +27,7 @@ func simulate(_ experiment: Experiment, data: Dataset, threads: Int = 2) throws 
 
 /// Runs `experiment` with a coordinator and `workers` worker threads, each hosting an even share of the
 /// clients, over `wire`. `onRound` may act on the workers' transports after each round.
-func federated(_ experiment: Experiment, data: Dataset, workers: Int, wire: Wire, deadline: Double? = nil,
+func federated(_ experiment: Experiment, data: Dataset, workers: Int, wire: Wire, deadline: Double? = nil, timeout: Double = 5,
                onRound: ((Int, [SilenceableClient]) -> Void)? = nil) throws -> (Network, Coordinator, [RoundReport]) {
     var experiment = experiment
     if let deadline { experiment.deadlineSeconds = deadline }
@@ -35,9 +35,9 @@ func federated(_ experiment: Experiment, data: Dataset, workers: Int, wire: Wire
     let (server, connect) = try makeNetwork(wire, parameterCount: strategy.network.parameterCount)
     let coordinator = Coordinator(
         transport: server, strategy: strategy,
-        configuration: RunConfiguration(experiment: experiment, heartbeatSeconds: 0.05, timeoutSeconds: 1),
+        configuration: RunConfiguration(experiment: experiment, heartbeatSeconds: 0.05, timeoutSeconds: timeout),
         data: .init(fingerprint: data.fingerprint, inputWidth: data.inputWidth, classes: data.classes),
-        settings: .init(expectedWorkers: workers, registrationTimeout: .seconds(20), heartbeatInterval: .milliseconds(50), workerTimeout: .seconds(1)),
+        settings: .init(expectedWorkers: workers, registrationTimeout: .seconds(20), heartbeatInterval: .milliseconds(50), workerTimeout: .seconds(timeout)),
         logger: quiet)
     let clients = try (0..<workers).map { SilenceableClient(try connect(UInt64($0 + 1))) }
     let group = DispatchGroup()
@@ -114,7 +114,7 @@ func federated(_ experiment: Experiment, data: Dataset, workers: Int, wire: Wire
     @Test func stragglerIsLeftOutAtTheDeadline() throws {
         let data = try mnistSubset(2000).train
         let experiment = try smallExperiment(rounds: 12)
-        let (_, coordinator, reports) = try federated(experiment, data: data, workers: 2, wire: .inProcess, deadline: 0.3) { round, clients in
+        let (_, coordinator, reports) = try federated(experiment, data: data, workers: 2, wire: .inProcess, deadline: 2, timeout: 4) { round, clients in
             if round == 1 { clients[1].silence() }
         }
         let summary = "\(reports.map { ($0.workers, $0.answered, $0.missed) })"

@@ -41,11 +41,11 @@ import Testing
     /// with the other worker's clients.
     @Test func workerKilledInFederatedRun() throws {
         let dir = scratchDirectory()
-        let config = try experiment(dir, rounds: 40, extra: ", \"deadlineSeconds\": 1")
+        let config = try experiment(dir, rounds: 40, extra: ", \"deadlineSeconds\": 2")
         let port = freePort()
         let coordinator = try Child(NNProcess.path("nn-coordinator"),
                                     ["--bind", "tcp://127.0.0.1:\(port)", "--workers", "2", "--config", config, "--heartbeat", "0.1",
-                                     "--timeout", "1", "--metrics", dir + "/run.jsonl"], log: dir + "/coordinator.log")
+                                     "--timeout", "2", "--metrics", dir + "/run.jsonl"], log: dir + "/coordinator.log")
         let workers = try [("0-4", "first"), ("5-9", "second")].map { range, name in
             try Child(NNProcess.path("nn-worker"), ["--connect", "tcp://127.0.0.1:\(port)", "--name", name, "--clients", range],
                       log: "\(dir)/\(name).log")

@@ -56,7 +56,7 @@ public final class ClientHost: @unchecked Sendable {
     public func samples(of client: Int) -> Int { partitions[client - clients.lowerBound].count }
 
     /// Trains every client the request names and returns their updates in the request's order. `onProgress`
-    /// is called on the calling thread between clients (a worker heartbeats there during long rounds).
+    /// is called on the calling thread every few local steps (a worker heartbeats there during long rounds).
     public func train(_ request: TrainRequest, onProgress: () -> Void = {}) throws -> [ClientUpdate] {
         let network = contexts[0].trainer.network
         guard request.parameters.count == network.parameterCount, request.state.count == network.state.count else {
@@ -73,13 +73,15 @@ public final class ClientHost: @unchecked Sendable {
         var results = [ClientUpdate?](repeating: nil, count: jobs.count)
         let queue = JobQueue(count: jobs.count)
         let caller = pthread_self()
-        nonisolated(unsafe) let unsafeProgress = onProgress
-        results.withUnsafeMutableBufferPointer { slots in
-            nonisolated(unsafe) let slots = slots
-            DispatchQueue.concurrentPerform(iterations: min(contexts.count, jobs.count)) { t in
-                while let j = queue.take() {
-                    slots[j] = trainClient(jobs[j], request: request, context: contexts[t])
-                    if pthread_equal(pthread_self(), caller) != 0 { unsafeProgress() }
+        withoutActuallyEscaping(onProgress) { onProgress in
+            nonisolated(unsafe) let progress = onProgress
+            results.withUnsafeMutableBufferPointer { slots in
+                nonisolated(unsafe) let slots = slots
+                DispatchQueue.concurrentPerform(iterations: min(contexts.count, jobs.count)) { t in
+                    let onCaller = pthread_equal(pthread_self(), caller) != 0
+                    while let j = queue.take() {
+                        slots[j] = trainClient(jobs[j], request: request, context: contexts[t], progress: onCaller ? progress : nil)
+                    }
                 }
             }
         }
@@ -88,7 +90,7 @@ public final class ClientHost: @unchecked Sendable {
 
     /// E local epochs of minibatch SGD over the client's partition from the global weights; with FedProx each
     /// step adds μ(w − w_global) to the gradient.
-    private func trainClient(_ client: Int, request: TrainRequest, context: Context) -> ClientUpdate {
+    private func trainClient(_ client: Int, request: TrainRequest, context: Context, progress: (() -> Void)?) -> ClientUpdate {
         let started = ContinuousClock.now
         let network = context.trainer.network
         let parameters = network.parameters, count = network.parameterCount
@@ -115,6 +117,7 @@ public final class ClientHost: @unchecked Sendable {
                 }
                 context.optimizer.step(parameters: parameters, gradients: network.gradients, learningRate: request.learningRate)
                 step += 1
+                if step % 16 == 0 { progress?() }
             }
         }
         if adversaries.contains(client), let adversary = experiment.adversaries {
