@@ -30,7 +30,7 @@ struct FederatedBench {
                      flops / 1e9, sgemm / 1e9, cores, floor * 1e3))
         print("mode                                  round ms   rounds/min   × floor")
         func line(_ mode: String, _ seconds: Double) {
-            print(String(format: "%-36@  %8.1f   %10.0f   %7.2f", mode as NSString, seconds * 1e3, 60 / seconds, seconds / floor))
+            print(mode.padding(toLength: 36, withPad: " ", startingAt: 0) + String(format: "  %8.1f   %10.0f   %7.2f", seconds * 1e3, 60 / seconds, seconds / floor))
         }
         for threads in [1, 2] {
             line("simulation, \(threads) client thread\(threads == 1 ? "" : "s")", try simulation(train, threads: threads))

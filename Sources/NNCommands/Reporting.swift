@@ -16,16 +16,21 @@ struct TrainingRecord: Codable {
     var seed: UInt64
 }
 
-/// One JSON object per epoch, the whole file rewritten atomically each time.
+/// One JSON object per epoch or round, the whole file rewritten atomically each time.
 struct MetricsLog {
     let path: String?
     private var lines: [String] = []
 
     init(path: String?) { self.path = path }
 
+    /// Non-finite numbers (a diverged loss) are written as null: JSON has no NaN.
     mutating func append(_ fields: [String: Any]) throws {
         guard let path else { return }
-        lines.append(String(decoding: try JSONSerialization.data(withJSONObject: fields, options: [.sortedKeys]), as: UTF8.self))
+        let clean = fields.mapValues { value -> Any in
+            if let x = value as? Double, !x.isFinite { return NSNull() }
+            return value
+        }
+        lines.append(String(decoding: try JSONSerialization.data(withJSONObject: clean, options: [.sortedKeys]), as: UTF8.self))
         try AtomicFile.write(lines.joined(separator: "\n") + "\n", to: path)
     }
 }

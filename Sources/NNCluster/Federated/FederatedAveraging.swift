@@ -113,6 +113,9 @@ public final class FederatedAveraging: Strategy {
                 Aggregation.weightedMean(states, weights: weights, count: network.state.count, into: network.state.base)
             }
         }
+        guard BLAS.allFinite(UnsafeBufferPointer(start: combined.base, count: count)) else {
+            throw ClusterError("round \(round + 1): the aggregate of the client models is not finite; training diverged (lower the learning rate, or aggregate with fedmedian or fedtrimmedavg if clients misbehave)")
+        }
         let w = network.parameters.base
         if let serverOptimizer {
             // Pseudo-gradient w_global − combined; a server rate of 1 without momentum would give `combined`.
