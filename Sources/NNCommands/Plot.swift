@@ -122,7 +122,9 @@ struct Figure {
         s += "<text x=\"\(x0 + panelWidth / 2)\" y=\"\(margin.top + panelHeight + 36)\" text-anchor=\"middle\">\(xLabel)</text>\n"
         if let target, target > low {
             s += "<line x1=\"\(x0)\" y1=\"\(py(target))\" x2=\"\(x0 + panelWidth)\" y2=\"\(py(target))\" stroke=\"#000\" stroke-dasharray=\"5,4\"/>"
-            s += "<text x=\"\(x0 + panelWidth - 4)\" y=\"\(py(target) - 4)\" text-anchor=\"end\">target \(Self.label(target * 100))%</text>\n"
+            // Above the line, or below it when the line runs near the top of the panel.
+            let labelY = py(target) - margin.top < 16 ? py(target) + 14 : py(target) - 4
+            s += "<text x=\"\(x0 + panelWidth - 4)\" y=\"\(labelY)\" text-anchor=\"end\">target \(Self.label(target * 100))%</text>\n"
         }
         for (i, curve) in curves.enumerated() {
             let points = zip(curve[keyPath: x], curve.accuracy).map { String(format: "%.1f,%.1f", px($0), py($1)) }.joined(separator: " ")
