@@ -50,6 +50,14 @@ public struct RoundResult: Sendable {
     public var computeSeconds = 0.0
     public var meanLoss: Double { samples == 0 ? 0 : lossSum / Double(samples) }
     public var accuracy: Double { samples == 0 ? 0 : Double(correct) / Double(samples) }
+
+    /// Counts one result in.
+    mutating func add(samples: Int, lossSum: Double, correct: Int, computeNanoseconds: UInt64) {
+        self.samples += samples
+        self.lossSum += lossSum
+        self.correct += correct
+        computeSeconds = max(computeSeconds, Double(computeNanoseconds) * 1e-9)
+    }
 }
 
 /// One round as the coordinator (or the simulation) ran it.
@@ -186,10 +194,7 @@ public final class SynchronousSGD: Strategy {
             let weight = Float(part.count) / total
             part.gradient.withUnsafeBufferPointer { g in for i in 0..<g.count { gradient[i] += weight * g[i] } }
             part.state.withUnsafeBufferPointer { s in for i in 0..<s.count { state[i] += weight * s[i] } }
-            summary.samples += Int(part.count)
-            summary.lossSum += part.lossSum
-            summary.correct += Int(part.correct)
-            summary.computeSeconds = max(summary.computeSeconds, Double(part.computeNanoseconds) * 1e-9)
+            summary.add(samples: Int(part.count), lossSum: part.lossSum, correct: Int(part.correct), computeNanoseconds: part.computeNanoseconds)
         }
         trainer.apply(stepsPerEpoch: roundsPerEpoch, totalSteps: roundsPerEpoch * epochs)
         return summary
@@ -199,27 +204,23 @@ public final class SynchronousSGD: Strategy {
 /// The round reports of one epoch of synchronous SGD, summed.
 public struct EpochReport: Sendable {
     public var epoch: Int
-    public var samples = 0
-    public var lossSum = 0.0
-    public var correct = 0
+    /// The rounds' results summed (compute time too, not its maximum).
+    public var result = RoundResult()
     public var seconds = 0.0
-    public var computeSeconds = 0.0
     public var communicationSeconds = 0.0
     public var aggregationSeconds = 0.0
     public var bytesSent = 0
     public var bytesReceived = 0
     public var workers = 0
-    public var meanLoss: Double { samples == 0 ? 0 : lossSum / Double(samples) }
-    public var accuracy: Double { samples == 0 ? 0 : Double(correct) / Double(samples) }
 
     public init(epoch: Int) { self.epoch = epoch }
 
     public mutating func add(_ round: RoundReport) {
-        samples += round.result.samples
-        lossSum += round.result.lossSum
-        correct += round.result.correct
+        result.samples += round.result.samples
+        result.lossSum += round.result.lossSum
+        result.correct += round.result.correct
+        result.computeSeconds += round.result.computeSeconds
         seconds += round.seconds
-        computeSeconds += round.result.computeSeconds
         communicationSeconds += round.communicationSeconds
         aggregationSeconds += round.aggregationSeconds
         bytesSent += round.bytesSent

@@ -168,17 +168,17 @@ public struct CoordinatorCommand: AsyncParsableCommand {
             try coordinator.run { round in
                 report.add(round)
                 let done = round.round % strategy.roundsPerEpoch + 1
-                bar.update(done: done, detail: String(format: "loss %.4f acc %@", report.meanLoss, Format.percent(report.accuracy)))
+                bar.update(done: done, detail: String(format: "loss %.4f acc %@", report.result.meanLoss, Format.percent(report.result.accuracy)))
                 guard done == strategy.roundsPerEpoch else { return true }
                 bar.finish()
                 evaluation = network.evaluate(test)
-                print(epochLine(report.epoch, of: epochs, loss: report.meanLoss, accuracy: report.accuracy, test: evaluation,
-                                samplesPerSecond: Double(report.samples) / report.seconds, seconds: report.seconds))
+                print(epochLine(report.epoch, of: epochs, loss: report.result.meanLoss, accuracy: report.result.accuracy, test: evaluation,
+                                samplesPerSecond: Double(report.result.samples) / report.seconds, seconds: report.seconds))
                 try metrics.append([
-                    "epoch": report.epoch, "train_loss": report.meanLoss, "train_accuracy": report.accuracy,
+                    "epoch": report.epoch, "train_loss": report.result.meanLoss, "train_accuracy": report.result.accuracy,
                     "test_loss": evaluation.loss, "test_accuracy": evaluation.accuracy,
-                    "samples_per_second": Double(report.samples) / report.seconds, "seconds": report.seconds,
-                    "compute_seconds": report.computeSeconds, "communication_seconds": report.communicationSeconds,
+                    "samples_per_second": Double(report.result.samples) / report.seconds, "seconds": report.seconds,
+                    "compute_seconds": report.result.computeSeconds, "communication_seconds": report.communicationSeconds,
                     "aggregation_seconds": report.aggregationSeconds, "bytes_sent": report.bytesSent,
                     "bytes_received": report.bytesReceived, "workers": report.workers,
                     "learning_rate": Double(trainer.learningRate), "rejected_messages": coordinator.rejected,

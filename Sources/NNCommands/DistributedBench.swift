@@ -17,12 +17,11 @@ struct DistributedBench {
     func run() throws {
         let (train, _) = try dataOptions.load(logger)
         try check(spec, fits: train)
-        let executable = URL(fileURLWithPath: "/proc/self/exe").resolvingSymlinksInPath().path
         print("nn bench --distributed: \(spec.description), \(optimizer.rawValue), MNIST training set, tcp loopback, 1 OpenBLAS thread per process")
         print("workers  batch/worker  global  samples/s  single-process samples/s  step ms  compute ms  communication ms  aggregation ms")
         for batch in [64, 256] {
             for workers in [1, 2] {
-                let figures = try measure(workers: workers, batch: batch, data: train, executable: executable)
+                let figures = try measure(workers: workers, batch: batch, data: train)
                 let single = singleProcess(batch: workers * batch, data: train)
                 print(String(format: "%7d  %12d  %6d  %9.0f  %24.0f  %7.3f  %10.3f  %16.3f  %14.3f",
                              workers, batch, workers * batch, figures.samplesPerSecond, single,
@@ -33,25 +32,14 @@ struct DistributedBench {
 
     struct Figures { var samplesPerSecond, step, compute, communication, aggregation: Double }
 
-    private func measure(workers: Int, batch: Int, data: Dataset, executable: String) throws -> Figures {
+    private func measure(workers: Int, batch: Int, data: Dataset) throws -> Figures {
         let network = Network(spec: spec, seed: 1)
         let trainer = Trainer(network: network, optimizer: OptimizerSettings(kind: optimizer), schedule: LearningRateSchedule(base: 1e-3), seed: 1)
         let strategy = SynchronousSGD(trainer: trainer, trainingSamples: data.sampleCount, globalBatch: workers * batch, epochs: 2)
         let server = try ZmqServer(bind: "tcp://127.0.0.1:*", settings: ZmqSettings(maximumMessageBytes: Int64(4 * network.parameterCount + 65_536)))
         defer { server.close() }
-        var children: [Process] = []
+        let children = try startBenchWorkers(workers, endpoint: server.endpoint, dataOptions: dataOptions)
         defer { for child in children where child.isRunning { child.terminate() } }
-        for i in 0..<workers {
-            let child = Process()
-            child.executableURL = URL(fileURLWithPath: executable)
-            child.arguments = ["worker", "--connect", server.endpoint, "--name", "bench-\(i)", "--dataset", dataOptions.kind.rawValue,
-                               "--data", dataOptions.directory, "--log-level", "warning"]
-            var environment = ProcessInfo.processInfo.environment
-            environment["OPENBLAS_NUM_THREADS"] = "1"
-            child.environment = environment
-            try child.run()
-            children.append(child)
-        }
         let coordinator = Coordinator(
             transport: server, strategy: strategy,
             configuration: RunConfiguration(mode: "sync", model: spec, seed: 1, globalBatch: workers * batch, heartbeatSeconds: 0.5, timeoutSeconds: 10),
@@ -66,8 +54,8 @@ struct DistributedBench {
         }
         for child in children { child.waitUntilExit() }
         let steps = Double(strategy.roundsPerEpoch)
-        return Figures(samplesPerSecond: Double(report.samples) / report.seconds, step: report.seconds / steps,
-                       compute: report.computeSeconds / steps, communication: report.communicationSeconds / steps,
+        return Figures(samplesPerSecond: Double(report.result.samples) / report.seconds, step: report.seconds / steps,
+                       compute: report.result.computeSeconds / steps, communication: report.communicationSeconds / steps,
                        aggregation: report.aggregationSeconds / steps)
     }
 
@@ -83,5 +71,20 @@ struct DistributedBench {
             rate = Double(data.sampleCount) / start.duration(to: .now).seconds
         }
         return rate
+    }
+}
+
+/// `nn worker` processes of this executable connected to `endpoint`, one OpenBLAS thread each, logging warnings only.
+func startBenchWorkers(_ count: Int, endpoint: String, dataOptions: DataOptions) throws -> [Process] {
+    let executable = URL(fileURLWithPath: "/proc/self/exe").resolvingSymlinksInPath().path
+    return try (0..<count).map { i in
+        let child = Process()
+        child.executableURL = URL(fileURLWithPath: executable)
+        child.arguments = ["worker", "--connect", endpoint, "--name", "bench-\(i)", "--log-level", "warning"] + dataOptions.arguments
+        var environment = ProcessInfo.processInfo.environment
+        environment["OPENBLAS_NUM_THREADS"] = "1"
+        child.environment = environment
+        try child.run()
+        return child
     }
 }

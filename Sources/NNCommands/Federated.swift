@@ -132,7 +132,7 @@ public struct Simulate: AsyncParsableCommand {
     var data: String?
 
     @Option(help: "Threads that train a round's clients in parallel (default: the processor count).")
-    var clientThreads: Int = ProcessInfo.processInfo.activeProcessorCount
+    var clientThreads: Int?
 
     @Option(help: "Write one JSON object per round to this file.")
     var metrics: String?
@@ -144,12 +144,13 @@ public struct Simulate: AsyncParsableCommand {
 
     public func validate() throws {
         guard experimentOptions.config != nil else { throw ValidationError("missing --config FILE") }
-        guard clientThreads >= 1 else { throw ValidationError("--client-threads must be at least 1") }
+        guard (clientThreads ?? 1) >= 1 else { throw ValidationError("--client-threads must be at least 1") }
     }
 
     public func run() async throws {
         let logger = try global.start("nn.simulate")
         guard let experiment = try experimentOptions.load() else { return }
+        let clientThreads = self.clientThreads ?? ProcessInfo.processInfo.activeProcessorCount
         let dataOptions = try DataOptions.parse(data.map { ["--data", $0] } ?? []).fixing(experiment)
         let (train, test) = try dataOptions.load(logger)
         try check(experiment.model, fits: train)

@@ -58,19 +58,8 @@ struct FederatedBench {
         let server = try ZmqServer(bind: "tcp://127.0.0.1:*",
                                    settings: ZmqSettings(maximumMessageBytes: Int64(4 * strategy.network.parameterCount + 4 * experiment.clients + 65_536)))
         defer { server.close() }
-        let executable = URL(fileURLWithPath: "/proc/self/exe").resolvingSymlinksInPath().path
-        var children: [Process] = []
+        let children = try startBenchWorkers(2, endpoint: server.endpoint, dataOptions: dataOptions)
         defer { for child in children where child.isRunning { child.terminate() } }
-        for i in 0..<2 {
-            let child = Process()
-            child.executableURL = URL(fileURLWithPath: executable)
-            child.arguments = ["worker", "--connect", server.endpoint, "--name", "bench-\(i)", "--log-level", "warning"] + dataOptions.arguments
-            var environment = ProcessInfo.processInfo.environment
-            environment["OPENBLAS_NUM_THREADS"] = "1"
-            child.environment = environment
-            try child.run()
-            children.append(child)
-        }
         let coordinator = Coordinator(
             transport: server, strategy: strategy,
             configuration: RunConfiguration(experiment: experiment, heartbeatSeconds: 0.5, timeoutSeconds: 10),

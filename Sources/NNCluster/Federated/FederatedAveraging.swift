@@ -127,10 +127,7 @@ public final class FederatedAveraging: Strategy {
         }
         var summary = RoundResult()
         for u in updates {
-            summary.samples += Int(u.samples)
-            summary.lossSum += u.lossSum
-            summary.correct += Int(u.correct)
-            summary.computeSeconds = max(summary.computeSeconds, Double(u.computeNanoseconds) * 1e-9)
+            summary.add(samples: Int(u.samples), lossSum: u.lossSum, correct: Int(u.correct), computeNanoseconds: u.computeNanoseconds)
         }
         return summary
     }
