@@ -41,7 +41,7 @@ struct DataOptions: ParsableArguments {
     /// These options for an experiment's data set: `--dataset`, if given, must agree with it.
     func fixing(_ experiment: Experiment) throws -> DataOptions {
         if let dataset, dataset != experiment.datasetKind {
-            throw ValidationError("--dataset \(dataset.rawValue) contradicts the experiment's dataset \(experiment.dataset)")
+            throw ExperimentError("--dataset \(dataset.rawValue) contradicts the experiment's dataset \(experiment.dataset)")
         }
         var options = self
         options.dataset = experiment.datasetKind
