@@ -190,8 +190,8 @@ public final class Coordinator {
     /// failed) or that sent something unusable goes to the others if the strategy redoes it, else it is left
     /// out. Without a deadline every result is needed, and a piece left unanswered for the worker timeout
     /// counts as a lost worker (a peer that keeps talking but never delivers must not stall the run); with one,
-    /// the round ends at the deadline once the strategy's minimum of results is in. A round that cannot get its
-    /// minimum (the workers of its clients are gone) is skipped: the global model stays as it was.
+    /// the round ends at the deadline at the latest, and a round with fewer results than the strategy's minimum
+    /// is skipped: the global model stays as it was.
     private func collect(round: Int, into report: inout RoundReport) throws {
         var pending: [Int: Assignment] = [:]
         var sentAt: [Int: ContinuousClock.Instant] = [:]
@@ -216,13 +216,13 @@ public final class Coordinator {
             var wait = settings.heartbeatInterval
             if let deadline = strategy.deadline {
                 let left = deadline - start.duration(to: .now)
-                if left <= .zero && accepted >= strategy.minimumResults {
+                if left <= .zero {
                     let keys = pending.keys.sorted()
                     logger.warning("round \(round + 1): deadline of \(deadline) passed; left out \(keys.count) result\(keys.count == 1 ? "" : "s") (\(keys.map(String.init).joined(separator: ", ")))")
                     report.missed += keys
                     break
                 }
-                if left > .zero { wait = min(wait, left) }
+                wait = min(wait, left)
             }
             if let (peer, frames) = try transport.receive(timeout: wait), let message = handle(peer, frames) {
                 if let key = strategy.key(of: message, round: round), let assignment = pending[key], assignment.worker == peer {

@@ -95,7 +95,7 @@ public protocol Strategy: AnyObject {
     /// Federated clients the run has (0 when there are none); the coordinator gives each worker a range to host.
     var clientCount: Int { get }
     /// nil: every result is needed and a lost worker's work goes to the others. Set: a round ends at this
-    /// deadline once `minimumResults` results are in, and missing results are left out.
+    /// deadline at the latest, missing results are left out, and with fewer than `minimumResults` it is skipped.
     var deadline: Duration? { get }
     var minimumResults: Int { get }
     /// The round's work for `participants` (in registration order; never empty).

@@ -127,6 +127,87 @@ func federated(_ experiment: Experiment, data: Dataset, workers: Int, wire: Wire
         #expect(coordinator.rejected == 0)
     }
 
+    /// A registered peer hosting clients 5…9 that answers every train request with damaged updates (NaN, wrong
+    /// sample count, short, another worker's client, a future round) and floods random frames: all are rejected,
+    /// its clients are left out, and the model is exactly the one of a run in which that peer never answers.
+    @Test func garbageUpdatesFromARegisteredPeer() throws {
+        let data = try mnistSubset(2000).train
+        var experiment = try smallExperiment(rounds: 5)
+        experiment.deadlineSeconds = 1
+        func run(hostile: Bool) throws -> (parameters: [Float], rejected: Int, missed: [Int]) {
+            let strategy = try FederatedAveraging(experiment: experiment, trainingLabels: data.labels, classes: data.classes)
+            let settings = ZmqSettings(maximumMessageBytes: 1 << 22)
+            let server = try ZmqServer(bind: "tcp://127.0.0.1:*", settings: settings)
+            let coordinator = Coordinator(
+                transport: server, strategy: strategy,
+                configuration: RunConfiguration(experiment: experiment, heartbeatSeconds: 0.05, timeoutSeconds: 5),
+                data: .init(fingerprint: data.fingerprint, inputWidth: 784, classes: 10),
+                settings: .init(expectedWorkers: 2, registrationTimeout: .seconds(20), heartbeatInterval: .milliseconds(50), workerTimeout: .seconds(5)),
+                logger: quiet)
+            let honest = Worker(transport: try ZmqClient(connect: server.endpoint, identity: Array("honest".utf8), settings: settings),
+                                data: data, fingerprint: data.fingerprint, session: 1,
+                                settings: .init(name: "honest", clientFirst: 0, clientCount: 5), logger: quiet)
+            let peer = try ZmqClient(connect: server.endpoint, identity: Array("peer".utf8), settings: settings)
+            let stop = Locked(false)
+            let group = DispatchGroup()
+            nonisolated(unsafe) let w = honest, p = peer
+            let sizes = strategy.partitionSizes
+            group.enter()
+            Thread { _ = try? w.run(); group.leave() }.start()
+            group.enter()
+            Thread {
+                var rng = SeededRandom(seed: 5)
+                func bytes(_ n: Int) -> [UInt8] { (0..<n).map { _ in UInt8(truncatingIfNeeded: rng.next()) } }
+                try? p.send(WireCodec.encode(.hello(Hello(session: 2, name: "peer", dataFingerprint: data.fingerprint, inputWidth: 784,
+                                                           classes: 10, clientFirst: 5, clientCount: 5))))
+                var lastBeat = ContinuousClock.now
+                while !stop.get() {
+                    if ContinuousClock.now - lastBeat > .milliseconds(50) {
+                        try? p.send(WireCodec.encode(.heartbeat(Heartbeat(session: 2))))
+                        lastBeat = .now
+                    }
+                    if let frames = try? p.receive(timeout: .milliseconds(1)), case .train(let request)? = try? WireCodec.decode(frames), hostile {
+                        for client in request.clients {
+                            var u = ClientUpdate(round: request.round, client: client, samples: UInt32(sizes[Int(client)]),
+                                                 correct: 0, lossSum: 1, computeNanoseconds: 0, parameters: request.parameters, state: [])
+                            switch rng.next(below: 5) {
+                            case 0: u.parameters[3] = .nan
+                            case 1: u.samples += 1
+                            case 2: u.parameters.removeLast()
+                            case 3: u.client = 0
+                            default: u.round += 1
+                            }
+                            try? p.send(WireCodec.encode(.update(u)))
+                        }
+                    }
+                    if hostile {
+                        var frames = (0..<(1 + rng.next(below: 3))).map { _ in Frame.bytes(bytes(rng.next(below: 64))) }
+                        if rng.next(below: 2) == 0 {
+                            frames[0] = .bytes([0x4E, 0x4E, WireCodec.version, UInt8(rng.next(below: 11))] + bytes(rng.next(below: 40)))
+                        }
+                        try? p.send(frames)
+                    }
+                }
+                group.leave()
+            }.start()
+            var missed: [Int] = []
+            try coordinator.run { report in
+                missed += report.missed
+                return true
+            }
+            stop.set(true)
+            #expect(group.wait(timeout: .now() + 20) == .success)
+            peer.close()
+            server.close()
+            return (strategy.network.parameters.array, coordinator.rejected, missed)
+        }
+        let garbage = try run(hostile: true), mute = try run(hostile: false)
+        #expect(garbage.rejected > 100, "only \(garbage.rejected) rejected")
+        #expect(!garbage.missed.isEmpty && garbage.missed.allSatisfy { (5..<10).contains($0) }, "\(garbage.missed)")
+        #expect(garbage.missed == mute.missed)
+        #expect(garbage.parameters == mute.parameters)
+    }
+
     /// Updates with the wrong sample count, shape or non-finite values are refused, and nothing is kept.
     @Test func malformedUpdatesAreRejected() throws {
         let data = try mnistSubset(1000).train

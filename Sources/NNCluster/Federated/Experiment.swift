@@ -25,8 +25,9 @@ public struct Experiment: Codable, Equatable, Sendable {
     public var targetAccuracy: Double?
     public var seed: UInt64 = 1
     public var strategy: StrategySpec = StrategySpec(kind: .fedavg)
-    /// A round ends this many seconds after it starts if `minimumResults` have arrived; the rest are left out.
+    /// A round ends this many seconds after it starts at the latest; updates not in by then are left out.
     public var deadlineSeconds: Double = 60
+    /// A round with fewer updates than this is skipped (the global model stays as it was).
     public var minimumResults: Int = 1
     /// Clients that send corrupted updates, for robustness experiments.
     public var adversaries: AdversarySpec?
