@@ -208,6 +208,42 @@ func federated(_ experiment: Experiment, data: Dataset, workers: Int, wire: Wire
         #expect(garbage.parameters == mute.parameters)
     }
 
+    /// Workers asking for clients outside the experiment or already hosted are refused with the reason.
+    @Test func clientRangesAreAllocatedWithoutOverlap() throws {
+        let data = try mnistSubset(1000).train
+        let experiment = try smallExperiment()
+        let strategy = try FederatedAveraging(experiment: experiment, trainingLabels: data.labels, classes: data.classes)
+        let network = InProcessNetwork()
+        let coordinator = Coordinator(
+            transport: network.server(), strategy: strategy,
+            configuration: RunConfiguration(experiment: experiment, heartbeatSeconds: 0.05, timeoutSeconds: 5),
+            data: .init(fingerprint: data.fingerprint, inputWidth: 784, classes: 10),
+            settings: .init(expectedWorkers: 2, registrationTimeout: .seconds(3), heartbeatInterval: .milliseconds(50)),
+            logger: quiet)
+        let outcomes = Locked<[String: String]>([:])
+        let group = DispatchGroup()
+        for (name, first, count) in [("first", 0, 5), ("overlapping", 3, 5), ("outside", 8, 5)] {
+            let worker = Worker(transport: network.connect(), data: data, fingerprint: data.fingerprint, session: UInt64(first + 1),
+                                settings: .init(name: name, registrationTimeout: .seconds(5), clientFirst: first, clientCount: count), logger: quiet)
+            nonisolated(unsafe) let w = worker
+            group.enter()
+            Thread {
+                let outcome: String
+                do { outcome = "finished: \(try w.run())" } catch { outcome = "\(error)" }
+                outcomes.set(outcomes.get().merging([name: outcome]) { $1 })
+                group.leave()
+            }.start()
+            Thread.sleep(forTimeInterval: 0.2)   // register in this order
+        }
+        #expect(throws: ClusterError.self) { try coordinator.run { _ in true } }
+        coordinator.shutdown(reason: "test over")
+        #expect(group.wait(timeout: .now() + 20) == .success)
+        let result = outcomes.get()
+        #expect(result["overlapping"]?.contains("asks for clients 3…7, but first") ?? false, "\(result)")
+        #expect(result["outside"]?.contains("outside the experiment's 0…9") ?? false, "\(result)")
+        #expect(result["first"]?.hasPrefix("finished") ?? false, "\(result)")
+    }
+
     /// Updates with the wrong sample count, shape or non-finite values are refused, and nothing is kept.
     @Test func malformedUpdatesAreRejected() throws {
         let data = try mnistSubset(1000).train
