@@ -16,17 +16,15 @@ public final class ClientHost: @unchecked Sendable {
     private let adversaries: Set<Int>
     private let contexts: [Context]
 
-    /// One thread's network and buffers.
+    /// One thread's network (in a trainer with plain SGD) and buffers.
     final class Context {
         let trainer: Trainer
-        let optimizer: Optimizer
         let buffer: BatchBuffer
         let global: FloatBuffer
         init(experiment: Experiment, batchCapacity: Int) {
             let network = Network(spec: experiment.model)
             trainer = Trainer(network: network, optimizer: OptimizerSettings(kind: .sgd), schedule: LearningRateSchedule(base: 0),
                               seed: experiment.seed)
-            optimizer = Optimizer(OptimizerSettings(kind: .sgd), parameterCount: network.parameterCount)
             buffer = BatchBuffer(capacity: batchCapacity, inputWidth: experiment.model.inputWidth)
             global = FloatBuffer(count: experiment.strategy.proximalMu > 0 ? network.parameterCount : 0)
         }
@@ -49,11 +47,6 @@ public final class ClientHost: @unchecked Sendable {
         let capacity = min(experiment.localBatch ?? largest, largest)
         contexts = (0..<max(threads, 1)).map { _ in Context(experiment: experiment, batchCapacity: capacity) }
     }
-
-    public var threads: Int { contexts.count }
-
-    /// Partition size of a hosted client.
-    public func samples(of client: Int) -> Int { partitions[client - clients.lowerBound].count }
 
     /// Trains every client the request names and returns their updates in the request's order. `onProgress`
     /// is called on the calling thread every few local steps (a worker heartbeats there during long rounds).
@@ -115,7 +108,7 @@ public final class ClientHost: @unchecked Sendable {
                     let g = network.gradients.base, w = parameters.base, w0 = context.global.base
                     for i in 0..<count { g[i] += mu * (w[i] - w0[i]) }
                 }
-                context.optimizer.step(parameters: parameters, gradients: network.gradients, learningRate: request.learningRate)
+                context.trainer.optimizer.step(parameters: parameters, gradients: network.gradients, learningRate: request.learningRate)
                 step += 1
                 if step % 16 == 0 { progress?() }
             }
