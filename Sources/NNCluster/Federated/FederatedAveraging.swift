@@ -95,7 +95,7 @@ public final class FederatedAveraging: Strategy {
     public func aggregate(round: Int) throws -> RoundResult {
         // In client order, whatever order the results arrived in: the same results give the same model.
         let updates = results.sorted { $0.key < $1.key }.map(\.value)
-        guard !updates.isEmpty else { throw ClusterError("round \(round) has no client results to aggregate") }
+        guard !updates.isEmpty else { throw ClusterError("round \(round + 1) has no client results to aggregate") }
         let total = Double(updates.reduce(0) { $0 + Int($1.samples) })
         let weights = updates.map { Float(Double($0.samples) / total) }
         let count = network.parameterCount
