@@ -66,7 +66,7 @@ public struct PartitionSpec: Codable, Equatable, Sendable, CustomStringConvertib
         let n = labels.count
         guard clients >= 1 else { throw DataError("a partition needs at least one client") }
         guard n >= clients else { throw DataError("\(n) samples cannot be split among \(clients) clients") }
-        var rng = SeededRandom(seed: seed, stream: 0x5041_5254, UInt64(kind.hashValueStable))
+        var rng = SeededRandom(seed: seed, stream: 0x5041_5254, UInt64(kind.streamNumber))
         switch kind {
         case .iid:
             var order = Array(0..<n)
@@ -115,8 +115,8 @@ public struct PartitionSpec: Codable, Equatable, Sendable, CustomStringConvertib
 }
 
 extension PartitionSpec.Kind {
-    /// A per-scheme stream number that does not depend on Swift's per-process hash seed.
-    var hashValueStable: Int { PartitionSpec.Kind.allCases.firstIndex(of: self)! }
+    /// The scheme's generator stream: its position among the kinds, the same in every process (unlike `hashValue`).
+    var streamNumber: Int { PartitionSpec.Kind.allCases.firstIndex(of: self)! }
 }
 
 /// `n` split into `parts` sizes differing by at most one, larger ones first.
