@@ -19,6 +19,7 @@ let package = Package(
         // System libraries. Headers and libraries sit on the default search paths on Debian,
         // so the module maps link them directly instead of going through pkg-config.
         .systemLibrary(name: "CBLAS", path: "Sources/CBLAS"),
+        .systemLibrary(name: "CSodium", path: "Sources/CSodium"),
         .systemLibrary(name: "CZlib", path: "Sources/CZlib"),
         .systemLibrary(name: "CZmq", path: "Sources/CZmq"),
 
@@ -28,8 +29,8 @@ let package = Package(
             cSettings: [.unsafeFlags(["-O3", "-fno-math-errno", "-ffp-contract=off"])]),
         .target(name: "CSystem"),
         .target(name: "NNCore", dependencies: ["CBLAS", "CKernels"]),
-        .target(name: "NNData", dependencies: ["CZlib", "NNCore"]),
-        .target(name: "NNProtocol"),
+        .target(name: "NNData", dependencies: ["CZlib", "CSodium", "NNCore"]),
+        .target(name: "NNProtocol", dependencies: ["NNCore"]),
         .target(
             name: "NNCluster",
             dependencies: ["NNCore", "NNData", "NNProtocol", "CZmq", .product(name: "Logging", package: "swift-log")]),
@@ -47,6 +48,8 @@ let package = Package(
         // libFuzzer target for the frame decoder; it has no main of its own, so build it only with
         // `--sanitize fuzzer` (see scripts/fuzz).
         .executableTarget(name: "nn-fuzz-codec", dependencies: ["NNProtocol"]),
+        // Writes the fuzzer's seed corpus from the codec's example messages.
+        .executableTarget(name: "nn-fuzz-seeds", dependencies: ["NNProtocol"]),
 
         .testTarget(name: "NNCoreTests", dependencies: ["NNCore"]),
         .testTarget(name: "NNDataTests", dependencies: ["NNData", "CZlib"]),

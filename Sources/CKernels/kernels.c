@@ -44,6 +44,11 @@ void nn_adam_update(float *restrict p, const float *restrict g, float *restrict 
 }
 
 NN_MULTIVERSION
+void nn_axpy(float *restrict y, const float *restrict x, long n, float a) {
+    for (long i = 0; i < n; i++) y[i] += a * x[i];
+}
+
+NN_MULTIVERSION
 int nn_all_finite(const float *restrict x, long n) {
     // x·0 is 0 for every finite x and NaN for NaN or ±infinity; the sum is 0 exactly when all are finite.
     float acc = 0;

@@ -1,5 +1,6 @@
 import ArgumentParser
 import Foundation
+import Logging
 import NNCluster
 import NNCore
 import NNData
@@ -55,142 +56,89 @@ public struct Bench: AsyncParsableCommand {
         let logger = try global.start("nn.bench")
         if federated {
             let experiment = try config.map { try Experiment.load($0) } ?? Self.paperCell()
-            try FederatedBench(experiment: experiment, rounds: rounds ?? 20, dataOptions: try dataOptions.fixing(experiment), logger: logger).run()
-            return
+            try runFederated(experiment, logger: logger)
+        } else if distributed {
+            try runDistributed(logger: logger)
+        } else {
+            try runStep()
         }
+    }
+
+    private func runStep() throws {
         let rounds = self.rounds ?? 5
         let spec = try modelOptions.spec()
-        if distributed {
-            try DistributedBench(spec: spec, optimizer: optimizer, dataOptions: dataOptions, logger: logger).run()
-            return
-        }
-        let data = syntheticData(spec: spec)
-        let network = Network(spec: spec, seed: 1)
-        let trainer = Trainer(network: network, optimizer: OptimizerSettings(kind: optimizer),
-                              schedule: LearningRateSchedule(base: 1e-4), seed: 1)
-        let buffer = BatchBuffer(capacity: batch, inputWidth: spec.inputWidth)
-        let shapes = denseShapes(network.body)
-        let products = SameShapeProducts(shapes: shapes, batch: batch)
-        let stepFlops = products.flops
-
-        var order = Array(0..<data.sampleCount)
-        var cursor = 0
-        func trainSteps(_ n: Int) throws {
-            for _ in 0..<n {
-                if cursor + batch > order.count { cursor = 0 }
-                let indices = order[cursor..<(cursor + batch)]
-                cursor += batch
-                data.gather(indices, into: buffer.x.base, labels: buffer.labels)
-                _ = try trainer.trainStep(x: buffer.x.base, labels: buffer.labels, batch: batch, stepsPerEpoch: 1000, totalSteps: 1_000_000)
-            }
-        }
-        var rng = SeededRandom(seed: 7)
-        rng.shuffle(&order)
-
-        let big = SquareProduct(size: 1024)
-        try trainSteps(200)
-        products.run(10)
-        big.run(1)
-
+        let bench = StepBenchmark(spec: spec, optimizer: OptimizerSettings(kind: optimizer), batch: batch, source: Dataset.synthetic(spec: spec))
+        try bench.warmUp()
         print("nn bench: \(spec.description), batch \(batch), \(optimizer.rawValue), OpenBLAS threads \(global.threads)")
-        print(String(format: "matrix work per step: %.2f MFLOP (%d products)\n", stepFlops / 1e6, shapes.count * 3 - 1))
+        print(String(format: "matrix work per step: %.2f MFLOP (%d products)\n", bench.products.flops / 1e6, bench.productCount))
         print("round  samples/s   step GFLOP/s   same-shape sgemm GFLOP/s   1024³ sgemm GFLOP/s   step/1024³")
-        var ratios: [Double] = [], stepRates: [Double] = [], sampleRates: [Double] = [], shapeRates: [Double] = [], bigRates: [Double] = []
+        var figures: [StepBenchmark.Figures] = []
         for round in 1...rounds {
-            let stepTime = try timePerCall(seconds) { try trainSteps(10) } / 10
-            let shapeTime = timePerCall(seconds) { products.run(10) } / 10
-            let bigTime = timePerCall(seconds) { big.run(1) }
-            let stepGflops = stepFlops / stepTime / 1e9
-            let shapeGflops = products.flops / shapeTime / 1e9
-            let bigGflops = big.flops / bigTime / 1e9
-            sampleRates.append(Double(batch) / stepTime); stepRates.append(stepGflops)
-            shapeRates.append(shapeGflops); bigRates.append(bigGflops); ratios.append(stepGflops / bigGflops)
-            print(String(format: "%5d  %9.0f   %12.1f   %24.1f   %19.1f   %9.1f%%", round, Double(batch) / stepTime, stepGflops, shapeGflops, bigGflops, 100 * stepGflops / bigGflops))
+            let f = try bench.measure(seconds: seconds)
+            figures.append(f)
+            print(String(format: "%5d  %9.0f   %12.1f   %24.1f   %19.1f   %9.1f%%", round, f.samplesPerSecond, f.stepGflops, f.sameShapeGflops,
+                         f.squareGflops, 100 * f.stepGflops / f.squareGflops))
         }
-        print(String(format: "median %9.0f   %12.1f   %24.1f   %19.1f   %9.1f%%", median(sampleRates), median(stepRates), median(shapeRates), median(bigRates), 100 * median(ratios)))
-        print(String(format: "\ntraining step: %.1f%% of the same-shape sgemm rate; an epoch of 60,000 samples takes %.2fs",
-                     100 * median(stepRates) / median(shapeRates), 60_000 / median(sampleRates)))
+        let samples = median(figures.map(\.samplesPerSecond)), step = median(figures.map(\.stepGflops))
+        let shape = median(figures.map(\.sameShapeGflops)), square = median(figures.map(\.squareGflops))
+        print(String(format: "median %9.0f   %12.1f   %24.1f   %19.1f   %9.1f%%", samples, step, shape, square,
+                     100 * median(figures.map { $0.stepGflops / $0.squareGflops })))
+        print(String(format: "\ntraining step: %.1f%% of the same-shape sgemm rate; an epoch of 60,000 samples takes %.2fs", 100 * step / shape, 60_000 / samples))
         print("peak resident memory: \(peakResidentBytes() >> 20) MiB")
     }
 
-    /// Random images of the model's input width (their shape does not matter to the step).
-    private func syntheticData(spec: ModelSpec) -> Dataset {
-        var rng = SeededRandom(seed: 3)
-        let count = 60_000
-        let images = (0..<(count * spec.inputWidth)).map { _ in UInt8(truncatingIfNeeded: rng.next()) }
-        let labels = (0..<count).map { _ in UInt8(rng.next(below: spec.classes)) }
-        return Dataset(name: "synthetic", images: images, labels: labels, rows: 1, columns: spec.inputWidth, classes: spec.classes)
-    }
-}
-
-/// Input and output widths of every dense layer, in forward order.
-func denseShapes(_ layer: Layer) -> [(in: Int, out: Int)] {
-    switch layer {
-    case let dense as Dense: return [(dense.inputWidth, dense.outputWidth)]
-    case let sequence as Sequential: return sequence.layers.flatMap(denseShapes)
-    case let residual as Residual: return denseShapes(residual.body)
-    default: return []
-    }
-}
-
-/// Seconds per call of `body`, called repeatedly for about `budget` seconds.
-func timePerCall(_ budget: Double, _ body: () throws -> Void) rethrows -> Double {
-    let start = ContinuousClock.now
-    var calls = 0
-    repeat {
-        try body()
-        calls += 1
-    } while start.duration(to: .now).seconds < budget
-    return start.duration(to: .now).seconds / Double(calls)
-}
-
-func median(_ xs: [Double]) -> Double {
-    let s = xs.sorted()
-    return s.count % 2 == 1 ? s[s.count / 2] : (s[s.count / 2 - 1] + s[s.count / 2]) / 2
-}
-
-/// The products of one training step, run on their own: forward, weight gradient and (all but the first
-/// layer) input gradient of each dense layer. `flops` counts 2·m·n·k for each: the step's matrix work.
-final class SameShapeProducts {
-    let shapes: [(in: Int, out: Int)]
-    let batch: Int
-    let flops: Double
-    private let x: FloatBuffer, w: FloatBuffer, y: FloatBuffer
-
-    init(shapes: [(in: Int, out: Int)], batch: Int) {
-        self.shapes = shapes
-        self.batch = batch
-        let widest = shapes.map { max($0.in, $0.out) }.max()!
-        x = FloatBuffer(count: batch * widest); y = FloatBuffer(count: batch * widest)
-        w = FloatBuffer(count: shapes.map { $0.in * $0.out }.max()!)
-        for b in [x, w, y] { for i in 0..<b.count { b[i] = Float(i % 7) * 0.01 } }
-        flops = shapes.enumerated().reduce(0) { $0 + Double(2 * batch * $1.element.in * $1.element.out) * ($1.offset == 0 ? 2 : 3) }
-    }
-
-    func run(_ times: Int) {
-        for _ in 0..<times {
-            for (i, s) in shapes.enumerated() {
-                BLAS.gemm(transB: true, m: batch, n: s.out, k: s.in, a: x.base, b: w.base, c: y.base)
-                BLAS.gemm(transA: true, m: s.out, n: s.in, k: batch, a: y.base, b: x.base, c: w.base)
-                if i > 0 { BLAS.gemm(m: batch, n: s.in, k: s.out, a: y.base, b: w.base, c: x.base) }
+    private func runDistributed(logger: Logger) throws {
+        let spec = try modelOptions.spec()
+        let (train, _) = try dataOptions.load(logger)
+        try check(spec, fits: train)
+        let bench = DistributedBenchmark(model: spec, optimizer: OptimizerSettings(kind: optimizer), train: train, launch: benchWorkers)
+        print("nn bench --distributed: \(spec.description), \(optimizer.rawValue), MNIST training set, tcp loopback, 1 OpenBLAS thread per process")
+        print("workers  batch/worker  global  samples/s  single-process samples/s  step ms  compute ms  communication ms  aggregation ms")
+        for batch in [64, 256] {
+            for workers in [1, 2] {
+                let f = try bench.measure(workers: workers, batch: batch)
+                print(String(format: "%7d  %12d  %6d  %9.0f  %24.0f  %7.3f  %10.3f  %16.3f  %14.3f",
+                             workers, batch, workers * batch, f.samplesPerSecond, f.singleProcessSamplesPerSecond,
+                             f.step * 1e3, f.compute * 1e3, f.communication * 1e3, f.aggregation * 1e3))
             }
         }
     }
-}
 
-/// An n×n×n product, the reference rate of this machine's sgemm.
-final class SquareProduct {
-    let size: Int
-    var flops: Double { 2 * pow(Double(size), 3) }
-    private let a: FloatBuffer, b: FloatBuffer, c: FloatBuffer
-
-    init(size: Int) {
-        self.size = size
-        a = FloatBuffer(count: size * size); b = FloatBuffer(count: size * size); c = FloatBuffer(count: size * size)
-        for i in 0..<(size * size) { a[i] = Float(i % 13) * 0.01; b[i] = Float(i % 11) * 0.01 }
+    private func runFederated(_ experiment: Experiment, logger: Logger) throws {
+        let (train, _) = try dataOptions.fixing(experiment).load(logger)
+        try check(experiment.model, fits: train)
+        let rounds = self.rounds ?? 20
+        let bench = FederatedBenchmark(experiment: experiment, rounds: rounds, train: train, launch: benchWorkers)
+        let cores = ProcessInfo.processInfo.activeProcessorCount
+        let floor = try bench.floor(cores: cores)
+        print("nn bench --federated: \(experiment.name), \(experiment.model.description), K = \(experiment.clients), C = \(experiment.fraction), E = \(experiment.localEpochs), B = \(experiment.localBatch.map(String.init) ?? "∞"); \(rounds) rounds after one warm-up round, medians")
+        print(String(format: "matrix work per round: %.2f GFLOP; 1024³ sgemm %.1f GFLOP/s a core; floor on %d cores: %.1f ms a round\n",
+                     floor.flops / 1e9, floor.sgemm / 1e9, cores, floor.seconds * 1e3))
+        print("mode                                  round ms   rounds/min   × floor")
+        func line(_ mode: String, _ seconds: Double) {
+            print(mode.padding(toLength: 36, withPad: " ", startingAt: 0) + String(format: "  %8.1f   %10.0f   %7.2f", seconds * 1e3, 60 / seconds, seconds / floor.seconds))
+        }
+        for threads in [1, 2] {
+            line("simulation, \(threads) client thread\(threads == 1 ? "" : "s")", try bench.simulation(threads: threads))
+        }
+        line("2 worker processes over ZeroMQ", try bench.zeroMQ(workers: 2))
     }
 
-    func run(_ times: Int) {
-        for _ in 0..<times { BLAS.gemm(m: size, n: size, k: size, a: a.base, b: b.base, c: c.base) }
+    /// `nn worker` processes of this executable, one OpenBLAS thread each, logging warnings only.
+    private var benchWorkers: WorkerLauncher {
+        let dataArguments = dataOptions.arguments
+        return { count, endpoint in
+            let executable = URL(fileURLWithPath: "/proc/self/exe").resolvingSymlinksInPath().path
+            return try (0..<count).map { i in
+                let child = Process()
+                child.executableURL = URL(fileURLWithPath: executable)
+                child.arguments = ["worker", "--connect", endpoint, "--name", "bench-\(i)", "--log-level", "warning"] + dataArguments
+                var environment = ProcessInfo.processInfo.environment
+                environment["OPENBLAS_NUM_THREADS"] = "1"
+                child.environment = environment
+                try child.run()
+                return child
+            }
+        }
     }
 }

@@ -7,11 +7,6 @@ import NNCore
 import NNData
 import NNProtocol
 
-/// Training modes of the coordinator.
-enum Mode: String, ExpressibleByArgument, CaseIterable {
-    case sync
-}
-
 /// Timing options shared by coordinator and worker.
 struct ClusterTimingOptions: ParsableArguments {
     @Option(help: "Seconds between heartbeats to an idle peer.")
@@ -27,6 +22,10 @@ struct ClusterTimingOptions: ParsableArguments {
         guard heartbeat > 0, timeout > heartbeat, registrationTimeout > 0 else {
             throw ValidationError("--heartbeat must be positive, --timeout longer than --heartbeat, --registration-timeout positive")
         }
+    }
+
+    var timing: ClusterTiming {
+        ClusterTiming(heartbeat: .seconds(heartbeat), timeout: .seconds(timeout), registration: .seconds(registrationTimeout))
     }
 }
 
@@ -56,29 +55,18 @@ public struct CoordinatorCommand: AsyncParsableCommand {
     @Option(help: "Stop (after writing the checkpoint) when fewer workers than this remain.")
     var minWorkers: Int = 1
 
-    @Option(help: "Training mode without --config: sync (synchronous SGD).")
-    var mode: Mode = .sync
-
     @OptionGroup var experimentOptions: ExperimentOptions
-
-    @OptionGroup var modelOptions: ModelOptions
-    @OptionGroup var optimization: OptimizationOptions
+    @OptionGroup var training: TrainingOptions
+    @OptionGroup var output: OutputOptions
     @OptionGroup var dataOptions: DataOptions
     @OptionGroup var timing: ClusterTimingOptions
-    @OptionGroup var runOptions: RunOptions
     @OptionGroup var global: GlobalOptions
 
     public func validate() throws {
         guard workers >= 1 else { throw ValidationError("--workers must be at least 1") }
         guard (1...workers).contains(minWorkers) else { throw ValidationError("--min-workers must be between 1 and --workers") }
-        if experimentOptions.config != nil {
-            let defaults = try CoordinatorCommand.parse(["--workers", "1"])
-            guard try modelOptions.spec() == defaults.modelOptions.spec(), optimization.settings == defaults.optimization.settings,
-                  optimization.learningRate == defaults.optimization.learningRate, optimization.clip == defaults.optimization.clip,
-                  runOptions.batch == defaults.runOptions.batch, runOptions.epochs == defaults.runOptions.epochs,
-                  runOptions.seed == defaults.runOptions.seed, mode == defaults.mode else {
-                throw ValidationError("with --config the experiment fixes the model, optimizer, batch, epochs, seed and mode; drop those options, or use --set-seed, --set-lr, --set-rounds")
-            }
+        if experimentOptions.config != nil, let first = training.given.first {
+            throw ValidationError("with --config the experiment fixes the model, optimizer, batch, epochs and seed; drop \(first), or use --set-seed, --set-lr, --set-rounds")
         }
         _ = try experimentOptions.load()
     }
@@ -86,120 +74,56 @@ public struct CoordinatorCommand: AsyncParsableCommand {
     public func run() async throws {
         followLauncher()
         let logger = try global.start("nn.coordinator")
+        let cluster = CoordinatorSettings(expectedWorkers: workers, minimumWorkers: minWorkers, timing: timing.timing)
         if let experiment = try experimentOptions.load() {
-            try runFederated(experiment, logger: logger)
+            try runFederated(experiment, cluster: cluster, logger: logger)
         } else {
-            try runSynchronous(logger: logger)
+            try runSynchronous(cluster: cluster, logger: logger)
         }
     }
 
-    private var clusterSettings: Coordinator.Settings {
-        .init(expectedWorkers: workers, minimumWorkers: minWorkers, registrationTimeout: .seconds(timing.registrationTimeout),
-              heartbeatInterval: .seconds(timing.heartbeat), workerTimeout: .seconds(timing.timeout))
-    }
-
-    private func runFederated(_ experiment: Experiment, logger: Logger) throws {
+    private func runFederated(_ experiment: Experiment, cluster: CoordinatorSettings, logger: Logger) throws {
         let dataOptions = try self.dataOptions.fixing(experiment)
         let (train, test) = try dataOptions.load(logger)
         try check(experiment.model, fits: train)
-        let strategy = try FederatedAveraging(experiment: experiment, trainingLabels: train.labels, classes: train.classes)
-        let network = strategy.network
-        let maximum = Int64(4 * (network.parameterCount + network.state.count) + 4 * experiment.clients + 65_536)
-        let server = try ZmqServer(bind: bind, settings: ZmqSettings(maximumMessageBytes: maximum))
+        let run = try FederatedRun(experiment: experiment, train: train, test: test, checkpoint: output.out,
+                                   stopAtTarget: experimentOptions.stopAtTarget, logger: logger)
+        let server = try ZmqServer(bind: bind, settings: .coordinator(for: run.network))
         defer { server.close() }
-        logger.info("listening on \(server.endpoint); \(experiment.name): \(experiment.strategy.description), \(experiment.model.description) (\(network.parameterCount) parameters), \(experiment.partition.description), K = \(experiment.clients), C = \(experiment.fraction), E = \(experiment.localEpochs), B = \(experiment.localBatch.map(String.init) ?? "∞"), η = \(experiment.learningRate), \(experiment.rounds) rounds, seed \(experiment.seed)")
-        let coordinator = Coordinator(
-            transport: server, strategy: strategy,
-            configuration: RunConfiguration(experiment: experiment, heartbeatSeconds: timing.heartbeat, timeoutSeconds: timing.timeout),
-            data: .init(fingerprint: train.fingerprint, inputWidth: train.inputWidth, classes: train.classes),
-            settings: clusterSettings, logger: logger)
-        var log = FederatedLog(experiment: experiment, metricsPath: runOptions.metrics)
-        do {
-            try coordinator.run { report in
-                let start = ContinuousClock.now
-                let evaluation = network.evaluate(test)
-                return try log.record(report, evaluation: evaluation, evaluationSeconds: start.duration(to: .now).seconds,
-                                      rejected: coordinator.rejected, stopAtTarget: experimentOptions.stopAtTarget)
-            }
-        } catch {
-            coordinator.shutdown(reason: "the coordinator stopped: \(error)")
-            if let out = runOptions.out, let evaluation = log.last {
-                try saveFederatedCheckpoint(network, experiment: experiment, mode: "federated", evaluation: evaluation, to: out)
-                logger.error("stopped after \(log.roundsDone) rounds; wrote the model so far to \(out)")
-            }
-            throw error
-        }
-        try log.finish()
-        guard let evaluation = log.last else { return }
-        printFinalReport(evaluation, test: test, classNames: dataOptions.kind.classNames)
-        if let out = runOptions.out {
-            try saveFederatedCheckpoint(network, experiment: experiment, mode: "federated", evaluation: evaluation, to: out)
-            logger.info("wrote \(out)")
-        }
+        logger.info("listening on \(server.endpoint); \(experiment.summary(parameters: run.network.parameterCount))")
+        var log = FederatedLog(experiment: experiment, metricsPath: output.metrics)
+        let outcome = try run.run(over: server, cluster: cluster) { try log.record($0) }
+        try log.finish(outcome)
+        if let evaluation = outcome.last { printFinalReport(evaluation, test: test, classNames: dataOptions.kind.classNames) }
     }
 
-    private func runSynchronous(logger: Logger) throws {
-        let (batch, epochs, seed, out) = (runOptions.batch, runOptions.epochs, runOptions.seed, runOptions.out)
-        let spec = try modelOptions.spec()
+    private func runSynchronous(cluster: CoordinatorSettings, logger: Logger) throws {
+        let settings = try training.settings(dataset: dataOptions.kind.rawValue, checkpoint: output.out)
         let (train, test) = try dataOptions.load(logger)
-        try check(spec, fits: train)
-        let network = Network(spec: spec, seed: seed)
-        let trainer = Trainer(network: network, optimizer: optimization.settings, schedule: optimization.learningRate,
-                              clipNorm: optimization.clip, seed: seed)
-        let globalBatch = workers * batch
-        let strategy = SynchronousSGD(trainer: trainer, trainingSamples: train.sampleCount, globalBatch: globalBatch, epochs: epochs)
-        let server = try ZmqServer(bind: bind, settings: ZmqSettings(maximumMessageBytes: Int64(4 * (network.parameterCount + network.state.count) + 65_536)))
+        try check(settings.model, fits: train)
+        let run = SyncTrainingRun(settings: settings, cluster: cluster, train: train, test: test, logger: logger)
+        let server = try ZmqServer(bind: bind, settings: .coordinator(for: run.network))
         defer { server.close() }
-        logger.info("listening on \(server.endpoint); model \(spec.description), \(network.parameterCount) parameters; \(mode.rawValue) SGD, global batch \(globalBatch) (\(workers) × \(batch)), \(epochs) epochs")
-        let configuration = RunConfiguration(mode: mode.rawValue, model: spec, seed: seed, globalBatch: globalBatch,
-                                             heartbeatSeconds: timing.heartbeat, timeoutSeconds: timing.timeout)
-        let coordinator = Coordinator(
-            transport: server, strategy: strategy, configuration: configuration,
-            data: .init(fingerprint: train.fingerprint, inputWidth: train.inputWidth, classes: train.classes),
-            settings: clusterSettings, logger: logger)
-
-        var metrics = MetricsLog(path: runOptions.metrics)
-        var evaluation = network.evaluate(test)
-        var bar = ProgressBar(label: "epoch 1/\(epochs)", total: strategy.roundsPerEpoch)
-        let record = TrainingRecord(dataset: dataOptions.kind.rawValue, mode: mode.rawValue, workers: workers, optimizer: optimization.settings,
-                                    schedule: optimization.learningRate, clip: optimization.clip, batch: batch, epochs: epochs, seed: seed)
-        do {
-            var report = EpochReport(epoch: 1)
-            try coordinator.run { round in
-                report.add(round)
-                let done = round.round % strategy.roundsPerEpoch + 1
-                bar.update(done: done, detail: String(format: "loss %.4f acc %@", report.result.meanLoss, Format.percent(report.result.accuracy)))
-                guard done == strategy.roundsPerEpoch else { return true }
-                bar.finish()
-                evaluation = network.evaluate(test)
-                print(epochLine(report.epoch, of: epochs, loss: report.result.meanLoss, accuracy: report.result.accuracy, test: evaluation,
-                                samplesPerSecond: Double(report.result.samples) / report.seconds, seconds: report.seconds))
-                try metrics.append([
-                    "epoch": report.epoch, "train_loss": report.result.meanLoss, "train_accuracy": report.result.accuracy,
-                    "test_loss": evaluation.loss, "test_accuracy": evaluation.accuracy,
-                    "samples_per_second": Double(report.result.samples) / report.seconds, "seconds": report.seconds,
-                    "compute_seconds": report.result.computeSeconds, "communication_seconds": report.communicationSeconds,
-                    "aggregation_seconds": report.aggregationSeconds, "bytes_sent": report.bytesSent,
-                    "bytes_received": report.bytesReceived, "workers": report.workers,
-                    "learning_rate": Double(trainer.learningRate), "rejected_messages": coordinator.rejected,
-                ])
-                report = EpochReport(epoch: report.epoch + 1)
-                bar = ProgressBar(label: "epoch \(report.epoch)/\(epochs)", total: strategy.roundsPerEpoch)
-                return true
-            }
-        } catch {
-            coordinator.shutdown(reason: "the coordinator stopped: \(error)")
-            if let out, trainer.step > 0 {
-                try saveCheckpoint(network, record: record, evaluation: network.evaluate(test), to: out)
-                logger.error("stopped after \(trainer.step) steps; wrote the model so far to \(out)")
-            }
-            throw error
-        }
-        printFinalReport(evaluation, test: test, classNames: dataOptions.kind.classNames)
-        if let out {
-            try saveCheckpoint(network, record: record, evaluation: evaluation, to: out)
-            logger.info("wrote \(out)")
-        }
+        logger.info("listening on \(server.endpoint); model \(settings.model.description), \(run.network.parameterCount) parameters; sync SGD, global batch \(run.globalBatch) (\(workers) × \(settings.batch)), \(settings.epochs) epochs")
+        var metrics = MetricsLog(path: output.metrics)
+        var bar = ProgressBar(label: "epoch 1/\(settings.epochs)", total: run.stepsPerEpoch)
+        let outcome = try run.run(over: server, onStep: { epoch, done in
+            bar.update(done: done, detail: String(format: "loss %.4f acc %@", epoch.result.meanLoss, Format.percent(epoch.result.accuracy)))
+        }, onEpoch: { report in
+            bar.finish()
+            print(epochLine(report, of: settings.epochs))
+            try metrics.append([
+                "epoch": report.epoch, "train_loss": report.result.meanLoss, "train_accuracy": report.result.accuracy,
+                "test_loss": report.evaluation!.loss, "test_accuracy": report.evaluation!.accuracy,
+                "samples_per_second": report.samplesPerSecond, "seconds": report.seconds,
+                "compute_seconds": report.result.computeSeconds, "communication_seconds": report.communicationSeconds,
+                "aggregation_seconds": report.aggregationSeconds, "bytes_sent": report.bytesSent,
+                "bytes_received": report.bytesReceived, "workers": report.workers,
+                "learning_rate": Double(report.learningRate), "rejected_messages": report.rejectedMessages,
+            ])
+            bar = ProgressBar(label: "epoch \(report.epoch + 1)/\(settings.epochs)", total: run.stepsPerEpoch)
+        })
+        printFinalReport(outcome.evaluation!, test: test, classNames: dataOptions.kind.classNames)
     }
 }
 
@@ -219,7 +143,7 @@ public struct WorkerCommand: AsyncParsableCommand {
     var registrationTimeout: Double = 30
 
     @Option(help: "Largest message accepted from the coordinator, in bytes.")
-    var maxMessageBytes: Int64 = 256 << 20
+    var maxMessageBytes: Int64 = ZmqSettings.worker.maximumMessageBytes
 
     @Option(help: "Federated runs: host this many clients (default: an even share of the experiment's clients).")
     var clientsPerWorker: Int?
@@ -261,7 +185,7 @@ public struct WorkerCommand: AsyncParsableCommand {
         defer { client.close() }
         logger.info("worker \(name) connecting to \(connect)")
         let range = try clientRange()
-        let worker = Worker(transport: client, data: train, fingerprint: train.fingerprint, session: session,
+        let worker = Worker(transport: client, data: train, session: session,
                             settings: .init(name: name, registrationTimeout: .seconds(registrationTimeout), clientFirst: range?.lowerBound,
                                             clientCount: range?.count ?? clientsPerWorker ?? 0, clientThreads: clientThreads),
                             logger: logger)

@@ -42,79 +42,64 @@ struct ExperimentOptions: ParsableArguments {
     }
 }
 
-/// Per-round output of a federated run: a line per round, the JSONL log, and the first round that reached the
-/// experiment's target accuracy.
+/// Per-round output of a federated run: a line per round, the JSONL log, and the summary at the end.
 struct FederatedLog {
     let experiment: Experiment
     private var metrics: MetricsLog
     private var bytesTotal = 0
     private let started = ContinuousClock.now
-    private(set) var reachedTarget: Int?
-    private(set) var best = 0.0
-    private(set) var last: Evaluation?
-    private(set) var roundsDone = 0
 
     init(experiment: Experiment, metricsPath: String?) {
         self.experiment = experiment
         metrics = MetricsLog(path: metricsPath)
     }
 
-    /// Records a round; returns false once the run should stop (target reached and `stopAtTarget`).
-    mutating func record(_ report: RoundReport, evaluation: Evaluation, evaluationSeconds: Double, rejected: Int, stopAtTarget: Bool) throws -> Bool {
-        let round = report.round + 1
+    mutating func record(_ round: FederatedRun.Round) throws {
+        let report = round.report, evaluation = round.evaluation!
+        let number = report.round + 1
         bytesTotal += report.bytesSent + report.bytesReceived
-        best = max(best, evaluation.accuracy)
-        last = evaluation
-        roundsDone = round
-        let rate = Double(experiment.learningRate(round: report.round))
         var line = String(format: "round %d/%d  clients %d/%d  train loss %.4f  test loss %.4f  test acc %@  %.3fs",
-                          round, experiment.rounds, report.answered, report.expected, report.result.meanLoss, evaluation.loss,
+                          number, experiment.rounds, report.answered, report.expected, report.result.meanLoss, evaluation.loss,
                           Format.percent(evaluation.accuracy), report.seconds)
         if !report.missed.isEmpty { line += "  left out \(report.missed.map(String.init).joined(separator: ","))" }
         if report.skipped { line += "  skipped: fewer than \(experiment.minimumResults) results" }
         print(line)
         try metrics.append([
-            "round": round, "sampled": report.expected, "answered": report.answered, "missed": report.missed, "late": report.late, "skipped": report.skipped,
+            "round": number, "sampled": report.expected, "answered": report.answered, "missed": report.missed, "late": report.late, "skipped": report.skipped,
             "train_loss": report.result.meanLoss, "train_accuracy": report.result.accuracy,
             "test_loss": evaluation.loss, "test_accuracy": evaluation.accuracy,
-            "seconds": report.seconds, "evaluation_seconds": evaluationSeconds, "compute_seconds": report.result.computeSeconds,
+            "seconds": report.seconds, "evaluation_seconds": round.evaluationSeconds, "compute_seconds": report.result.computeSeconds,
             "communication_seconds": report.communicationSeconds, "aggregation_seconds": report.aggregationSeconds,
             "bytes_sent": report.bytesSent, "bytes_received": report.bytesReceived, "bytes_total": bytesTotal,
-            "learning_rate": rate, "workers": report.workers, "rejected_messages": rejected,
+            "learning_rate": Double(experiment.learningRate(round: report.round)), "workers": report.workers, "rejected_messages": report.rejectedSoFar,
             "elapsed_seconds": started.duration(to: .now).seconds,
         ])
-        if reachedTarget == nil, let target = experiment.targetAccuracy, evaluation.accuracy >= target {
-            reachedTarget = round
-            print("reached the target of \(Format.percent(target)) test accuracy in round \(round)")
-            if stopAtTarget { return false }
+        if round.reachedTarget, let target = experiment.targetAccuracy {
+            print("reached the target of \(Format.percent(target)) test accuracy in round \(number)")
         }
-        return true
     }
 
     /// Prints and logs the summary: rounds to target, final and best accuracy.
-    mutating func finish() throws {
+    mutating func finish(_ outcome: FederatedRun.Outcome) throws {
         let target = experiment.targetAccuracy
-        var summary = "\(experiment.name) (seed \(experiment.seed)): \(roundsDone) rounds, final test accuracy \(Format.percent(last?.accuracy ?? 0)), best \(Format.percent(best))"
+        var summary = "\(experiment.name) (seed \(experiment.seed)): \(outcome.rounds) rounds, final test accuracy \(Format.percent(outcome.last?.accuracy ?? 0)), best \(Format.percent(outcome.bestAccuracy))"
         if let target {
-            summary += reachedTarget.map { "; \(Format.percent(target)) first reached in round \($0)" } ?? "; \(Format.percent(target)) not reached"
+            summary += outcome.roundToTarget.map { "; \(Format.percent(target)) first reached in round \($0)" } ?? "; \(Format.percent(target)) not reached"
         }
         print(summary)
         try metrics.append([
             "summary": true, "experiment": experiment.name, "seed": experiment.seed, "strategy": experiment.strategy.kind.rawValue,
-            "target_accuracy": target ?? NSNull(), "rounds_to_target": reachedTarget ?? NSNull(), "rounds": roundsDone,
-            "final_test_accuracy": last?.accuracy ?? 0, "best_test_accuracy": best, "seconds": started.duration(to: .now).seconds,
+            "target_accuracy": target ?? NSNull(), "rounds_to_target": outcome.roundToTarget ?? NSNull(), "rounds": outcome.rounds,
+            "final_test_accuracy": outcome.last?.accuracy ?? 0, "best_test_accuracy": outcome.bestAccuracy, "seconds": started.duration(to: .now).seconds,
         ])
     }
 }
 
-/// Writes a federated run's global model with the experiment in its metadata.
-func saveFederatedCheckpoint(_ network: Network, experiment: Experiment, mode: String, evaluation: Evaluation, to path: String) throws {
-    let metadata = [
-        "experiment": String(decoding: try JSONEncoder.sorted.encode(experiment), as: UTF8.self),
-        "mode": mode,
-        "test_accuracy": String(format: "%.4f", evaluation.accuracy),
-    ]
-    try Checkpoint(network: network, metadata: metadata).save(to: path)
+extension Experiment {
+    /// The experiment in one line, for the log; with the model's parameter count when given.
+    func summary(parameters: Int? = nil) -> String {
+        "\(name): \(strategy.description), \(model.description)\(parameters.map { " (\($0) parameters)" } ?? ""), \(partition.description), K = \(clients), C = \(fraction), E = \(localEpochs), B = \(localBatch.map(String.init) ?? "∞"), η = \(learningRate), \(rounds) rounds, seed \(seed)"
+    }
 }
 
 public struct Simulate: AsyncParsableCommand {
@@ -134,12 +119,7 @@ public struct Simulate: AsyncParsableCommand {
     @Option(help: "Threads that train a round's clients in parallel (default: the processor count).")
     var clientThreads: Int?
 
-    @Option(help: "Write one JSON object per round to this file.")
-    var metrics: String?
-
-    @Option(help: "Write the final global model here (safetensors).")
-    var out: String?
-
+    @OptionGroup var output: OutputOptions
     @OptionGroup var global: GlobalOptions
 
     public func validate() throws {
@@ -154,22 +134,11 @@ public struct Simulate: AsyncParsableCommand {
         let dataOptions = try DataOptions.parse(data.map { ["--data", $0] } ?? []).fixing(experiment)
         let (train, test) = try dataOptions.load(logger)
         try check(experiment.model, fits: train)
-        let strategy = try FederatedAveraging(experiment: experiment, trainingLabels: train.labels, classes: train.classes)
-        let host = try ClientHost(experiment: experiment, data: train, clients: 0..<experiment.clients, threads: clientThreads)
-        let simulation = try Simulation(strategy: strategy, host: host)
-        logger.info("\(experiment.name): \(experiment.strategy.description), \(experiment.model.description), \(experiment.partition.description), K = \(experiment.clients), C = \(experiment.fraction), E = \(experiment.localEpochs), B = \(experiment.localBatch.map(String.init) ?? "∞"), η = \(experiment.learningRate), \(experiment.rounds) rounds, seed \(experiment.seed); \(clientThreads) client thread\(clientThreads == 1 ? "" : "s")")
-        var log = FederatedLog(experiment: experiment, metricsPath: metrics)
-        let network = strategy.network
-        try simulation.run { report in
-            let start = ContinuousClock.now
-            let evaluation = host.evaluate(parameters: network.parameters.array, state: network.state.array, on: test)
-            return try log.record(report, evaluation: evaluation, evaluationSeconds: start.duration(to: .now).seconds,
-                                  rejected: simulation.rejected, stopAtTarget: experimentOptions.stopAtTarget)
-        }
-        try log.finish()
-        if let out, let evaluation = log.last {
-            try saveFederatedCheckpoint(network, experiment: experiment, mode: "simulate", evaluation: evaluation, to: out)
-            logger.info("wrote \(out)")
-        }
+        let run = try FederatedRun(experiment: experiment, train: train, test: test, checkpoint: output.out,
+                                   stopAtTarget: experimentOptions.stopAtTarget, logger: logger)
+        logger.info("\(experiment.summary()); \(clientThreads) client thread\(clientThreads == 1 ? "" : "s")")
+        var log = FederatedLog(experiment: experiment, metricsPath: output.metrics)
+        let outcome = try run.simulate(threads: clientThreads) { try log.record($0) }
+        try log.finish(outcome)
     }
 }

@@ -1,13 +1,15 @@
 import ArgumentParser
+import NNCluster
 import NNCore
 
-/// The architecture flags shared by every command that builds a network.
+/// The architecture flags shared by every command that builds a network. Unset options are nil, so that a
+/// command can tell which were given (an experiment file fixes them); their defaults are applied in `spec()`.
 struct ModelOptions: ParsableArguments {
-    @Option(help: "Layer widths joined by '-': input, hidden layers, classes.")
-    var model: String = "784-128-10"
+    @Option(help: "Layer widths joined by '-': input, hidden layers, classes (default: 784-128-10).")
+    var model: String?
 
-    @Option(help: "Hidden activation: relu, sigmoid, tanh.")
-    var activation: Activation.Kind = .relu
+    @Option(help: "Hidden activation: relu, sigmoid, tanh (default: relu).")
+    var activation: Activation.Kind?
 
     @Option(help: "Weight init: xavier-uniform, xavier-normal, he-uniform, he-normal (default: xavier-uniform).")
     var initializer: Initializer?
@@ -15,99 +17,145 @@ struct ModelOptions: ParsableArguments {
     @Flag(help: "Batch normalisation after every hidden dense layer.")
     var batchNorm = false
 
-    @Option(help: "Dropout rate after every hidden activation.")
-    var dropout: Float = 0
+    @Option(help: "Dropout rate after every hidden activation (default: 0).")
+    var dropout: Float?
 
-    @Option(help: "Residual blocks (x + Dense(act(Dense(x)))) at the last hidden width.")
-    var residualBlocks: Int = 0
+    @Option(help: "Residual blocks (x + Dense(act(Dense(x)))) at the last hidden width (default: 0).")
+    var residualBlocks: Int?
 
-    @Option(help: "Loss: cross-entropy, bce, mse.")
-    var loss: Loss = .crossEntropy
+    @Option(help: "Loss: cross-entropy, bce, mse (default: cross-entropy).")
+    var loss: Loss?
 
     func spec() throws -> ModelSpec {
-        try ModelSpec(widths: try ModelSpec.widths(parsing: model), activation: activation, initializer: initializer,
-                      batchNorm: batchNorm, dropout: dropout, residualBlocks: residualBlocks, loss: loss)
+        try ModelSpec(widths: try ModelSpec.widths(parsing: model ?? "784-128-10"), activation: activation ?? .relu, initializer: initializer,
+                      batchNorm: batchNorm, dropout: dropout ?? 0, residualBlocks: residualBlocks ?? 0, loss: loss ?? .crossEntropy)
+    }
+
+    /// The options given on the command line.
+    var given: [String] {
+        [("--model", model != nil), ("--activation", activation != nil), ("--initializer", initializer != nil), ("--batch-norm", batchNorm),
+         ("--dropout", dropout != nil), ("--residual-blocks", residualBlocks != nil), ("--loss", loss != nil)].filter(\.1).map(\.0)
     }
 }
 
-/// Optimizer, schedule and regularisation flags.
+/// Optimizer, schedule and regularisation flags; unset ones are nil (see `ModelOptions`).
 struct OptimizationOptions: ParsableArguments {
-    @Option(help: "Optimizer: sgd, momentum, nesterov, adam, adamw.")
-    var optimizer: OptimizerSettings.Kind = .adam
+    @Option(help: "Optimizer: sgd, momentum, nesterov, adam, adamw (default: adam).")
+    var optimizer: OptimizerSettings.Kind?
 
-    @Option(help: "Learning rate.")
-    var lr: Float = 0.001
+    @Option(help: "Learning rate (default: 0.001).")
+    var lr: Float?
 
-    @Option(help: "Momentum for momentum and nesterov.")
-    var momentum: Float = 0.9
+    @Option(help: "Momentum for momentum and nesterov (default: 0.9).")
+    var momentum: Float?
 
-    @Option(help: "Adam β1.")
-    var beta1: Float = 0.9
+    @Option(help: "Adam β1 (default: 0.9).")
+    var beta1: Float?
 
-    @Option(help: "Adam β2.")
-    var beta2: Float = 0.999
+    @Option(help: "Adam β2 (default: 0.999).")
+    var beta2: Float?
 
-    @Option(help: "L2 weight decay (decoupled for adamw).")
-    var weightDecay: Float = 0
+    @Option(help: "L2 weight decay, decoupled for adamw (default: 0).")
+    var weightDecay: Float?
 
-    @Option(help: "Learning-rate schedule: constant, step, cosine.")
-    var schedule: LearningRateSchedule.Kind = .constant
+    @Option(help: "Learning-rate schedule: constant, step, cosine (default: constant).")
+    var schedule: LearningRateSchedule.Kind?
 
-    @Option(help: "Step schedule: decay every this many epochs.")
-    var stepEpochs: Int = 5
+    @Option(help: "Step schedule: decay every this many epochs (default: 5).")
+    var stepEpochs: Int?
 
-    @Option(help: "Step schedule: decay factor.")
-    var gamma: Float = 0.1
+    @Option(help: "Step schedule: decay factor (default: 0.1).")
+    var gamma: Float?
 
-    @Option(help: "Cosine schedule: final learning rate.")
-    var minLr: Float = 0
+    @Option(help: "Cosine schedule: final learning rate (default: 0).")
+    var minLr: Float?
 
-    @Option(help: "Linear warm-up over this many steps.")
-    var warmupSteps: Int = 0
+    @Option(help: "Linear warm-up over this many steps (default: 0).")
+    var warmupSteps: Int?
 
     @Option(help: "Clip the global gradient norm to this value.")
     var clip: Float?
 
     func validate() throws {
-        guard lr > 0, lr.isFinite else { throw ValidationError("--lr must be a positive number") }
-        guard weightDecay >= 0 else { throw ValidationError("--weight-decay cannot be negative") }
-        guard (0..<1).contains(momentum), (0..<1).contains(beta1), (0..<1).contains(beta2) else {
+        let s = settings, r = learningRate
+        guard r.base > 0, r.base.isFinite else { throw ValidationError("--lr must be a positive number") }
+        guard s.weightDecay >= 0 else { throw ValidationError("--weight-decay cannot be negative") }
+        guard (0..<1).contains(s.momentum), (0..<1).contains(s.beta1), (0..<1).contains(s.beta2) else {
             throw ValidationError("--momentum, --beta1 and --beta2 must be in [0, 1)")
         }
-        guard stepEpochs >= 1, gamma > 0, minLr >= 0, warmupSteps >= 0 else {
+        guard r.stepEpochs >= 1, r.gamma > 0, r.minimum >= 0, r.warmupSteps >= 0 else {
             throw ValidationError("--step-epochs must be ≥ 1, --gamma > 0, --min-lr and --warmup-steps ≥ 0")
         }
         if let clip, !(clip > 0) { throw ValidationError("--clip must be positive") }
     }
 
+    /// The optimizer with the defaults of `OptimizerSettings` for what was not given.
     var settings: OptimizerSettings {
-        OptimizerSettings(kind: optimizer, momentum: momentum, beta1: beta1, beta2: beta2, weightDecay: weightDecay)
+        var s = OptimizerSettings(kind: optimizer ?? .adam)
+        if let momentum { s.momentum = momentum }
+        if let beta1 { s.beta1 = beta1 }
+        if let beta2 { s.beta2 = beta2 }
+        if let weightDecay { s.weightDecay = weightDecay }
+        return s
     }
 
+    /// The schedule with the defaults of `LearningRateSchedule` for what was not given.
     var learningRate: LearningRateSchedule {
-        LearningRateSchedule(base: lr, kind: schedule, stepEpochs: stepEpochs, gamma: gamma, minimum: minLr, warmupSteps: warmupSteps)
+        var r = LearningRateSchedule(base: lr ?? 0.001, kind: schedule ?? .constant)
+        if let stepEpochs { r.stepEpochs = stepEpochs }
+        if let gamma { r.gamma = gamma }
+        if let minLr { r.minimum = minLr }
+        if let warmupSteps { r.warmupSteps = warmupSteps }
+        return r
+    }
+
+    var given: [String] {
+        [("--optimizer", optimizer != nil), ("--lr", lr != nil), ("--momentum", momentum != nil), ("--beta1", beta1 != nil),
+         ("--beta2", beta2 != nil), ("--weight-decay", weightDecay != nil), ("--schedule", schedule != nil), ("--step-epochs", stepEpochs != nil),
+         ("--gamma", gamma != nil), ("--min-lr", minLr != nil), ("--warmup-steps", warmupSteps != nil), ("--clip", clip != nil)].filter(\.1).map(\.0)
     }
 }
 
-/// Batch, epochs, seed and outputs of a training run, local or distributed.
+/// Batch, epochs and seed of a training run, local or distributed; unset ones are nil (see `ModelOptions`).
 struct RunOptions: ParsableArguments {
-    @Option(help: "Mini-batch size (per worker in a distributed run, whose global batch is workers × batch).")
-    var batch: Int = 64
+    @Option(help: "Mini-batch size, per worker in a distributed run, whose global batch is workers × batch (default: 64).")
+    var batch: Int?
 
-    @Option(help: "Passes over the training set.")
-    var epochs: Int = 10
+    @Option(help: "Passes over the training set (default: 10).")
+    var epochs: Int?
 
-    @Option(help: "Seed for initialisation, shuffling and dropout.")
-    var seed: UInt64 = 1
+    @Option(help: "Seed for initialisation, shuffling and dropout (default: 1).")
+    var seed: UInt64?
 
+    func validate() throws {
+        guard (batch ?? 1) >= 1 else { throw ValidationError("--batch must be at least 1") }
+        guard (epochs ?? 1) >= 1 else { throw ValidationError("--epochs must be at least 1") }
+    }
+
+    var given: [String] { [("--batch", batch != nil), ("--epochs", epochs != nil), ("--seed", seed != nil)].filter(\.1).map(\.0) }
+}
+
+/// Where a run writes its model and its per-epoch or per-round metrics.
+struct OutputOptions: ParsableArguments {
     @Option(help: "Write the trained model here (safetensors).", completion: .file(extensions: ["safetensors"]))
     var out: String?
 
-    @Option(help: "Write one JSON object per epoch to this file.")
+    @Option(help: "Write one JSON object per epoch (or round) to this file.")
     var metrics: String?
+}
 
-    func validate() throws {
-        guard batch >= 1 else { throw ValidationError("--batch must be at least 1") }
-        guard epochs >= 1 else { throw ValidationError("--epochs must be at least 1") }
+/// The model, optimisation and run flags of a training command, as the settings of a run.
+struct TrainingOptions: ParsableArguments {
+    @OptionGroup var modelOptions: ModelOptions
+    @OptionGroup var optimization: OptimizationOptions
+    @OptionGroup var runOptions: RunOptions
+
+    func settings(dataset: String, checkpoint: String?) throws -> TrainingSettings {
+        TrainingSettings(model: try modelOptions.spec(), optimizer: optimization.settings, schedule: optimization.learningRate,
+                         clip: optimization.clip, seed: runOptions.seed ?? 1, batch: runOptions.batch ?? 64, epochs: runOptions.epochs ?? 10,
+                         dataset: dataset, checkpoint: checkpoint)
     }
+
+    /// The options given on the command line.
+    var given: [String] { modelOptions.given + optimization.given + runOptions.given }
 }

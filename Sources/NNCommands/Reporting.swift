@@ -1,20 +1,8 @@
 import ArgumentParser
 import Foundation
+import NNCluster
 import NNCore
 import NNData
-
-/// Settings recorded in a checkpoint's metadata, so a model says how it was made.
-struct TrainingRecord: Codable {
-    var dataset: String
-    var mode: String
-    var workers: Int?
-    var optimizer: OptimizerSettings
-    var schedule: LearningRateSchedule
-    var clip: Float?
-    var batch: Int
-    var epochs: Int
-    var seed: UInt64
-}
 
 /// One JSON object per epoch or round, the whole file rewritten atomically each time.
 struct MetricsLog {
@@ -36,24 +24,17 @@ struct MetricsLog {
 }
 
 /// The per-epoch line every trainer prints.
-func epochLine(_ epoch: Int, of epochs: Int, loss: Double, accuracy: Double, test: Evaluation, samplesPerSecond: Double, seconds: Double) -> String {
-    String(format: "epoch %d/%d  loss %.4f  train acc %@  test loss %.4f  test acc %@  %@ samples/s  %@",
-           epoch, epochs, loss, Format.percent(accuracy), test.loss, Format.percent(test.accuracy),
-           Format.rate(samplesPerSecond), Format.seconds(seconds))
+func epochLine(_ report: EpochReport, of epochs: Int) -> String {
+    let test = report.evaluation!
+    return String(format: "epoch %d/%d  loss %.4f  train acc %@  test loss %.4f  test acc %@  %@ samples/s  %@",
+                  report.epoch, epochs, report.result.meanLoss, Format.percent(report.result.accuracy), test.loss, Format.percent(test.accuracy),
+                  Format.rate(report.samplesPerSecond), Format.seconds(report.seconds))
 }
 
 /// Test accuracy, per-class metrics and confusion matrix at the end of a run.
 func printFinalReport(_ evaluation: Evaluation, test: Dataset, classNames: [String]) {
     print("\ntest accuracy \(Format.percent(evaluation.accuracy)) on \(test.sampleCount) images\n")
     print(evaluation.confusion.report(classNames: classNames))
-}
-
-func saveCheckpoint(_ network: Network, record: TrainingRecord, evaluation: Evaluation, to path: String) throws {
-    let metadata = [
-        "training": String(decoding: try JSONEncoder.sorted.encode(record), as: UTF8.self),
-        "test_accuracy": String(format: "%.4f", evaluation.accuracy),
-    ]
-    try Checkpoint(network: network, metadata: metadata).save(to: path)
 }
 
 /// The model's input and output widths must match the data set's image size and class count.

@@ -1,5 +1,6 @@
 import ArgumentParser
 import Foundation
+import NNCluster
 import NNCore
 import NNData
 
@@ -7,54 +8,34 @@ public struct Train: AsyncParsableCommand {
     public init() {}
     public static let configuration = CommandConfiguration(abstract: "Train a network on one machine and report test accuracy.")
 
-    @OptionGroup var modelOptions: ModelOptions
-    @OptionGroup var optimization: OptimizationOptions
+    @OptionGroup var training: TrainingOptions
+    @OptionGroup var output: OutputOptions
     @OptionGroup var dataOptions: DataOptions
-    @OptionGroup var runOptions: RunOptions
     @OptionGroup var global: GlobalOptions
 
     public func run() async throws {
         let logger = try global.start("nn.train")
-        let (batch, epochs, seed) = (runOptions.batch, runOptions.epochs, runOptions.seed)
-        let spec = try modelOptions.spec()
-        if spec.batchNorm && batch < 2 { throw ValidationError("batch normalisation needs --batch 2 or more") }
+        let settings = try training.settings(dataset: dataOptions.kind.rawValue, checkpoint: output.out)
+        if settings.model.batchNorm && settings.batch < 2 { throw ValidationError("batch normalisation needs --batch 2 or more") }
         let (train, test) = try dataOptions.load(logger)
-        try check(spec, fits: train)
-
-        let network = Network(spec: spec, seed: seed)
-        let trainer = Trainer(network: network, optimizer: optimization.settings, schedule: optimization.learningRate,
-                              clipNorm: optimization.clip, seed: seed)
-        logger.info("model \(spec.description): \(network.parameterCount) parameters; \(optimization.optimizer.rawValue) lr \(optimization.lr), batch \(batch), \(epochs) epochs, seed \(seed)")
-
-        let buffer = BatchBuffer(capacity: batch, inputWidth: spec.inputWidth)
-        var metrics = MetricsLog(path: runOptions.metrics)
-        var evaluation = network.evaluate(test)
-        for epoch in 1...epochs {
-            let order = epochOrder(seed: seed, epoch: epoch, count: train.sampleCount)
-            var bar = ProgressBar(label: "epoch \(epoch)/\(epochs)", total: order.count)
-            let start = ContinuousClock.now
-            let result = try trainer.trainEpoch(train, order: order, batchSize: batch, buffer: buffer, epochs: epochs) { p in
-                bar.update(done: p.samples, detail: String(format: "loss %.4f acc %@", p.meanLoss, Format.percent(p.accuracy)))
-            }
-            let seconds = start.duration(to: .now).seconds
+        try check(settings.model, fits: train)
+        let run = LocalTrainingRun(settings: settings, train: train, test: test, logger: logger)
+        logger.info("model \(settings.model.description): \(run.network.parameterCount) parameters; \(settings.optimizer.kind.rawValue) lr \(settings.schedule.base), batch \(settings.batch), \(settings.epochs) epochs, seed \(settings.seed)")
+        var metrics = MetricsLog(path: output.metrics)
+        var bar = ProgressBar(label: "", total: 0), barEpoch = 0
+        let evaluation = try run.run(onStep: { epoch, progress in
+            if epoch != barEpoch { (bar, barEpoch) = (ProgressBar(label: "epoch \(epoch)/\(settings.epochs)", total: progress.totalSamples), epoch) }
+            bar.update(done: progress.samples, detail: String(format: "loss %.4f acc %@", progress.meanLoss, Format.percent(progress.accuracy)))
+        }, onEpoch: { report in
             bar.finish()
-            evaluation = network.evaluate(test)
-            let samplesPerSecond = Double(result.samples) / seconds
-            print(epochLine(epoch, of: epochs, loss: result.meanLoss, accuracy: result.accuracy, test: evaluation,
-                            samplesPerSecond: samplesPerSecond, seconds: seconds))
+            print(epochLine(report, of: settings.epochs))
             try metrics.append([
-                "epoch": epoch, "train_loss": result.meanLoss, "train_accuracy": result.accuracy,
-                "test_loss": evaluation.loss, "test_accuracy": evaluation.accuracy,
-                "samples_per_second": samplesPerSecond, "seconds": seconds, "learning_rate": Double(trainer.learningRate),
+                "epoch": report.epoch, "train_loss": report.result.meanLoss, "train_accuracy": report.result.accuracy,
+                "test_loss": report.evaluation!.loss, "test_accuracy": report.evaluation!.accuracy,
+                "samples_per_second": report.samplesPerSecond, "seconds": report.seconds, "learning_rate": Double(report.learningRate),
             ])
-        }
+        })
         printFinalReport(evaluation, test: test, classNames: dataOptions.kind.classNames)
-        if let out = runOptions.out {
-            let record = TrainingRecord(dataset: dataOptions.kind.rawValue, mode: "local", optimizer: optimization.settings,
-                                        schedule: optimization.learningRate, clip: optimization.clip, batch: batch, epochs: epochs, seed: seed)
-            try saveCheckpoint(network, record: record, evaluation: evaluation, to: out)
-            logger.info("wrote \(out)")
-        }
         logger.info("peak resident memory \(peakResidentBytes() >> 20) MiB")
     }
 }

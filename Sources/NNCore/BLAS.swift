@@ -29,6 +29,17 @@ public enum BLAS {
         return nn_all_finite(base, x.count) != 0
     }
 
+    /// out = Σₖ weights[k] · vectors[k], summed in the order given, each term rounded as in the scalar loop
+    /// (no fused multiply-add), so every process and every machine gets the same bits. Synchronous SGD
+    /// averages gradients and the FedAvg family averages client models with it.
+    public static func weightedSum(_ vectors: [[Float]], weights: [Float], into out: UnsafeMutablePointer<Float>, count: Int) {
+        precondition(vectors.count == weights.count && vectors.allSatisfy { $0.count == count })
+        out.update(repeating: 0, count: count)
+        for (vector, weight) in zip(vectors, weights) {
+            vector.withUnsafeBufferPointer { if let x = $0.baseAddress { nn_axpy(out, x, count, weight) } }
+        }
+    }
+
     /// Limits OpenBLAS to `n` threads; parallelism belongs in processes and the trainer's own threads.
     public static func setThreads(_ n: Int) { openblas_set_num_threads(Int32(n)) }
 }

@@ -37,6 +37,14 @@ public final class Network {
 
     public var parameterCount: Int { parameters.count }
 
+    /// Replaces the parameters and the state (batch-norm running statistics) with these values. The caller
+    /// checks the lengths first: a message or a file that does not fit is an error to report, not a trap here.
+    public func load(parameters values: [Float], state stateValues: [Float]) {
+        precondition(values.count == parameters.count && stateValues.count == state.count, "load: vector lengths do not fit the model")
+        values.withUnsafeBufferPointer { parameters.base.update(from: $0.baseAddress!, count: $0.count) }
+        stateValues.withUnsafeBufferPointer { if let base = $0.baseAddress { state.base.update(from: base, count: $0.count) } }
+    }
+
     /// Runs the network on `batch` rows of `spec.inputWidth` floats; returns `[batch × classes]` logits.
     public func forward(_ x: UnsafePointer<Float>, batch: Int, pass: Pass) -> UnsafePointer<Float> {
         body.forward(x, batch: batch, pass: pass)

@@ -16,6 +16,9 @@ public struct PartitionSpec: Codable, Equatable, Sendable, CustomStringConvertib
         case lognormal
     }
 
+    /// The file keys (experiment files check for unknown ones against this list).
+    public enum CodingKeys: String, CodingKey, CaseIterable { case kind, shardsPerClient, alpha, minimumSize, sigma }
+
     public var kind: Kind
     /// `shards`: shards per client (2 in the paper).
     public var shardsPerClient: Int?

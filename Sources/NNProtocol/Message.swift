@@ -7,7 +7,7 @@ public enum Message: Equatable, Sendable {
     /// Coordinator → worker: not registered, and why. The worker exits.
     case refuse(Refuse)
     /// Coordinator → worker: compute the gradient of a slice of a step's global batch at these parameters.
-    case task(Task)
+    case task(GradientTask)
     /// Worker → coordinator: the mean gradient of the slice.
     case gradient(GradientResult)
     /// Either way: still alive. Sent when a side has had nothing else to say for one heartbeat interval.
@@ -62,13 +62,37 @@ public struct Hello: Equatable, Sendable {
     /// `clientFirst == Hello.anyClients` lets the coordinator choose which; `clientCount == 0` asks for an even share.
     public var clientFirst: UInt32
     public var clientCount: UInt32
+    /// What the worker can compute beyond the features every worker must have.
+    public var capabilities: Capabilities
 
     public static let anyClients = UInt32.max
 
     public init(session: UInt64, name: String, dataFingerprint: [UInt8], inputWidth: UInt32, classes: UInt32,
-                clientFirst: UInt32 = Hello.anyClients, clientCount: UInt32 = 0) {
+                clientFirst: UInt32 = Hello.anyClients, clientCount: UInt32 = 0, capabilities: Capabilities = .all) {
         self.session = session; self.name = name; self.dataFingerprint = dataFingerprint
         self.inputWidth = inputWidth; self.classes = classes; self.clientFirst = clientFirst; self.clientCount = clientCount
+        self.capabilities = capabilities
+    }
+}
+
+/// Optional model features a worker offers (`docs/protocol.md`, "What a worker computes"). Dense layers, the
+/// three activations and the three losses are required of every worker; these are not, because they need this
+/// project's random generator (dropout masks, adversarial noise) or more layer code than a small worker has.
+/// A coordinator refuses a worker that lacks a feature the run needs.
+public struct Capabilities: OptionSet, Equatable, Sendable {
+    public let rawValue: UInt32
+    public init(rawValue: UInt32) { self.rawValue = rawValue }
+
+    public static let dropout = Capabilities(rawValue: 1 << 0)
+    public static let batchNorm = Capabilities(rawValue: 1 << 1)
+    public static let residualBlocks = Capabilities(rawValue: 1 << 2)
+    public static let adversarialClients = Capabilities(rawValue: 1 << 3)
+    public static let all: Capabilities = [.dropout, .batchNorm, .residualBlocks, .adversarialClients]
+
+    /// Names of the features in `self`, for messages.
+    public var names: [String] {
+        [(Capabilities.dropout, "dropout"), (.batchNorm, "batch norm"), (.residualBlocks, "residual blocks"),
+         (.adversarialClients, "adversarial clients")].filter { contains($0.0) }.map(\.1)
     }
 }
 
@@ -91,22 +115,21 @@ public struct Refuse: Equatable, Sendable {
     public init(reason: String) { self.reason = reason }
 }
 
-public struct Task: Equatable, Sendable {
+public struct GradientTask: Equatable, Sendable {
     /// Global step number, from 0.
     public var step: UInt64
-    /// Epoch, from 1; with the run's seed it fixes the sample order.
-    public var epoch: UInt32
-    /// The slice: positions `start ..< start + count` of the epoch's sample order.
+    /// The slice's first position in the epoch's sample order; names the slice in the answer.
     public var start: UInt32
-    public var count: UInt32
     /// Position of the slice's first row within the step's global batch (for dropout masks).
     public var firstRow: UInt32
+    /// The training samples of the slice, in row order.
+    public var samples: [UInt32]
     public var parameters: [Float]
     /// Batch-norm running statistics (empty without batch norm).
     public var state: [Float]
 
-    public init(step: UInt64, epoch: UInt32, start: UInt32, count: UInt32, firstRow: UInt32, parameters: [Float], state: [Float]) {
-        self.step = step; self.epoch = epoch; self.start = start; self.count = count; self.firstRow = firstRow
+    public init(step: UInt64, start: UInt32, firstRow: UInt32, samples: [UInt32], parameters: [Float], state: [Float]) {
+        self.step = step; self.start = start; self.firstRow = firstRow; self.samples = samples
         self.parameters = parameters; self.state = state
     }
 }
@@ -136,18 +159,37 @@ public struct GradientResult: Equatable, Sendable {
 public struct TrainRequest: Equatable, Sendable {
     /// Federated round, from 0.
     public var round: UInt64
-    /// The sampled clients of this worker, in increasing order.
-    public var clients: [UInt32]
     /// Local SGD rate for this round.
     public var learningRate: Float
+    /// E: local epochs.
+    public var localEpochs: UInt32
+    /// B: local batch size; 0 is the whole partition in one batch.
+    public var localBatch: UInt32
+    /// μ of FedProx: each local step adds μ(w − w_global) to the gradient; 0 for plain local SGD.
+    public var proximalMu: Float
+    /// The sampled clients of this worker, in increasing id order.
+    public var clients: [ClientWork]
     /// The global model.
     public var parameters: [Float]
     public var state: [Float]
 
-    public init(round: UInt64, clients: [UInt32], learningRate: Float, parameters: [Float], state: [Float]) {
-        self.round = round; self.clients = clients; self.learningRate = learningRate
-        self.parameters = parameters; self.state = state
+    public init(round: UInt64, learningRate: Float, localEpochs: UInt32, localBatch: UInt32, proximalMu: Float, clients: [ClientWork],
+                parameters: [Float], state: [Float]) {
+        self.round = round; self.learningRate = learningRate; self.localEpochs = localEpochs; self.localBatch = localBatch
+        self.proximalMu = proximalMu; self.clients = clients; self.parameters = parameters; self.state = state
     }
+}
+
+/// One client of a train request: its id and the order in which each local epoch visits its samples.
+public struct ClientWork: Equatable, Sendable {
+    public var client: UInt32
+    /// `localEpochs` permutations of the client's partition (training-set indices), one after the other.
+    public var order: [UInt32]
+
+    public init(client: UInt32, order: [UInt32]) { self.client = client; self.order = order }
+
+    /// Samples in the client's partition, given the request's epochs.
+    public func partitionSize(localEpochs: UInt32) -> Int { localEpochs == 0 ? 0 : order.count / Int(localEpochs) }
 }
 
 public struct ClientUpdate: Equatable, Sendable {

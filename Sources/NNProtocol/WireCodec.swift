@@ -1,3 +1,5 @@
+import NNCore
+
 /// One ZeroMQ frame's content: bytes, or a float vector kept as floats so it can be sent without copying.
 public enum Frame: Sendable, Equatable {
     case bytes([UInt8])
@@ -23,16 +25,21 @@ public struct ProtocolError: Error, CustomStringConvertible, Equatable {
 #endif
 
 /// Messages to frames and back. Frame 0 is a header: the bytes "NN", the protocol version, the message type,
-/// then the type's fields, little-endian. Tasks, gradients, train requests and client updates add two float32
-/// frames (parameters or gradient, then state). Decoding checks every length against the frame it reads from and rejects anything left over.
+/// then the type's fields, little-endian. Tasks and train requests add an index frame (u32 sample indices) and
+/// two float32 frames (parameters, state); gradients and client updates add two float32 frames (gradient or
+/// parameters, then state). Decoding checks every length against the frame it reads from and rejects anything
+/// left over. `docs/protocol.md` is the specification.
 public enum WireCodec {
-    public static let version: UInt8 = 2
+    public static let version: UInt8 = 3
     static let magic: [UInt8] = [0x4E, 0x4E]
     /// Longest string field (names, reasons, error texts); the configuration JSON may take `maximumConfiguration`.
     public static let maximumText = 64 << 10
     public static let maximumConfiguration = 1 << 20
     /// Most clients one train request may name.
     public static let maximumClients = 1 << 20
+    /// Longest header a worker may send (a hello with the longest name and fingerprint); a message from a worker
+    /// is at most this plus its float frames.
+    public static let maximumWorkerHeader = 4 + 8 + 4 + maximumText + 4 + 64 + 5 * 4
 
     public static func encode(_ message: Message) -> [Frame] {
         var w = Writer()
@@ -42,14 +49,14 @@ public enum WireCodec {
         switch message {
         case .hello(let m):
             w.u64(m.session); w.text(m.name); w.u32(UInt32(m.dataFingerprint.count)); w.bytes(m.dataFingerprint)
-            w.u32(m.inputWidth); w.u32(m.classes); w.u32(m.clientFirst); w.u32(m.clientCount)
+            w.u32(m.inputWidth); w.u32(m.classes); w.u32(m.clientFirst); w.u32(m.clientCount); w.u32(m.capabilities.rawValue)
         case .welcome(let m):
             w.u32(m.workerIndex); w.text(m.configuration); w.u32(m.clientFirst); w.u32(m.clientCount)
         case .refuse(let m):
             w.text(m.reason)
         case .task(let m):
-            w.u64(m.step); w.u32(m.epoch); w.u32(m.start); w.u32(m.count); w.u32(m.firstRow)
-            return [.bytes(w.buffer), .floats(m.parameters), .floats(m.state)]
+            w.u64(m.step); w.u32(m.start); w.u32(m.firstRow)
+            return [.bytes(w.buffer), .bytes(indexBytes(m.samples)), .floats(m.parameters), .floats(m.state)]
         case .gradient(let m):
             w.u64(m.step); w.u32(m.start); w.u32(m.count); w.u32(m.correct); w.u64(m.lossSum.bitPattern); w.u64(m.computeNanoseconds)
             return [.bytes(w.buffer), .floats(m.gradient), .floats(m.state)]
@@ -60,9 +67,10 @@ public enum WireCodec {
         case .shutdown(let m):
             w.text(m.reason)
         case .train(let m):
-            w.u64(m.round); w.u32(m.learningRate.bitPattern); w.u32(UInt32(m.clients.count))
-            for c in m.clients { w.u32(c) }
-            return [.bytes(w.buffer), .floats(m.parameters), .floats(m.state)]
+            w.u64(m.round); w.u32(m.learningRate.bitPattern); w.u32(m.localEpochs); w.u32(m.localBatch); w.u32(m.proximalMu.bitPattern)
+            w.u32(UInt32(m.clients.count))
+            for c in m.clients { w.u32(c.client); w.u32(UInt32(c.order.count)) }
+            return [.bytes(w.buffer), .bytes(indexBytes(m.clients.flatMap(\.order))), .floats(m.parameters), .floats(m.state)]
         case .update(let m):
             w.u64(m.round); w.u32(m.client); w.u32(m.samples); w.u32(m.correct); w.u64(m.lossSum.bitPattern); w.u64(m.computeNanoseconds)
             return [.bytes(w.buffer), .floats(m.parameters), .floats(m.state)]
@@ -70,18 +78,30 @@ public enum WireCodec {
         return [.bytes(w.buffer)]
     }
 
+    /// A refuse in the layout every version shares, stamped with the peer's `version` so that it reads it.
+    public static func refusal(_ reason: String, peerVersion: UInt8) -> [Frame] {
+        guard case .bytes(var header) = encode(.refuse(Refuse(reason: reason)))[0] else { preconditionFailure() }
+        header[2] = peerVersion
+        return [.bytes(header)]
+    }
+
     public static func decode(_ frames: [Frame]) throws -> Message {
         guard let first = frames.first else { throw ProtocolError("empty message") }
         guard case .bytes(let header) = first else { throw ProtocolError("frame 0 must be bytes") }
         guard header.count >= 4 else { throw ProtocolError("frame 0 has \(header.count) bytes, fewer than the 4-byte header") }
         guard Array(header[0..<2]) == magic else {
-            throw ProtocolError("frame 0 does not start with \"NN\" (0x\(hex(header[0]))\(hex(header[1]))): not an nn message")
+            throw ProtocolError("frame 0 does not start with \"NN\" (0x\(header[0..<2].hexString)): not an nn message")
         }
-        guard header[2] == version else {
+        // A refuse has the same layout in every version, so a peer of any version can read why it was refused.
+        guard header[2] == version || (header[3] == MessageType.refuse.rawValue && frames.count == 1) else {
             throw ProtocolError("protocol version \(header[2]) is not supported (this side speaks version \(version))", peerVersion: header[2])
         }
         guard let type = MessageType(rawValue: header[3]) else { throw ProtocolError("unknown message type \(header[3])") }
-        let expectedFrames = [.task, .gradient, .train, .update].contains(type) ? 3 : 1
+        let expectedFrames = switch type {
+        case .task, .train: 4
+        case .gradient, .update: 3
+        default: 1
+        }
         guard frames.count == expectedFrames else {
             throw ProtocolError("\(type) message has \(frames.count) frames, expected \(expectedFrames)")
         }
@@ -93,15 +113,15 @@ public enum WireCodec {
             let length = Int(try r.u32())
             guard length <= 64 else { throw ProtocolError("hello: fingerprint of \(length) bytes (at most 64)") }
             message = .hello(Hello(session: session, name: name, dataFingerprint: try r.bytes(length), inputWidth: try r.u32(), classes: try r.u32(),
-                                   clientFirst: try r.u32(), clientCount: try r.u32()))
+                                   clientFirst: try r.u32(), clientCount: try r.u32(), capabilities: Capabilities(rawValue: try r.u32())))
         case .welcome:
             message = .welcome(Welcome(workerIndex: try r.u32(), configuration: try r.text(limit: maximumConfiguration),
                                        clientFirst: try r.u32(), clientCount: try r.u32()))
         case .refuse:
             message = .refuse(Refuse(reason: try r.text(limit: maximumText)))
         case .task:
-            message = .task(Task(step: try r.u64(), epoch: try r.u32(), start: try r.u32(), count: try r.u32(), firstRow: try r.u32(),
-                                 parameters: try floats(frames[1], "parameters"), state: try floats(frames[2], "state")))
+            message = .task(GradientTask(step: try r.u64(), start: try r.u32(), firstRow: try r.u32(), samples: try indices(frames[1]),
+                                         parameters: try floats(frames[2], "parameters"), state: try floats(frames[3], "state")))
         case .gradient:
             message = .gradient(GradientResult(step: try r.u64(), start: try r.u32(), count: try r.u32(), correct: try r.u32(),
                                                lossSum: Double(bitPattern: try r.u64()), computeNanoseconds: try r.u64(),
@@ -115,14 +135,24 @@ public enum WireCodec {
         case .shutdown:
             message = .shutdown(Shutdown(reason: try r.text(limit: maximumText)))
         case .train:
-            let round = try r.u64(), rate = Float(bitPattern: try r.u32()), count = Int(try r.u32())
+            let round = try r.u64(), rate = Float(bitPattern: try r.u32()), epochs = try r.u32(), batch = try r.u32()
+            let mu = Float(bitPattern: try r.u32()), count = Int(try r.u32())
             guard count <= maximumClients else { throw ProtocolError("train: \(count) clients (at most \(maximumClients))") }
-            guard count * 4 <= header.count - r.offset else {
-                throw ProtocolError("train: \(count) client ids do not fit the \(header.count - r.offset) bytes left")
+            guard count * 8 <= header.count - r.offset else {
+                throw ProtocolError("train: \(count) clients do not fit the \(header.count - r.offset) bytes left")
             }
-            let clients = try (0..<count).map { _ in try r.u32() }
-            message = .train(TrainRequest(round: round, clients: clients, learningRate: rate,
-                                          parameters: try floats(frames[1], "parameters"), state: try floats(frames[2], "state")))
+            let lengths = try (0..<count).map { _ in (client: try r.u32(), length: Int(try r.u32())) }
+            let all = try indices(frames[1])
+            guard lengths.reduce(0, { $0 + $1.length }) == all.count else {
+                throw ProtocolError("train: the clients' orders add up to \(lengths.reduce(0) { $0 + $1.length }) indices, the index frame has \(all.count)")
+            }
+            var offset = 0
+            let clients = lengths.map { entry in
+                defer { offset += entry.length }
+                return ClientWork(client: entry.client, order: Array(all[offset..<(offset + entry.length)]))
+            }
+            message = .train(TrainRequest(round: round, learningRate: rate, localEpochs: epochs, localBatch: batch, proximalMu: mu, clients: clients,
+                                          parameters: try floats(frames[2], "parameters"), state: try floats(frames[3], "state")))
         case .update:
             message = .update(ClientUpdate(round: try r.u64(), client: try r.u32(), samples: try r.u32(), correct: try r.u32(),
                                            lossSum: Double(bitPattern: try r.u64()), computeNanoseconds: try r.u64(),
@@ -146,7 +176,20 @@ public enum WireCodec {
         }
     }
 
-    static func hex(_ b: UInt8) -> String { (b < 16 ? "0" : "") + String(b, radix: 16) }
+    static func indices(_ frame: Frame) throws -> [UInt32] {
+        switch frame {
+        case .floats(let f):
+            // A transport that receives every frame after the header as floats hands the indices over so: same bytes.
+            return f.map(\.bitPattern)
+        case .bytes(let b):
+            guard b.count % 4 == 0 else { throw ProtocolError("index frame has \(b.count) bytes, not a whole number of u32") }
+            var out = [UInt32](repeating: 0, count: b.count / 4)
+            out.withUnsafeMutableBytes { o in b.withUnsafeBytes { o.copyMemory(from: $0) } }
+            return out
+        }
+    }
+
+    static func indexBytes(_ values: [UInt32]) -> [UInt8] { values.withUnsafeBytes { Array($0) } }
 
     struct Writer {
         var buffer: [UInt8] = []

@@ -1,8 +1,8 @@
 #ifndef NN_CKERNELS_H
 #define NN_CKERNELS_H
 
-// Element-wise kernels over the flat parameter vector: optimizer updates, and the finiteness check of every
-// gradient a worker sends. They live in C because Swift on Linux lowers
+// Element-wise kernels over the flat parameter vector: optimizer updates, weighted sums of gradients and models,
+// and the finiteness check of every gradient a worker sends. They live in C because Swift on Linux lowers
 // squareRoot() to a libm call with errno semantics, which keeps Adam's loop scalar; here the compiler
 // vectorises it (and, on x86-64 Linux, also builds AVX2 and AVX-512 versions chosen at load time).
 // Contraction into FMA is off, so every version gives the same bits.
@@ -17,6 +17,9 @@ void nn_momentum_update(float *p, const float *g, float *v, long n, float lr, fl
 /// p ← p·decay − step_size·m / (√v · inv_root_correction2 + ε)
 void nn_adam_update(float *p, const float *g, float *m, float *v, long n, float beta1, float beta2, float step_size,
                     float inv_root_correction2, float epsilon, float coupled_decay, float decay);
+
+/// y ← y + a·x
+void nn_axpy(float *y, const float *x, long n, float a);
 
 /// 1 when all n values are finite (no NaN, no infinity), else 0; reads every value, without branching.
 int nn_all_finite(const float *x, long n);

@@ -95,193 +95,75 @@ public struct Experiment: Codable, Equatable, Sendable {
 
     // MARK: Coding
 
-    static let keys = ["name", "dataset", "model", "activation", "initializer", "partition", "clients", "fraction", "localEpochs",
-                       "localBatch", "learningRate", "learningRateDecay", "rounds", "targetAccuracy", "seed", "strategy",
-                       "deadlineSeconds", "minimumResults", "adversaries"]
+    /// The file's keys, the one list of them: decoding, encoding and the unknown-key check all use it.
+    enum CodingKeys: String, CodingKey, CaseIterable {
+        case name, dataset, model, activation, initializer, partition, clients, fraction, localEpochs, localBatch, learningRate,
+             learningRateDecay, rounds, targetAccuracy, seed, strategy, deadlineSeconds, minimumResults, adversaries
+    }
 
     public init(from decoder: Decoder) throws {
-        let c = try decoder.container(keyedBy: Key.self)
-        try Key.reject(unknownIn: c, allowed: Self.keys, in: "the experiment")
-        name = try c.decode(String.self, forKey: "name")
-        dataset = try c.decodeIfPresent(String.self, forKey: "dataset") ?? dataset
+        try StrictKeys.check(decoder, CodingKeys.self, in: "the experiment")
+        let c = try decoder.container(keyedBy: CodingKeys.self)
+        name = try c.decode(String.self, forKey: .name)
+        dataset = try c.decodeIfPresent(String.self, forKey: .dataset) ?? dataset
         do {
-            model = try ModelSpec(widths: try ModelSpec.widths(parsing: try c.decode(String.self, forKey: "model")),
-                                  activation: try c.decodeIfPresent(Activation.Kind.self, forKey: "activation") ?? .relu,
-                                  initializer: try c.decodeIfPresent(Initializer.self, forKey: "initializer"))
+            model = try ModelSpec(widths: try ModelSpec.widths(parsing: try c.decode(String.self, forKey: .model)),
+                                  activation: try c.decodeIfPresent(Activation.Kind.self, forKey: .activation) ?? .relu,
+                                  initializer: try c.decodeIfPresent(Initializer.self, forKey: .initializer))
         } catch let error as ModelSpecError {
             throw ExperimentError("\(error)")
         }
-        try Key.reject(unknownIn: try c.nestedContainer(keyedBy: Key.self, forKey: "partition"),
-                       allowed: ["kind", "shardsPerClient", "alpha", "minimumSize", "sigma"], in: "partition")
-        partition = try c.decode(PartitionSpec.self, forKey: "partition")
-        clients = try c.decode(Int.self, forKey: "clients")
-        fraction = try c.decode(Double.self, forKey: "fraction")
-        localEpochs = try c.decode(Int.self, forKey: "localEpochs")
-        if (try? c.decode(String.self, forKey: "localBatch")) == "full" {
+        try StrictKeys.check(try c.superDecoder(forKey: .partition), PartitionSpec.CodingKeys.self, in: "partition")
+        partition = try c.decode(PartitionSpec.self, forKey: .partition)
+        clients = try c.decode(Int.self, forKey: .clients)
+        fraction = try c.decode(Double.self, forKey: .fraction)
+        localEpochs = try c.decode(Int.self, forKey: .localEpochs)
+        if (try? c.decode(String.self, forKey: .localBatch)) == "full" {
             localBatch = nil
         } else {
-            guard let size = try? c.decode(Int.self, forKey: "localBatch") else {
+            guard let size = try? c.decode(Int.self, forKey: .localBatch) else {
                 throw ExperimentError("localBatch must be a positive integer or \"full\"")
             }
             localBatch = size
         }
-        learningRate = try c.decode(Float.self, forKey: "learningRate")
-        learningRateDecay = try c.decodeIfPresent(Float.self, forKey: "learningRateDecay") ?? learningRateDecay
-        rounds = try c.decode(Int.self, forKey: "rounds")
-        targetAccuracy = try c.decodeIfPresent(Double.self, forKey: "targetAccuracy")
-        seed = try c.decodeIfPresent(UInt64.self, forKey: "seed") ?? seed
-        if c.contains("strategy") {
-            try Key.reject(unknownIn: try c.nestedContainer(keyedBy: Key.self, forKey: "strategy"), allowed: StrategySpec.keys, in: "strategy")
-            strategy = try c.decode(StrategySpec.self, forKey: "strategy")
+        learningRate = try c.decode(Float.self, forKey: .learningRate)
+        learningRateDecay = try c.decodeIfPresent(Float.self, forKey: .learningRateDecay) ?? learningRateDecay
+        rounds = try c.decode(Int.self, forKey: .rounds)
+        targetAccuracy = try c.decodeIfPresent(Double.self, forKey: .targetAccuracy)
+        seed = try c.decodeIfPresent(UInt64.self, forKey: .seed) ?? seed
+        if c.contains(.strategy) {
+            try StrictKeys.check(try c.superDecoder(forKey: .strategy), StrategySpec.CodingKeys.self, in: "strategy")
+            strategy = try c.decode(StrategySpec.self, forKey: .strategy)
         }
-        deadlineSeconds = try c.decodeIfPresent(Double.self, forKey: "deadlineSeconds") ?? deadlineSeconds
-        minimumResults = try c.decodeIfPresent(Int.self, forKey: "minimumResults") ?? minimumResults
-        if c.contains("adversaries") {
-            try Key.reject(unknownIn: try c.nestedContainer(keyedBy: Key.self, forKey: "adversaries"), allowed: AdversarySpec.keys, in: "adversaries")
-            adversaries = try c.decode(AdversarySpec.self, forKey: "adversaries")
+        deadlineSeconds = try c.decodeIfPresent(Double.self, forKey: .deadlineSeconds) ?? deadlineSeconds
+        minimumResults = try c.decodeIfPresent(Int.self, forKey: .minimumResults) ?? minimumResults
+        if c.contains(.adversaries) {
+            try StrictKeys.check(try c.superDecoder(forKey: .adversaries), AdversarySpec.CodingKeys.self, in: "adversaries")
+            adversaries = try c.decode(AdversarySpec.self, forKey: .adversaries)
         }
     }
 
     public func encode(to encoder: Encoder) throws {
-        var c = encoder.container(keyedBy: Key.self)
-        try c.encode(name, forKey: "name")
-        try c.encode(dataset, forKey: "dataset")
-        try c.encode(model.widths.map(String.init).joined(separator: "-"), forKey: "model")
-        try c.encode(model.activation, forKey: "activation")
-        try c.encodeIfPresent(model.initializer, forKey: "initializer")
-        try c.encode(partition, forKey: "partition")
-        try c.encode(clients, forKey: "clients")
-        try c.encode(fraction, forKey: "fraction")
-        try c.encode(localEpochs, forKey: "localEpochs")
-        if let localBatch { try c.encode(localBatch, forKey: "localBatch") } else { try c.encode("full", forKey: "localBatch") }
-        try c.encode(learningRate, forKey: "learningRate")
-        try c.encode(learningRateDecay, forKey: "learningRateDecay")
-        try c.encode(rounds, forKey: "rounds")
-        try c.encodeIfPresent(targetAccuracy, forKey: "targetAccuracy")
-        try c.encode(seed, forKey: "seed")
-        try c.encode(strategy, forKey: "strategy")
-        try c.encode(deadlineSeconds, forKey: "deadlineSeconds")
-        try c.encode(minimumResults, forKey: "minimumResults")
-        try c.encodeIfPresent(adversaries, forKey: "adversaries")
-    }
-
-    struct Key: CodingKey, ExpressibleByStringLiteral {
-        let stringValue: String
-        init(stringValue: String) { self.stringValue = stringValue }
-        init(stringLiteral value: String) { stringValue = value }
-        var intValue: Int? { nil }
-        init?(intValue: Int) { nil }
-
-        static func reject(unknownIn container: KeyedDecodingContainer<Key>, allowed: [String], in what: String) throws {
-            if let key = container.allKeys.first(where: { !allowed.contains($0.stringValue) }) {
-                throw ExperimentError("unknown key '\(key.stringValue)' in \(what); known keys: \(allowed.joined(separator: ", "))")
-            }
-        }
-    }
-}
-
-/// How the coordinator turns client models into the next global model (Flower's strategy names).
-public struct StrategySpec: Codable, Equatable, Sendable {
-    public enum Kind: String, Codable, CaseIterable, Sendable {
-        /// Sample-weighted mean (McMahan et al. 2017).
-        case fedavg
-        /// FedAvg whose clients add (μ/2)‖w − w_global‖² to their loss (Li et al. 2020).
-        case fedprox
-        /// Server momentum on the averaged update (Hsu et al. 2019).
-        case fedavgm
-        /// Server-side Adam on the averaged update (Reddi et al. 2021).
-        case fedadam
-        /// Coordinate-wise median of the client models (Yin et al. 2018).
-        case fedmedian
-        /// Coordinate-wise mean after dropping the `trim` fraction of largest and of smallest values.
-        case fedtrimmedavg
-    }
-
-    public var kind: Kind
-    public var mu: Float?
-    public var serverLearningRate: Float?
-    public var serverMomentum: Float?
-    public var beta1: Float?
-    public var beta2: Float?
-    public var tau: Float?
-    public var trim: Double?
-
-    public init(kind: Kind, mu: Float? = nil, serverLearningRate: Float? = nil, serverMomentum: Float? = nil,
-                beta1: Float? = nil, beta2: Float? = nil, tau: Float? = nil, trim: Double? = nil) {
-        self.kind = kind; self.mu = mu; self.serverLearningRate = serverLearningRate; self.serverMomentum = serverMomentum
-        self.beta1 = beta1; self.beta2 = beta2; self.tau = tau; self.trim = trim
-    }
-
-    static let keys = ["kind", "mu", "serverLearningRate", "serverMomentum", "beta1", "beta2", "tau", "trim"]
-
-    /// μ of FedProx; 0 for the others.
-    public var proximalMu: Float { kind == .fedprox ? mu ?? 0.01 : 0 }
-
-    func validate(clientsPerRound: Int) throws {
-        let given: [(String, Bool)] = [("mu", mu != nil), ("serverLearningRate", serverLearningRate != nil),
-                                       ("serverMomentum", serverMomentum != nil), ("beta1", beta1 != nil), ("beta2", beta2 != nil),
-                                       ("tau", tau != nil), ("trim", trim != nil)]
-        let allowed: Set<String> = switch kind {
-        case .fedavg, .fedmedian: []
-        case .fedprox: ["mu"]
-        case .fedavgm: ["serverLearningRate", "serverMomentum"]
-        case .fedadam: ["serverLearningRate", "beta1", "beta2", "tau"]
-        case .fedtrimmedavg: ["trim"]
-        }
-        if let stray = given.first(where: { $0.1 && !allowed.contains($0.0) }) {
-            throw ExperimentError("strategy '\(kind.rawValue)' takes no '\(stray.0)'")
-        }
-        func check(_ ok: Bool, _ text: String) throws { if !ok { throw ExperimentError(text) } }
-        try check((mu ?? 0) >= 0, "mu cannot be negative")
-        try check((serverLearningRate ?? 1) > 0, "serverLearningRate must be positive")
-        try check((0..<1).contains(serverMomentum ?? 0), "serverMomentum must be in [0, 1)")
-        try check((0..<1).contains(beta1 ?? 0) && (0..<1).contains(beta2 ?? 0), "beta1 and beta2 must be in [0, 1)")
-        try check((tau ?? 1) > 0, "tau must be positive")
-        try check((0..<0.5).contains(trim ?? 0), "trim must be in [0, 0.5)")
-    }
-
-    public var description: String {
-        switch kind {
-        case .fedavg: return "FedAvg"
-        case .fedprox: return "FedProx (μ = \(proximalMu))"
-        case .fedavgm: return "FedAvgM (server rate \(serverLearningRate ?? 1), momentum \(serverMomentum ?? 0.9))"
-        case .fedadam: return "FedAdam (server rate \(serverLearningRate ?? 0.01), τ = \(tau ?? 1e-3))"
-        case .fedmedian: return "FedMedian"
-        case .fedtrimmedavg: return "FedTrimmedAvg (trim \(trim ?? 0.2))"
-        }
-    }
-}
-
-/// Adversarial clients for robustness experiments: a seeded `fraction` of the K clients replace their trained
-/// model w with w_global + scale·(w − w_global) (`scale`) or with Gaussian noise of standard deviation `noise`
-/// (`random`) before sending it.
-public struct AdversarySpec: Codable, Equatable, Sendable {
-    public enum Kind: String, Codable, CaseIterable, Sendable { case scale, random }
-    public var fraction: Double
-    public var kind: Kind
-    public var scale: Float?
-    public var noise: Float?
-
-    public init(fraction: Double, kind: Kind, scale: Float? = nil, noise: Float? = nil) {
-        self.fraction = fraction; self.kind = kind; self.scale = scale; self.noise = noise
-    }
-
-    static let keys = ["fraction", "kind", "scale", "noise"]
-
-    func validate() throws {
-        guard fraction >= 0 && fraction <= 1 else { throw ExperimentError("adversaries.fraction must be in [0, 1]") }
-        if kind == .scale, noise != nil { throw ExperimentError("adversaries of kind 'scale' take no 'noise'") }
-        if kind == .random, scale != nil { throw ExperimentError("adversaries of kind 'random' take no 'scale'") }
-        if let noise, !(noise > 0) { throw ExperimentError("adversaries.noise must be positive") }
-        if let scale, !scale.isFinite { throw ExperimentError("adversaries.scale must be finite") }
-    }
-
-    /// The adversarial clients among `clients`: a seeded choice of round(fraction · clients).
-    public func members(clients: Int, seed: UInt64) -> Set<Int> {
-        var ids = Array(0..<clients)
-        var rng = SeededRandom(seed: seed, stream: 0x4144_5653)
-        rng.shuffle(&ids)
-        return Set(ids.prefix(Int((fraction * Double(clients)).rounded())))
+        var c = encoder.container(keyedBy: CodingKeys.self)
+        try c.encode(name, forKey: .name)
+        try c.encode(dataset, forKey: .dataset)
+        try c.encode(model.widths.map(String.init).joined(separator: "-"), forKey: .model)
+        try c.encode(model.activation, forKey: .activation)
+        try c.encodeIfPresent(model.initializer, forKey: .initializer)
+        try c.encode(partition, forKey: .partition)
+        try c.encode(clients, forKey: .clients)
+        try c.encode(fraction, forKey: .fraction)
+        try c.encode(localEpochs, forKey: .localEpochs)
+        if let localBatch { try c.encode(localBatch, forKey: .localBatch) } else { try c.encode("full", forKey: .localBatch) }
+        try c.encode(learningRate, forKey: .learningRate)
+        try c.encode(learningRateDecay, forKey: .learningRateDecay)
+        try c.encode(rounds, forKey: .rounds)
+        try c.encodeIfPresent(targetAccuracy, forKey: .targetAccuracy)
+        try c.encode(seed, forKey: .seed)
+        try c.encode(strategy, forKey: .strategy)
+        try c.encode(deadlineSeconds, forKey: .deadlineSeconds)
+        try c.encode(minimumResults, forKey: .minimumResults)
+        try c.encodeIfPresent(adversaries, forKey: .adversaries)
     }
 }
 

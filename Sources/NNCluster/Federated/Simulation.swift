@@ -20,35 +20,41 @@ public final class Simulation {
     }
 
     /// Runs the rounds while `onRound` returns true. Bytes count what each sampled client would download and
-    /// each answering client upload: the model and its frame header.
+    /// each answering client upload: the model and a message header.
     public func run(onRound: (RoundReport) throws -> Bool) throws {
-        let modelBytes = WireCodec.encode(.train(TrainRequest(round: 0, clients: [0], learningRate: 1, parameters: strategy.network.parameters.array,
-                                                              state: strategy.network.state.array))).reduce(0) { $0 + $1.byteCount }
+        let network = strategy.network
+        let modelBytes = WireCodec.encode(.update(ClientUpdate(round: 0, client: 0, samples: 0, correct: 0, lossSum: 0, computeNanoseconds: 0,
+                                                               parameters: network.parameters.array, state: network.state.array)))
+            .reduce(0) { $0 + $1.byteCount }
         let everyone = [Participant(peer: PeerID(Array("simulation".utf8)), clients: host.clients)]
         for round in 0..<strategy.rounds {
             let start = ContinuousClock.now
             var report = RoundReport(round: round)
+            var results: [ClientUpdate] = []
             for assignment in strategy.configure(round: round, participants: everyone) {
-                guard case .train(let request) = assignment.message else { continue }
-                report.expected += request.clients.count
-                for update in try host.train(request) {
+                report.expected += assignment.keys.count
+                for update in try host.train(assignment.work) {
                     do {
-                        try strategy.accept(.update(update), key: Int(update.client), for: assignment)
-                        report.answered += 1
+                        try strategy.check(update, against: assignment)
+                        results.append(update)
                     } catch {
                         rejected += 1
                         report.missed.append(Int(update.client))
                     }
                 }
             }
+            report.answered = results.count
             let aggregationStart = ContinuousClock.now
             report.skipped = report.answered < strategy.minimumResults
-            if !report.skipped { report.result = try strategy.aggregate(round: round) }
+            if !report.skipped {
+                report.result = try strategy.aggregate(round: round, results: results.sorted { $0.client < $1.client }, failures: report.missed)
+            }
             report.aggregationSeconds = aggregationStart.duration(to: .now).seconds
             report.seconds = start.duration(to: .now).seconds
             report.bytesSent = report.expected * modelBytes
             report.bytesReceived = report.answered * modelBytes
             report.workers = 1
+            report.rejectedSoFar = rejected
             guard try onRound(report) else { return }
         }
     }

@@ -1,5 +1,6 @@
 import CZmq
 import Foundation
+import NNCore
 import NNProtocol
 
 /// A libzmq socket: options, multipart send (float frames without copying) and timed multipart receive.
@@ -162,6 +163,15 @@ public struct ZmqSettings: Sendable {
     public var sendTimeoutMilliseconds: Int32 = 10_000
 
     public init(maximumMessageBytes: Int64) { self.maximumMessageBytes = maximumMessageBytes }
+
+    /// A coordinator's settings for a run of `network`: the largest message a worker sends is a result (its
+    /// header and the model-sized float frames) or a hello.
+    public static func coordinator(for network: Network) -> ZmqSettings {
+        ZmqSettings(maximumMessageBytes: Int64(4 * (network.parameterCount + network.state.count) + WireCodec.maximumWorkerHeader))
+    }
+
+    /// A worker's settings: anything up to 256 MiB from the coordinator unless told otherwise.
+    public static let worker = ZmqSettings(maximumMessageBytes: 256 << 20)
 }
 
 /// The coordinator's ROUTER socket.

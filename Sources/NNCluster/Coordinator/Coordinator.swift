@@ -8,34 +8,7 @@ import NNProtocol
 /// to host), hands out each round's work, collects the results, notices lost workers (heartbeats) and hands
 /// their work to the others or leaves it out, ends federated rounds at their deadline, and rejects bad
 /// messages without stopping.
-public final class Coordinator {
-    public struct Settings: Sendable {
-        public var expectedWorkers: Int
-        /// Below this many live workers the run stops with an error.
-        public var minimumWorkers: Int
-        public var registrationTimeout: Duration
-        /// Say something to an idle peer at least this often.
-        public var heartbeatInterval: Duration
-        /// A worker not heard from for this long is lost.
-        public var workerTimeout: Duration
-
-        public init(expectedWorkers: Int, minimumWorkers: Int = 1, registrationTimeout: Duration = .seconds(60),
-                    heartbeatInterval: Duration = .milliseconds(500), workerTimeout: Duration = .seconds(5)) {
-            self.expectedWorkers = expectedWorkers; self.minimumWorkers = minimumWorkers
-            self.registrationTimeout = registrationTimeout; self.heartbeatInterval = heartbeatInterval; self.workerTimeout = workerTimeout
-        }
-    }
-
-    /// Identity of the data every worker must hold.
-    public struct DataIdentity: Sendable {
-        public var fingerprint: [UInt8]
-        public var inputWidth: Int
-        public var classes: Int
-        public init(fingerprint: [UInt8], inputWidth: Int, classes: Int) {
-            self.fingerprint = fingerprint; self.inputWidth = inputWidth; self.classes = classes
-        }
-    }
-
+public final class Coordinator<S: Strategy> {
     final class WorkerRecord {
         let peer: PeerID
         let index: Int
@@ -52,21 +25,25 @@ public final class Coordinator {
     }
 
     private let transport: ServerTransport
-    public let strategy: Strategy
-    private let configuration: RunConfiguration
+    public let strategy: S
     private let data: DataIdentity
-    public let settings: Settings
+    public let settings: CoordinatorSettings
+    private var timing: ClusterTiming { settings.timing }
     private var logger: Logger
+    /// The welcome's configuration, and the optional features a worker must offer to be admitted.
+    private let configuration: String
+    private let required: Capabilities
     private var workers: [PeerID: WorkerRecord] = [:]
     private var nextIndex = 0
     private var bytesSent = 0, bytesReceived = 0
     /// Messages rejected so far (malformed, unexpected, from unknown peers).
     public private(set) var rejected = 0
 
-    public init(transport: ServerTransport, strategy: Strategy, configuration: RunConfiguration, data: DataIdentity,
-                settings: Settings, logger: Logger) {
-        self.transport = transport; self.strategy = strategy; self.configuration = configuration
-        self.data = data; self.settings = settings; self.logger = logger
+    public init(transport: ServerTransport, strategy: S, data: DataIdentity, settings: CoordinatorSettings, logger: Logger) {
+        self.transport = transport; self.strategy = strategy; self.data = data; self.settings = settings; self.logger = logger
+        let job = strategy.job
+        configuration = RunConfiguration(job: job, model: strategy.network.spec, timing: settings.timing).json
+        required = .required(model: strategy.network.spec, experiment: job.experiment)
     }
 
     private var live: [WorkerRecord] { workers.values.sorted { $0.index < $1.index } }
@@ -82,10 +59,11 @@ public final class Coordinator {
             var report = RoundReport(round: round)
             let start = ContinuousClock.now
             let sentBefore = bytesSent, receivedBefore = bytesReceived
-            try collect(round: round, into: &report)
+            let results = try collect(round: round, into: &report)
             let aggregationStart = ContinuousClock.now
-            if !report.skipped { report.result = try strategy.aggregate(round: round) }
+            if !report.skipped { report.result = try strategy.aggregate(round: round, results: results, failures: report.missed) }
             report.aggregationSeconds = aggregationStart.duration(to: .now).seconds
+            report.rejectedSoFar = rejected
             report.communicationSeconds = max(start.duration(to: aggregationStart).seconds - report.result.computeSeconds, 0)
             report.seconds = start.duration(to: .now).seconds
             report.bytesSent = bytesSent - sentBefore
@@ -104,13 +82,13 @@ public final class Coordinator {
     // MARK: Registration
 
     private func register() throws {
-        let deadline = ContinuousClock.now + settings.registrationTimeout
+        let deadline = ContinuousClock.now + timing.registration
         logger.info("waiting for \(settings.expectedWorkers) worker\(settings.expectedWorkers == 1 ? "" : "s")")
         while workers.count < settings.expectedWorkers {
             guard ContinuousClock.now < deadline else {
-                throw ClusterError("only \(workers.count) of \(settings.expectedWorkers) workers registered within \(settings.registrationTimeout)")
+                throw ClusterError("only \(workers.count) of \(settings.expectedWorkers) workers registered within \(timing.registration)")
             }
-            if let (peer, frames) = try transport.receive(timeout: settings.heartbeatInterval) {
+            if let (peer, frames) = try transport.receive(timeout: timing.heartbeat) {
                 if let message = handle(peer, frames) {
                     reject("\(message.type) from \(workers[peer]?.label ?? "\(peer)") before training started", peer: nil)
                 }
@@ -143,7 +121,7 @@ public final class Coordinator {
     }
 
     private func welcomeMessage(_ worker: WorkerRecord) -> Message {
-        .welcome(Welcome(workerIndex: UInt32(worker.index), configuration: encodedConfiguration,
+        .welcome(Welcome(workerIndex: UInt32(worker.index), configuration: configuration,
                          clientFirst: UInt32(worker.clients.lowerBound), clientCount: UInt32(worker.clients.count)))
     }
 
@@ -174,15 +152,17 @@ public final class Coordinator {
 
     private func refusal(_ hello: Hello) -> String? {
         if hello.dataFingerprint != data.fingerprint {
-            return "its data differs from the coordinator's (fingerprint \(hex(hello.dataFingerprint.prefix(8))) vs \(hex(data.fingerprint.prefix(8)))): use the same data set and files"
+            return "its data differs from the coordinator's (fingerprint \(hello.dataFingerprint.prefix(8).hexString) vs \(data.fingerprint.prefix(8).hexString)): use the same data set and files"
         }
         if Int(hello.inputWidth) != data.inputWidth || Int(hello.classes) != data.classes {
             return "its data has \(hello.inputWidth) inputs and \(hello.classes) classes, the model needs \(data.inputWidth) and \(data.classes)"
         }
+        let missing = required.subtracting(hello.capabilities)
+        if !missing.isEmpty {
+            return "the run needs \(missing.names.joined(separator: ", ")), which this worker does not offer"
+        }
         return nil
     }
-
-    private lazy var encodedConfiguration: String = String(decoding: try! JSONEncoder.sorted.encode(configuration), as: UTF8.self)
 
     // MARK: Rounds
 
@@ -192,18 +172,18 @@ public final class Coordinator {
     /// counts as a lost worker (a peer that keeps talking but never delivers must not stall the run); with one,
     /// the round ends at the deadline at the latest, and a round with fewer results than the strategy's minimum
     /// is skipped: the global model stays as it was.
-    private func collect(round: Int, into report: inout RoundReport) throws {
-        var pending: [Int: Assignment] = [:]
+    private func collect(round: Int, into report: inout RoundReport) throws -> [S.Result] {
+        var pending: [Int: Assignment<S.Work>] = [:]
+        var results: [Int: S.Result] = [:]
         var sentAt: [Int: ContinuousClock.Instant] = [:]
-        var accepted = 0
         let start = ContinuousClock.now
-        func dispatch(_ assignments: [Assignment]) {
+        func dispatch(_ assignments: [Assignment<S.Work>]) {
             for a in assignments {
                 for key in a.keys { pending[key] = a; sentAt[key] = .now }
-                if let worker = workers[a.worker] { send(a.message, to: worker) }
+                if let worker = workers[a.worker] { send(a.work.message, to: worker) }
             }
         }
-        func redo(_ keys: [Int], of assignment: Assignment, among participants: [Participant]) {
+        func redo(_ keys: [Int], of assignment: Assignment<S.Work>, among participants: [Participant]) {
             for key in keys { pending[key] = nil }
             let again = strategy.reassign(assignment, keys: keys, round: round, participants: participants)
             if again.isEmpty { report.missed += keys } else { dispatch(again) }
@@ -213,7 +193,7 @@ public final class Coordinator {
         report.expected = assignments.reduce(0) { $0 + $1.keys.count }
         dispatch(assignments)
         while !pending.isEmpty {
-            var wait = settings.heartbeatInterval
+            var wait = timing.heartbeat
             if let deadline = strategy.deadline {
                 let left = deadline - start.duration(to: .now)
                 if left <= .zero {
@@ -225,28 +205,29 @@ public final class Coordinator {
                 wait = min(wait, left)
             }
             if let (peer, frames) = try transport.receive(timeout: wait), let message = handle(peer, frames) {
-                if let key = strategy.key(of: message, round: round), let assignment = pending[key], assignment.worker == peer {
+                let result = S.Result(message)
+                if let result, result.round == UInt64(round), let assignment = pending[result.key], assignment.worker == peer {
                     do {
-                        try strategy.accept(message, key: key, for: assignment)
-                        pending[key] = nil
-                        accepted += 1
+                        try strategy.check(result, against: assignment)
+                        pending[result.key] = nil
+                        results[result.key] = result
                     } catch {
                         reject("\(message.type) from \(workers[peer]?.label ?? "\(peer)") for round \(round + 1): \(error)", peer: peer)
                         // The worker is alive but sent something unusable: another worker may redo it.
                         let others = participants.filter { $0.peer != peer }
-                        redo([key], of: assignment, among: others.isEmpty ? participants : [others[0]])
+                        redo([result.key], of: assignment, among: others.isEmpty ? participants : [others[0]])
                     }
-                } else if let r = message.resultRound, r < UInt64(round) {
+                } else if let result, result.round < UInt64(round) {
                     report.late += 1
-                    logger.info("discarded a result for round \(r + 1) from \(workers[peer]?.label ?? "\(peer)"), which came after its round ended")
+                    logger.info("discarded a result for round \(result.round + 1) from \(workers[peer]?.label ?? "\(peer)"), which came after its round ended")
                 } else {
                     reject("unexpected \(message.type) from \(workers[peer]?.label ?? "\(peer)") in round \(round + 1)", peer: nil)
                 }
             }
             expireAndHeartbeat()
             if strategy.deadline == nil {
-                for (key, assignment) in pending where ContinuousClock.now - sentAt[key]! > settings.workerTimeout {
-                    if let worker = workers[assignment.worker] { drop(worker, because: "no result within \(settings.workerTimeout)") }
+                for (key, assignment) in pending where ContinuousClock.now - sentAt[key]! > timing.timeout {
+                    if let worker = workers[assignment.worker] { drop(worker, because: "no result within \(timing.timeout)") }
                 }
             }
             // Work held by workers that are gone (timed out, unreachable, failed).
@@ -259,12 +240,14 @@ public final class Coordinator {
                 }
             }
         }
-        report.answered = accepted
+        report.answered = results.count
         report.missed.sort()
-        if accepted < strategy.minimumResults {
+        if results.count < strategy.minimumResults {
             report.skipped = true
-            logger.warning("round \(round + 1) got \(accepted) result\(accepted == 1 ? "" : "s"), fewer than the minimum of \(strategy.minimumResults); the global model stays as it was")
+            logger.warning("round \(round + 1) got \(results.count) result\(results.count == 1 ? "" : "s"), fewer than the minimum of \(strategy.minimumResults); the global model stays as it was")
         }
+        // In key order, whatever order they arrived in: the same results give the same model.
+        return results.sorted { $0.key < $1.key }.map(\.value)
     }
 
     private var participants: [Participant] { live.map { Participant(peer: $0.peer, clients: $0.clients) } }
@@ -285,7 +268,8 @@ public final class Coordinator {
         } catch let error as ProtocolError {
             reject("malformed message from \(workers[peer]?.label ?? "unregistered peer \(peer)"): \(error)", peer: peer)
             if let version = error.peerVersion {
-                sendRaw(.refuse(Refuse(reason: "protocol version \(version) is not supported; this coordinator speaks version \(WireCodec.version)")), to: peer)
+                let reason = "protocol version \(version) is not supported; this coordinator speaks version \(WireCodec.version)"
+                sendFrames(WireCodec.refusal(reason, peerVersion: version), to: peer)
             }
             return nil
         } catch {
@@ -328,9 +312,9 @@ public final class Coordinator {
     private func expireAndHeartbeat() {
         let now = ContinuousClock.now
         for worker in live {
-            if now - worker.lastHeard > settings.workerTimeout {
-                drop(worker, because: "nothing heard for \(settings.workerTimeout)")
-            } else if now - worker.lastSent >= settings.heartbeatInterval {
+            if now - worker.lastHeard > timing.timeout {
+                drop(worker, because: "nothing heard for \(timing.timeout)")
+            } else if now - worker.lastSent >= timing.heartbeat {
                 send(.heartbeat(Heartbeat(session: 0)), to: worker)
             }
         }
@@ -349,8 +333,10 @@ public final class Coordinator {
     }
 
     @discardableResult
-    private func sendRaw(_ message: Message, to peer: PeerID) -> Bool {
-        let frames = WireCodec.encode(message)
+    private func sendRaw(_ message: Message, to peer: PeerID) -> Bool { sendFrames(WireCodec.encode(message), to: peer) }
+
+    @discardableResult
+    private func sendFrames(_ frames: [Frame], to peer: PeerID) -> Bool {
         do {
             try transport.send(frames, to: peer)
             bytesSent += frames.reduce(0) { $0 + $1.byteCount }
@@ -360,8 +346,4 @@ public final class Coordinator {
             return false
         }
     }
-}
-
-func hex<S: Sequence>(_ bytes: S) -> String where S.Element == UInt8 {
-    bytes.map { ($0 < 16 ? "0" : "") + String($0, radix: 16) }.joined()
 }

@@ -28,30 +28,25 @@ public final class Worker {
 
     private let transport: ClientTransport
     private let data: Dataset
-    private let fingerprint: [UInt8]
+    private let identity: DataIdentity
     public let session: UInt64
     private let settings: Settings
     private var logger: Logger
     /// Gradients computed and clients trained so far.
     public private(set) var tasksDone = 0
 
-    public init(transport: ClientTransport, data: Dataset, fingerprint: [UInt8], session: UInt64, settings: Settings, logger: Logger) {
-        self.transport = transport; self.data = data; self.fingerprint = fingerprint
+    public init(transport: ClientTransport, data: Dataset, session: UInt64, settings: Settings, logger: Logger) {
+        self.transport = transport; self.data = data; identity = data.identity
         self.session = session; self.settings = settings; self.logger = logger
     }
 
     /// The state a run needs once welcomed.
-    private final class Session {
+    private struct Session {
         let configuration: RunConfiguration
-        let trainer: Trainer
+        let backpropagation: Backpropagation
         let buffer: BatchBuffer
         /// The hosted clients of a federated run.
         let host: ClientHost?
-        var epoch = 0
-        var order: [Int] = []
-        init(configuration: RunConfiguration, trainer: Trainer, buffer: BatchBuffer, host: ClientHost?) {
-            self.configuration = configuration; self.trainer = trainer; self.buffer = buffer; self.host = host
-        }
     }
 
     /// Runs until the coordinator says shutdown; returns its reason.
@@ -140,8 +135,8 @@ public final class Worker {
 
     /// Says hello (again every second, in case the coordinator was not up yet) until welcomed or refused.
     private func registerAndWelcome() throws -> Session {
-        let hello = Message.hello(Hello(session: session, name: settings.name, dataFingerprint: fingerprint,
-                                        inputWidth: UInt32(data.inputWidth), classes: UInt32(data.classes),
+        let hello = Message.hello(Hello(session: session, name: settings.name, dataFingerprint: identity.fingerprint,
+                                        inputWidth: UInt32(identity.inputWidth), classes: UInt32(identity.classes),
                                         clientFirst: settings.clientFirst.map { UInt32($0) } ?? Hello.anyClients,
                                         clientCount: UInt32(settings.clientCount)))
         let deadline = ContinuousClock.now + settings.registrationTimeout
@@ -188,35 +183,29 @@ public final class Worker {
             hosting = "; hosting clients \(first)…\(first + count - 1)"
         }
         logger.info("registered as worker #\(welcome.workerIndex): \(configuration.mode) training of \(configuration.model.description)\(hosting)")
-        let network = Network(spec: configuration.model)
-        let trainer = Trainer(network: network, optimizer: OptimizerSettings(kind: .sgd), schedule: LearningRateSchedule(base: 0),
-                              seed: configuration.seed)
-        return Session(configuration: configuration, trainer: trainer,
+        return Session(configuration: configuration, backpropagation: Backpropagation(network: Network(spec: configuration.model), seed: configuration.seed),
                        buffer: BatchBuffer(capacity: max(configuration.globalBatch, 1), inputWidth: data.inputWidth), host: host)
     }
 
-    private func compute(_ task: Task, in session: Session) throws -> GradientResult {
+    private func compute(_ task: GradientTask, in session: Session) throws -> GradientResult {
         let started = ContinuousClock.now
-        let network = session.trainer.network
-        let start = Int(task.start), count = Int(task.count)
-        guard task.epoch >= 1, count >= 1, count <= session.buffer.capacity, start + count <= data.sampleCount,
-              Int(task.firstRow) + count <= session.configuration.globalBatch else {
-            throw ClusterError("task slice \(start)..<\(start + count) of epoch \(task.epoch) does not fit \(data.sampleCount) samples and batch \(session.configuration.globalBatch)")
+        let network = session.backpropagation.network
+        let count = task.samples.count, globalBatch = session.configuration.globalBatch
+        guard count >= 1, count <= session.buffer.capacity, Int(task.firstRow) + count <= globalBatch else {
+            throw ClusterError("task of \(count) samples from row \(task.firstRow) does not fit the global batch of \(globalBatch)")
+        }
+        if let bad = task.samples.first(where: { Int($0) >= data.sampleCount }) {
+            throw ClusterError("task names sample \(bad); this worker has \(data.sampleCount)")
         }
         guard task.parameters.count == network.parameterCount, task.state.count == network.state.count else {
             throw ClusterError("task carries \(task.parameters.count) parameters and \(task.state.count) state values; the model has \(network.parameterCount) and \(network.state.count)")
         }
-        if session.epoch != Int(task.epoch) {
-            session.order = epochOrder(seed: session.configuration.seed, epoch: Int(task.epoch), count: data.sampleCount)
-            session.epoch = Int(task.epoch)
-        }
-        task.parameters.withUnsafeBufferPointer { network.parameters.base.update(from: $0.baseAddress!, count: $0.count) }
-        task.state.withUnsafeBufferPointer { if let base = $0.baseAddress { network.state.base.update(from: base, count: $0.count) } }
-        data.gather(session.order[start..<(start + count)], into: session.buffer.x.base, labels: session.buffer.labels)
-        let (loss, correct) = session.trainer.computeGradients(x: session.buffer.x.base, labels: session.buffer.labels, batch: count,
-                                                               step: Int(task.step), firstRow: Int(task.firstRow))
-        return GradientResult(step: task.step, start: task.start, count: task.count, correct: UInt32(correct), lossSum: loss * Double(count),
-                              computeNanoseconds: UInt64(started.duration(to: .now).seconds * 1e9),
+        network.load(parameters: task.parameters, state: task.state)
+        data.gather(task.samples.map { Int($0) }[...], into: session.buffer.x.base, labels: session.buffer.labels)
+        let result = session.backpropagation.run(x: session.buffer.x.base, labels: session.buffer.labels, batch: count,
+                                                 step: Int(truncatingIfNeeded: task.step), firstRow: Int(task.firstRow))
+        return GradientResult(step: task.step, start: task.start, count: UInt32(count), correct: UInt32(result.correct),
+                              lossSum: result.loss * Double(count), computeNanoseconds: UInt64(started.duration(to: .now).seconds * 1e9),
                               gradient: network.gradients.array, state: network.state.array)
     }
 }

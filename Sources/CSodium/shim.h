@@ -1,0 +1,2 @@
+// libsodium (Debian: libsodium-dev), already a dependency of libzmq's CURVE support.
+#include <sodium.h>

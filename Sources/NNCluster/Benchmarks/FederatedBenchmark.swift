@@ -1,0 +1,62 @@
+import Foundation
+import Logging
+import NNCore
+import NNData
+
+/// Wall time per federated round (training and aggregation, no evaluation) of an experiment, in simulation
+/// and with this process coordinating worker processes over ZeroMQ on loopback, against the floor: the round's
+/// matrix work, 6 × parameters × samples trained, at the 1024³ sgemm rate on every core.
+public struct FederatedBenchmark {
+    public let experiment: Experiment
+    public let rounds: Int
+    public let train: Dataset
+    public let launch: WorkerLauncher
+    private let quiet = Logger(label: "bench", factory: { _ in SwiftLogNoOpLogHandler() })
+
+    public init(experiment: Experiment, rounds: Int, train: Dataset, launch: @escaping WorkerLauncher) {
+        self.experiment = experiment; self.rounds = rounds; self.train = train; self.launch = launch
+    }
+
+    /// The matrix work of a round (FLOP), the sgemm rate of one core (FLOP/s) and the floor on `cores` (s).
+    public func floor(cores: Int) throws -> (flops: Double, sgemm: Double, seconds: Double) {
+        let strategy = try FederatedAveraging(experiment: experiment, trainingLabels: train.labels, classes: train.classes)
+        let samples = Double(strategy.partitions.reduce(0) { $0 + $1.count }) / Double(experiment.clients)
+            * Double(experiment.clientsPerRound) * Double(experiment.localEpochs)
+        let flops = 6 * Double(strategy.network.parameterCount) * samples
+        let big = SquareProduct(size: 1024)
+        big.run(1)
+        let sgemm = big.flops / timePerCall(1) { big.run(1) }
+        return (flops, sgemm, flops / (Double(cores) * sgemm))
+    }
+
+    /// The benchmark's rounds plus one warm-up round, not counted.
+    private var timed: Experiment {
+        var e = experiment
+        e.rounds = rounds + 1
+        return e
+    }
+
+    /// Median seconds a round in simulation with `threads` client threads.
+    public func simulation(threads: Int) throws -> Double {
+        var times: [Double] = []
+        _ = try FederatedRun(experiment: timed, train: train, test: nil, logger: quiet).simulate(threads: threads) { round in
+            if round.report.round > 0 { times.append(round.report.seconds) }
+        }
+        return median(times)
+    }
+
+    /// Median seconds a round with `workers` worker processes over ZeroMQ.
+    public func zeroMQ(workers: Int) throws -> Double {
+        let run = try FederatedRun(experiment: timed, train: train, test: nil, logger: quiet)
+        let server = try ZmqServer(bind: "tcp://127.0.0.1:*", settings: .coordinator(for: run.network))
+        defer { server.close() }
+        let children = WorkerProcesses(processes: try launch(workers, server.endpoint))
+        defer { children.stop() }
+        var times: [Double] = []
+        _ = try run.run(over: server, cluster: CoordinatorSettings(expectedWorkers: workers, timing: ClusterTiming(timeout: .seconds(10)))) { round in
+            if round.report.round > 0 { times.append(round.report.seconds) }
+        }
+        children.wait()
+        return median(times)
+    }
+}

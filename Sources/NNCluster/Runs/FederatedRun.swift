@@ -1,0 +1,96 @@
+import Logging
+import NNCore
+import NNData
+
+/// A federated experiment: the FedAvg-family strategy driven by a coordinator with worker processes, or by a
+/// simulation with every client in this process; a test evaluation after every round, the first round that
+/// reaches the target accuracy (optionally stopping there), the checkpoint at the end and, on a failure after
+/// a round, the checkpoint of the last global model before the error is passed on.
+public final class FederatedRun {
+    public let experiment: Experiment
+    public let strategy: FederatedAveraging
+    public var network: Network { strategy.network }
+    private let train: Dataset, test: Dataset?
+    private let checkpoint: String?
+    private let stopAtTarget: Bool
+    private let logger: Logger
+
+    /// `test`: nil skips the evaluations (benchmarks).
+    public init(experiment: Experiment, train: Dataset, test: Dataset?, checkpoint: String? = nil, stopAtTarget: Bool = false, logger: Logger) throws {
+        self.experiment = experiment; self.train = train; self.test = test; self.checkpoint = checkpoint
+        self.stopAtTarget = stopAtTarget; self.logger = logger
+        strategy = try FederatedAveraging(experiment: experiment, trainingLabels: train.labels, classes: train.classes)
+    }
+
+    /// A round as it ran, with the test evaluation after it.
+    public struct Round: Sendable {
+        public var report: RoundReport
+        public var evaluation: Evaluation?
+        public var evaluationSeconds: Double
+        /// This is the first round whose evaluation reached the experiment's target accuracy.
+        public var reachedTarget: Bool
+    }
+
+    /// What the run came to.
+    public struct Outcome: Sendable {
+        public var rounds = 0
+        public var last: Evaluation?
+        public var bestAccuracy = 0.0
+        /// The first round (from 1) that reached the target accuracy.
+        public var roundToTarget: Int?
+    }
+
+    /// Runs over `transport` with workers that host the clients.
+    public func run(over transport: ServerTransport, cluster: CoordinatorSettings, onRound: (Round) throws -> Void = { _ in }) throws -> Outcome {
+        let coordinator = Coordinator(transport: transport, strategy: strategy, data: train.identity, settings: cluster, logger: logger)
+        var outcome = Outcome()
+        do {
+            try coordinator.run { try record($0, into: &outcome, evaluate: { network.evaluate($0) }, onRound) }
+        } catch {
+            coordinator.shutdown(reason: "the coordinator stopped: \(error)")
+            if let path = checkpoint, let last = outcome.last {
+                try CheckpointMetadata.save(network, experiment: experiment, mode: "federated", evaluation: last, to: path)
+                logger.error("stopped after \(outcome.rounds) rounds; wrote the model so far to \(path)")
+            }
+            throw error
+        }
+        try finish(outcome, mode: "federated")
+        return outcome
+    }
+
+    /// Runs with every client in this process, trained on `threads` threads (which also share the evaluation).
+    public func simulate(threads: Int, onRound: (Round) throws -> Void = { _ in }) throws -> Outcome {
+        let host = try ClientHost(experiment: experiment, data: train, clients: 0..<experiment.clients, threads: threads)
+        let simulation = try Simulation(strategy: strategy, host: host)
+        var outcome = Outcome()
+        try simulation.run { report in
+            try record(report, into: &outcome, evaluate: { host.evaluate(parameters: network.parameters.array, state: network.state.array, on: $0) }, onRound)
+        }
+        try finish(outcome, mode: "simulate")
+        return outcome
+    }
+
+    /// Evaluates after a round and reports it; false once the run should stop.
+    private func record(_ report: RoundReport, into outcome: inout Outcome, evaluate: (Dataset) -> Evaluation, _ onRound: (Round) throws -> Void) throws -> Bool {
+        let start = ContinuousClock.now
+        let evaluation = test.map(evaluate)
+        var round = Round(report: report, evaluation: evaluation, evaluationSeconds: start.duration(to: .now).seconds, reachedTarget: false)
+        outcome.rounds = report.round + 1
+        if let evaluation {
+            outcome.last = evaluation
+            outcome.bestAccuracy = max(outcome.bestAccuracy, evaluation.accuracy)
+            if outcome.roundToTarget == nil, let target = experiment.targetAccuracy, evaluation.accuracy >= target {
+                outcome.roundToTarget = outcome.rounds
+                round.reachedTarget = true
+            }
+        }
+        try onRound(round)
+        return !(round.reachedTarget && stopAtTarget)
+    }
+
+    private func finish(_ outcome: Outcome, mode: String) throws {
+        guard let path = checkpoint, let last = outcome.last else { return }
+        try CheckpointMetadata.save(network, experiment: experiment, mode: mode, evaluation: last, to: path)
+        logger.info("wrote \(path)")
+    }
+}

@@ -1,0 +1,14 @@
+/// A registered worker as a strategy sees it: where to send work, and which federated clients it hosts.
+public struct Participant: Sendable {
+    public var peer: PeerID
+    public var clients: Range<Int>
+    public init(peer: PeerID, clients: Range<Int> = 0..<0) { self.peer = peer; self.clients = clients }
+}
+
+/// A piece of a round's work for one worker, and the keys of the results it yields (a slice's start, or the
+/// ids of the clients it trains); keys tell results apart within a round.
+public struct Assignment<Work: Instruction>: Sendable {
+    public var worker: PeerID
+    public var keys: [Int]
+    public var work: Work
+}

@@ -1,0 +1,48 @@
+/// What a round's (or an epoch's) results add up to, for metrics.
+public struct RoundResult: Sendable {
+    public var samples = 0
+    public var lossSum = 0.0
+    public var correct = 0
+    /// The slowest result's compute time in a round; summed over an epoch's rounds.
+    public var computeSeconds = 0.0
+    public var meanLoss: Double { samples == 0 ? 0 : lossSum / Double(samples) }
+    public var accuracy: Double { samples == 0 ? 0 : Double(correct) / Double(samples) }
+
+    public init(samples: Int = 0, lossSum: Double = 0, correct: Int = 0, computeSeconds: Double = 0) {
+        self.samples = samples; self.lossSum = lossSum; self.correct = correct; self.computeSeconds = computeSeconds
+    }
+
+    /// The results of one round taken together: counts summed, the slowest compute time.
+    public init<Results: Sequence>(round results: Results) where Results.Element: WorkResult {
+        for tally in results.map(\.tally) {
+            samples += tally.samples; lossSum += tally.lossSum; correct += tally.correct
+            computeSeconds = max(computeSeconds, tally.computeSeconds)
+        }
+    }
+}
+
+/// One round as the coordinator (or the simulation) ran it.
+public struct RoundReport: Sendable {
+    /// From 0.
+    public var round: Int
+    public var result = RoundResult()
+    public var seconds = 0.0
+    public var communicationSeconds = 0.0
+    public var aggregationSeconds = 0.0
+    public var bytesSent = 0
+    public var bytesReceived = 0
+    /// Live workers at the end of the round.
+    public var workers = 0
+    /// Results asked for (slices, sampled clients), results used, and the keys of those left out.
+    public var expected = 0
+    public var answered = 0
+    public var missed: [Int] = []
+    /// Results that arrived after their round had ended.
+    public var late = 0
+    /// Fewer results than the strategy's minimum came: nothing was aggregated.
+    public var skipped = false
+    /// Messages rejected so far in the run (malformed, unexpected, unusable).
+    public var rejectedSoFar = 0
+
+    public init(round: Int) { self.round = round }
+}

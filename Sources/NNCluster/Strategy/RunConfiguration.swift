@@ -1,0 +1,45 @@
+import Foundation
+import NNCore
+import NNProtocol
+
+/// Everything a worker needs to take part, sent as JSON in the welcome. The coordinator builds it, from its
+/// strategy's `job` and its own timing, and nothing else does.
+public struct RunConfiguration: Codable, Equatable, Sendable {
+    public var mode: String
+    public var model: ModelSpec
+    public var seed: UInt64
+    /// Samples per step across all workers (synchronous SGD); 0 in federated runs.
+    public var globalBatch: Int
+    public var heartbeatSeconds: Double
+    public var timeoutSeconds: Double
+    /// The federated experiment, for federated modes.
+    public var experiment: Experiment?
+
+    init(job: Job, model: ModelSpec, timing: ClusterTiming) {
+        mode = job.mode; self.model = model; seed = job.seed; globalBatch = job.globalBatch
+        heartbeatSeconds = timing.heartbeat.seconds; timeoutSeconds = timing.timeout.seconds; experiment = job.experiment
+    }
+
+    /// The JSON of the welcome: sorted keys, so the same run always sends the same bytes.
+    var json: String { String(decoding: try! JSONEncoder.sorted.encode(self), as: UTF8.self) }
+}
+
+/// What a strategy tells joining workers about the run, beyond the model.
+public struct Job: Sendable {
+    public var mode: String
+    public var seed: UInt64
+    public var globalBatch: Int
+    public var experiment: Experiment?
+}
+
+extension Capabilities {
+    /// The optional features a worker needs for `model` (and, in a federated run, `experiment`).
+    static func required(model: ModelSpec, experiment: Experiment?) -> Capabilities {
+        var needed: Capabilities = []
+        if model.dropout > 0 { needed.insert(.dropout) }
+        if model.batchNorm { needed.insert(.batchNorm) }
+        if model.residualBlocks > 0 { needed.insert(.residualBlocks) }
+        if let adversaries = experiment?.adversaries, adversaries.fraction > 0 { needed.insert(.adversarialClients) }
+        return needed
+    }
+}

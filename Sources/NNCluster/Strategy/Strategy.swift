@@ -1,0 +1,34 @@
+import NNCore
+
+/// How a run trains: which work each round hands out, and how results become the next global model (Flower's
+/// `configure_fit` and `aggregate_fit`). Synchronous SGD and the FedAvg family are peers behind it. The
+/// coordinator (or the simulation) does the bookkeeping: registration, sending, collecting, deadlines,
+/// failures; a strategy never touches a transport and keeps nothing between calls but the global model and
+/// its optimizer state: a round's results come in as arguments.
+public protocol Strategy: AnyObject {
+    associatedtype Work: Instruction
+    associatedtype Result: WorkResult
+
+    /// The global model, for evaluation and checkpoints.
+    var network: Network { get }
+    var rounds: Int { get }
+    /// What joining workers are told, beyond the model.
+    var job: Job { get }
+    /// Federated clients the run has (0 when there are none); the coordinator gives each worker a range to host.
+    var clientCount: Int { get }
+    /// nil: every result is needed and a lost worker's work goes to the others. Set: a round ends at this
+    /// deadline at the latest, missing results are left out, and with fewer than `minimumResults` it is skipped.
+    var deadline: Duration? { get }
+    var minimumResults: Int { get }
+
+    /// The round's work for `participants` (in registration order; never empty).
+    func configure(round: Int, participants: [Participant]) -> [Assignment<Work>]
+    /// Work whose results (`keys` of `lost`) will not come, for the remaining `participants`; empty if it is
+    /// not to be redone.
+    func reassign(_ lost: Assignment<Work>, keys: [Int], round: Int, participants: [Participant]) -> [Assignment<Work>]
+    /// Throws when `result` cannot be used for `assignment` (wrong counts or shape, non-finite values).
+    func check(_ result: Result, against assignment: Assignment<Work>) throws
+    /// Combines a round's checked results, in key order, into the next global model; `failures` are the keys
+    /// that gave none. Returns what the results add up to.
+    func aggregate(round: Int, results: [Result], failures: [Int]) throws -> RoundResult
+}

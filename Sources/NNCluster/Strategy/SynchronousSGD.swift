@@ -1,0 +1,87 @@
+import NNCore
+import NNProtocol
+
+/// Synchronous data-parallel SGD: each step's global batch (a slice of the epoch's seeded order) is split among
+/// the workers, who are sent the sample indices of their part; each returns the mean gradient of its part; the
+/// coordinator takes the sample-weighted mean and applies the optimizer. Equivalent to one process training at
+/// the global batch over the same order.
+public final class SynchronousSGD: Strategy {
+    public let update: ParameterUpdate
+    public var network: Network { update.network }
+    public let seed: UInt64
+    public let trainingSamples: Int
+    public let globalBatch: Int
+    public let epochs: Int
+    /// The sample order of the epoch the current step is in.
+    private var order: (epoch: Int, indices: [UInt32]) = (0, [])
+
+    public init(update: ParameterUpdate, seed: UInt64, trainingSamples: Int, globalBatch: Int, epochs: Int) {
+        self.update = update
+        self.seed = seed
+        self.trainingSamples = trainingSamples
+        self.globalBatch = globalBatch
+        self.epochs = epochs
+    }
+
+    public var roundsPerEpoch: Int { (trainingSamples + globalBatch - 1) / globalBatch }
+    public var rounds: Int { roundsPerEpoch * epochs }
+    public var job: Job { Job(mode: "sync", seed: seed, globalBatch: globalBatch) }
+    public var clientCount: Int { 0 }
+    public var deadline: Duration? { nil }
+    public var minimumResults: Int { 1 }
+
+    public func configure(round: Int, participants: [Participant]) -> [Assignment<GradientTask>] {
+        let epoch = round / roundsPerEpoch + 1
+        if order.epoch != epoch { order = (epoch, epochOrder(seed: seed, epoch: epoch, count: trainingSamples).map { UInt32($0) }) }
+        let start = (round % roundsPerEpoch) * globalBatch
+        let count = min(globalBatch, trainingSamples - start)
+        return split(round: round, start: start, samples: Array(order.indices[start..<(start + count)]), firstRow: 0,
+                     among: participants.map(\.peer))
+    }
+
+    public func reassign(_ lost: Assignment<GradientTask>, keys: [Int], round: Int, participants: [Participant]) -> [Assignment<GradientTask>] {
+        split(round: round, start: Int(lost.work.start), samples: lost.work.samples, firstRow: Int(lost.work.firstRow), among: participants.map(\.peer))
+    }
+
+    /// Contiguous, near-equal parts of `samples`, the first workers taking one more when it does not divide.
+    private func split(round: Int, start: Int, samples: [UInt32], firstRow: Int, among workers: [PeerID]) -> [Assignment<GradientTask>] {
+        let parameters = network.parameters.array, state = network.state.array
+        var assignments: [Assignment<GradientTask>] = []
+        var offset = 0
+        for (i, worker) in workers.enumerated() {
+            let part = samples.count / workers.count + (i < samples.count % workers.count ? 1 : 0)
+            guard part > 0 else { continue }
+            let task = GradientTask(step: UInt64(round), start: UInt32(start + offset), firstRow: UInt32(firstRow + offset),
+                                    samples: Array(samples[offset..<(offset + part)]), parameters: parameters, state: state)
+            assignments.append(Assignment(worker: worker, keys: [start + offset], work: task))
+            offset += part
+        }
+        return assignments
+    }
+
+    public func check(_ g: GradientResult, against assignment: Assignment<GradientTask>) throws {
+        let count = assignment.work.samples.count
+        guard Int(g.count) == count else { throw ClusterError("gradient covers \(g.count) samples, the task had \(count)") }
+        guard g.correct <= g.count else { throw ClusterError("gradient claims \(g.correct) correct of \(g.count) samples") }
+        guard g.gradient.count == network.parameterCount else {
+            throw ClusterError("gradient has \(g.gradient.count) values, the model has \(network.parameterCount) parameters")
+        }
+        guard g.state.count == network.state.count else {
+            throw ClusterError("state has \(g.state.count) values, the model has \(network.state.count)")
+        }
+        guard g.lossSum.isFinite, g.gradient.withUnsafeBufferPointer(BLAS.allFinite), g.state.withUnsafeBufferPointer(BLAS.allFinite) else {
+            throw ClusterError("gradient, state or loss holds NaN or infinite values")
+        }
+    }
+
+    public func aggregate(round: Int, results: [GradientResult], failures: [Int]) throws -> RoundResult {
+        let total = Float(results.reduce(0) { $0 + Int($1.count) })
+        let weights = results.map { Float($0.count) / total }
+        BLAS.weightedSum(results.map(\.gradient), weights: weights, into: network.gradients.base, count: network.parameterCount)
+        if network.state.count > 0 {
+            BLAS.weightedSum(results.map(\.state), weights: weights, into: network.state.base, count: network.state.count)
+        }
+        update.apply(stepsPerEpoch: roundsPerEpoch, totalSteps: rounds)
+        return RoundResult(round: results)
+    }
+}

@@ -1,0 +1,14 @@
+import NNProtocol
+
+/// The coordinator's end: messages from and to many peers. Implementations: in-process and ZeroMQ ROUTER.
+public protocol ServerTransport: AnyObject {
+    func send(_ frames: [Frame], to peer: PeerID) throws
+    /// The next message from any peer, or nil once `timeout` has passed without one.
+    func receive(timeout: Duration) throws -> (peer: PeerID, frames: [Frame])?
+}
+
+/// A worker's end: messages from and to the coordinator. Implementations: in-process and ZeroMQ DEALER.
+public protocol ClientTransport: AnyObject {
+    func send(_ frames: [Frame]) throws
+    func receive(timeout: Duration) throws -> [Frame]?
+}

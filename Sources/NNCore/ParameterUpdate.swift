@@ -1,0 +1,36 @@
+/// The optimisation step on a network's gradient vector: clipping of the global norm, the scheduled learning
+/// rate and the optimizer. Separate from `Backpropagation` so that a distributed run can average gradients
+/// from many workers before one update.
+public final class ParameterUpdate {
+    public let network: Network
+    public let optimizer: Optimizer
+    public let schedule: LearningRateSchedule
+    /// Clip the global gradient norm to this value when set.
+    public let clipNorm: Float?
+    /// Updates applied so far; drives the schedule (and, in `Trainer`, the dropout masks).
+    public private(set) var step = 0
+    /// The rate the last update used.
+    public private(set) var learningRate: Float = 0
+
+    public init(network: Network, optimizer: OptimizerSettings, schedule: LearningRateSchedule, clipNorm: Float? = nil) {
+        self.network = network
+        self.optimizer = Optimizer(optimizer, parameterCount: network.parameterCount)
+        self.schedule = schedule
+        self.clipNorm = clipNorm
+    }
+
+    /// Clips and applies `network.gradients` with the scheduled learning rate, then advances the step.
+    public func apply(stepsPerEpoch: Int, totalSteps: Int) {
+        let gradients = network.gradients
+        if let clipNorm {
+            let norm = Float(BLAS.sumOfSquares(gradients.base, count: gradients.count).squareRoot())
+            if norm > clipNorm {
+                let scale = clipNorm / norm
+                for i in 0..<gradients.count { gradients.base[i] *= scale }
+            }
+        }
+        learningRate = schedule.rate(step: step, stepsPerEpoch: stepsPerEpoch, totalSteps: totalSteps)
+        optimizer.step(parameters: network.parameters, gradients: gradients, learningRate: learningRate)
+        step += 1
+    }
+}
