@@ -51,12 +51,14 @@ let package = Package(
         // Writes the fuzzer's seed corpus from the codec's example messages.
         .executableTarget(name: "nn-fuzz-seeds", dependencies: ["NNProtocol"]),
 
+        // Helpers shared by the test targets.
+        .target(name: "TestSupport", path: "Tests/TestSupport"),
         .testTarget(name: "NNCoreTests", dependencies: ["NNCore"]),
-        .testTarget(name: "NNDataTests", dependencies: ["NNData", "CZlib"]),
+        .testTarget(name: "NNDataTests", dependencies: ["NNData", "CZlib", "TestSupport"]),
         .testTarget(name: "NNProtocolTests", dependencies: ["NNProtocol"]),
         .testTarget(
             name: "NNClusterTests",
-            dependencies: ["NNCluster", "NNCore", "NNData", "NNProtocol", .product(name: "Logging", package: "swift-log")]),
-        .testTarget(name: "nnTests", dependencies: ["nn", "nn-coordinator", "nn-worker", "NNData"]),
+            dependencies: ["NNCluster", "NNCore", "NNData", "NNProtocol", "TestSupport", .product(name: "Logging", package: "swift-log")]),
+        .testTarget(name: "nnTests", dependencies: ["nn", "nn-coordinator", "nn-worker", "NNData", "TestSupport"]),
     ]
 )

@@ -3,6 +3,7 @@ import NNCluster
 import NNCore
 import NNData
 import NNProtocol
+import TestSupport
 import Testing
 
 /// A small federated experiment over a subset of MNIST.
@@ -14,48 +15,6 @@ func smallExperiment(_ strategy: StrategySpec = StrategySpec(kind: .fedavg), par
     experiment.learningRateDecay = 0.99
     try experiment.validate()
     return experiment
-}
-
-/// Runs `experiment` in one process; returns the global model and the round reports.
-func simulate(_ experiment: Experiment, data: Dataset, threads: Int = 2) throws -> (Network, [RoundReport]) {
-    let strategy = try FederatedAveraging(experiment: experiment, trainingLabels: data.labels, classes: data.classes)
-    let simulation = try Simulation(strategy: strategy, host: try ClientHost(experiment: experiment, data: data, clients: 0..<experiment.clients, threads: threads))
-    var reports: [RoundReport] = []
-    try simulation.run { reports.append($0); return true }
-    return (strategy.network, reports)
-}
-
-/// Runs `experiment` with a coordinator and `workers` worker threads, each hosting an even share of the
-/// clients, over `wire`. `onRound` may act on the workers' transports after each round.
-func federated(_ experiment: Experiment, data: Dataset, workers: Int, wire: Wire, deadline: Double? = nil, timeout: Double = 5,
-               onRound: ((Int, [SilenceableClient]) -> Void)? = nil) throws -> (Network, Coordinator, [RoundReport]) {
-    var experiment = experiment
-    if let deadline { experiment.deadlineSeconds = deadline }
-    let strategy = try FederatedAveraging(experiment: experiment, trainingLabels: data.labels, classes: data.classes)
-    let (server, connect) = try makeNetwork(wire, parameterCount: strategy.network.parameterCount)
-    let coordinator = Coordinator(
-        transport: server, strategy: strategy,
-        configuration: RunConfiguration(experiment: experiment, heartbeatSeconds: 0.05, timeoutSeconds: timeout),
-        data: .init(fingerprint: data.fingerprint, inputWidth: data.inputWidth, classes: data.classes),
-        settings: .init(expectedWorkers: workers, registrationTimeout: .seconds(20), heartbeatInterval: .milliseconds(50), workerTimeout: .seconds(timeout)),
-        logger: quiet)
-    let clients = try (0..<workers).map { SilenceableClient(try connect(UInt64($0 + 1))) }
-    let group = DispatchGroup()
-    for i in 0..<workers {
-        let worker = Worker(transport: clients[i], data: data, fingerprint: data.fingerprint, session: UInt64(i + 1),
-                            settings: .init(name: "worker-\(i)", registrationTimeout: .seconds(20)), logger: quiet)
-        nonisolated(unsafe) let w = worker
-        group.enter()
-        Thread { _ = try? w.run(); group.leave() }.start()
-    }
-    var reports: [RoundReport] = []
-    try coordinator.run { report in
-        reports.append(report)
-        onRound?(report.round, clients)
-        return true
-    }
-    #expect(group.wait(timeout: .now() + 20) == .success, "workers did not stop after shutdown")
-    return (strategy.network, coordinator, reports)
 }
 
 @Suite(.serialized) struct FederatedTests {
@@ -71,9 +30,9 @@ func federated(_ experiment: Experiment, data: Dataset, workers: Int, wire: Wire
         let data = try mnistSubset(3000).train
         let experiment = try smallExperiment(strategy)
         let (simulated, simulatedReports) = try simulate(experiment, data: data)
-        let (distributed, coordinator, reports) = try federated(experiment, data: data, workers: 2, wire: wire)
+        let (distributed, reports) = try federated(experiment, data: data, workers: 2, wire: wire)
         #expect(simulated.parameters.array == distributed.parameters.array)
-        #expect(coordinator.rejected == 0)
+        #expect(reports.last?.rejectedSoFar == 0)
         #expect(reports.map(\.answered) == [5, 5, 5, 5] && simulatedReports.map(\.answered) == [5, 5, 5, 5])
         #expect(relativeDifference(Network(spec: experiment.model, seed: experiment.seed), simulated) > 1e-2, "training did not move the model")
     }
@@ -114,7 +73,7 @@ func federated(_ experiment: Experiment, data: Dataset, workers: Int, wire: Wire
     @Test func stragglerIsLeftOutAtTheDeadline() throws {
         let data = try mnistSubset(2000).train
         let experiment = try smallExperiment(rounds: 12)
-        let (_, coordinator, reports) = try federated(experiment, data: data, workers: 2, wire: .inProcess, deadline: 2, timeout: 4) { round, clients in
+        let (_, reports) = try federated(experiment, data: data, workers: 2, wire: .inProcess, deadline: 2, timeout: 4) { round, clients in
             if round == 1 { clients[1].silence() }
         }
         let summary = "\(reports.map { ($0.workers, $0.answered, $0.missed) })"
@@ -124,7 +83,7 @@ func federated(_ experiment: Experiment, data: Dataset, workers: Int, wire: Wire
         // In the rounds after the one in which the silent worker was dropped, only clients 0…4 are sampled, and none is lost.
         let after = reports.drop { $0.workers == 2 }.dropFirst()
         #expect(!after.isEmpty && after.allSatisfy { $0.missed.isEmpty && $0.answered == 5 }, "\(summary)")
-        #expect(coordinator.rejected == 0)
+        #expect(reports.last?.rejectedSoFar == 0)
     }
 
     /// A registered peer hosting clients 5…9 that answers every train request with damaged updates (NaN, wrong
@@ -135,71 +94,39 @@ func federated(_ experiment: Experiment, data: Dataset, workers: Int, wire: Wire
         var experiment = try smallExperiment(rounds: 5)
         experiment.deadlineSeconds = 1
         func run(hostile: Bool) throws -> (parameters: [Float], rejected: Int, missed: [Int]) {
-            let strategy = try FederatedAveraging(experiment: experiment, trainingLabels: data.labels, classes: data.classes)
-            let settings = ZmqSettings(maximumMessageBytes: 1 << 22)
-            let server = try ZmqServer(bind: "tcp://127.0.0.1:*", settings: settings)
-            let coordinator = Coordinator(
-                transport: server, strategy: strategy,
-                configuration: RunConfiguration(experiment: experiment, heartbeatSeconds: 0.05, timeoutSeconds: 5),
-                data: .init(fingerprint: data.fingerprint, inputWidth: 784, classes: 10),
-                settings: .init(expectedWorkers: 2, registrationTimeout: .seconds(20), heartbeatInterval: .milliseconds(50), workerTimeout: .seconds(5)),
-                logger: quiet)
-            let honest = Worker(transport: try ZmqClient(connect: server.endpoint, identity: Array("honest".utf8), settings: settings),
-                                data: data, fingerprint: data.fingerprint, session: 1,
-                                settings: .init(name: "honest", clientFirst: 0, clientCount: 5), logger: quiet)
-            let peer = try ZmqClient(connect: server.endpoint, identity: Array("peer".utf8), settings: settings)
-            let stop = Locked(false)
-            let group = DispatchGroup()
-            nonisolated(unsafe) let w = honest, p = peer
-            let sizes = strategy.partitionSizes
-            group.enter()
-            Thread { _ = try? w.run(); group.leave() }.start()
-            group.enter()
-            Thread {
-                var rng = SeededRandom(seed: 5)
-                func bytes(_ n: Int) -> [UInt8] { (0..<n).map { _ in UInt8(truncatingIfNeeded: rng.next()) } }
-                try? p.send(WireCodec.encode(.hello(Hello(session: 2, name: "peer", dataFingerprint: data.fingerprint, inputWidth: 784,
-                                                           classes: 10, clientFirst: 5, clientCount: 5))))
-                var lastBeat = ContinuousClock.now
-                while !stop.get() {
-                    if ContinuousClock.now - lastBeat > .milliseconds(50) {
-                        try? p.send(WireCodec.encode(.heartbeat(Heartbeat(session: 2))))
-                        lastBeat = .now
-                    }
-                    if let frames = try? p.receive(timeout: .milliseconds(1)), case .train(let request)? = try? WireCodec.decode(frames), hostile {
-                        for client in request.clients {
-                            var u = ClientUpdate(round: request.round, client: client, samples: UInt32(sizes[Int(client)]),
-                                                 correct: 0, lossSum: 1, computeNanoseconds: 0, parameters: request.parameters, state: [])
-                            switch rng.next(below: 5) {
-                            case 0: u.parameters[3] = .nan
-                            case 1: u.samples += 1
-                            case 2: u.parameters.removeLast()
-                            case 3: u.client = 0
-                            default: u.round += 1
-                            }
-                            try? p.send(WireCodec.encode(.update(u)))
+            let run = try FederatedRun(experiment: experiment, train: data, test: nil, logger: quiet)
+            let (server, connect) = try makeNetwork(.zeroMQ, for: run.network)
+            let threads = WorkerThreads()
+            threads.start(transport: try connect("honest"), data: data, name: "honest", session: 1,
+                          settings: .init(name: "honest", clientFirst: 0, clientCount: 5))
+            let peer = HostilePeer(try connect("peer"))
+            let sizes = run.strategy.partitions.map(\.count)
+            threads.start {
+                peer.run(hello: Hello(session: 2, name: "peer", dataFingerprint: data.fingerprint, inputWidth: 784, classes: 10, clientFirst: 5, clientCount: 5),
+                         heartbeats: true, noise: hostile, seed: 5) { message, rng in
+                    guard hostile, case .train(let request) = message else { return [] }
+                    return request.clients.map { work in
+                        var u = ClientUpdate(round: request.round, client: work.client, samples: UInt32(sizes[Int(work.client)]),
+                                             correct: 0, lossSum: 1, computeNanoseconds: 0, parameters: request.parameters, state: [])
+                        switch rng.next(below: 5) {
+                        case 0: u.parameters[3] = .nan
+                        case 1: u.samples += 1
+                        case 2: u.parameters.removeLast()
+                        case 3: u.client = 0
+                        default: u.round += 1
                         }
-                    }
-                    if hostile {
-                        var frames = (0..<(1 + rng.next(below: 3))).map { _ in Frame.bytes(bytes(rng.next(below: 64))) }
-                        if rng.next(below: 2) == 0 {
-                            frames[0] = .bytes([0x4E, 0x4E, WireCodec.version, UInt8(rng.next(below: 11))] + bytes(rng.next(below: 40)))
-                        }
-                        try? p.send(frames)
+                        return .update(u)
                     }
                 }
-                group.leave()
-            }.start()
-            var missed: [Int] = []
-            try coordinator.run { report in
-                missed += report.missed
-                return true
             }
-            stop.set(true)
-            #expect(group.wait(timeout: .now() + 20) == .success)
-            peer.close()
-            server.close()
-            return (strategy.network.parameters.array, coordinator.rejected, missed)
+            var missed: [Int] = [], rejected = 0
+            _ = try run.run(over: server, cluster: CoordinatorSettings(expectedWorkers: 2, timing: ClusterTiming(heartbeat: .milliseconds(50)))) { round in
+                missed += round.report.missed
+                rejected = round.report.rejectedSoFar
+            }
+            peer.stop.set(true)
+            #expect(threads.wait())
+            return (run.network.parameters.array, rejected, missed)
         }
         let garbage = try run(hostile: true), mute = try run(hostile: false)
         #expect(garbage.rejected > 100, "only \(garbage.rejected) rejected")
@@ -211,57 +138,67 @@ func federated(_ experiment: Experiment, data: Dataset, workers: Int, wire: Wire
     /// Workers asking for clients outside the experiment or already hosted are refused with the reason.
     @Test func clientRangesAreAllocatedWithoutOverlap() throws {
         let data = try mnistSubset(1000).train
-        let experiment = try smallExperiment()
-        let strategy = try FederatedAveraging(experiment: experiment, trainingLabels: data.labels, classes: data.classes)
+        let run = try FederatedRun(experiment: try smallExperiment(), train: data, test: nil, logger: quiet)
         let network = InProcessNetwork()
-        let coordinator = Coordinator(
-            transport: network.server(), strategy: strategy,
-            configuration: RunConfiguration(experiment: experiment, heartbeatSeconds: 0.05, timeoutSeconds: 5),
-            data: .init(fingerprint: data.fingerprint, inputWidth: 784, classes: 10),
-            settings: .init(expectedWorkers: 2, registrationTimeout: .seconds(3), heartbeatInterval: .milliseconds(50)),
-            logger: quiet)
         let outcomes = Locked<[String: String]>([:])
-        let group = DispatchGroup()
+        let threads = WorkerThreads()
         for (name, first, count) in [("first", 0, 5), ("overlapping", 3, 5), ("outside", 8, 5)] {
-            let worker = Worker(transport: network.connect(), data: data, fingerprint: data.fingerprint, session: UInt64(first + 1),
-                                settings: .init(name: name, registrationTimeout: .seconds(5), clientFirst: first, clientCount: count), logger: quiet)
-            nonisolated(unsafe) let w = worker
-            group.enter()
-            Thread {
-                let outcome: String
-                do { outcome = "finished: \(try w.run())" } catch { outcome = "\(error)" }
-                outcomes.set(outcomes.get().merging([name: outcome]) { $1 })
-                group.leave()
-            }.start()
+            threads.start(transport: network.connect(), data: data, name: name, session: UInt64(first + 1),
+                          settings: .init(name: name, registrationTimeout: .seconds(5), clientFirst: first, clientCount: count)) { outcome in
+                outcomes.update { $0[name] = outcome }
+            }
             Thread.sleep(forTimeInterval: 0.2)   // register in this order
         }
-        #expect(throws: ClusterError.self) { try coordinator.run { _ in true } }
-        coordinator.shutdown(reason: "test over")
-        #expect(group.wait(timeout: .now() + 20) == .success)
+        #expect(throws: ClusterError.self) {
+            try run.run(over: network.server(), cluster: CoordinatorSettings(expectedWorkers: 2, timing: ClusterTiming(heartbeat: .milliseconds(50), registration: .seconds(3))))
+        }
+        #expect(threads.wait())
         let result = outcomes.get()
         #expect(result["overlapping"]?.contains("asks for clients 3…7, but first") ?? false, "\(result)")
         #expect(result["outside"]?.contains("outside the experiment's 0…9") ?? false, "\(result)")
         #expect(result["first"]?.hasPrefix("finished") ?? false, "\(result)")
     }
 
-    /// Updates with the wrong sample count, shape or non-finite values are refused, and nothing is kept.
+    /// Updates with the wrong sample count, counts, shape or non-finite values are refused; aggregation works
+    /// on the results it is given and nothing else.
     @Test func malformedUpdatesAreRejected() throws {
         let data = try mnistSubset(1000).train
         let experiment = try smallExperiment()
         let strategy = try FederatedAveraging(experiment: experiment, trainingLabels: data.labels, classes: data.classes)
         let assignments = strategy.configure(round: 0, participants: [Participant(peer: PeerID([1]), clients: 0..<10)])
         let client = assignments[0].keys[0]
-        let good = ClientUpdate(round: 0, client: UInt32(client), samples: UInt32(strategy.partitionSizes[client]), correct: 0, lossSum: 1,
+        let good = ClientUpdate(round: 0, client: UInt32(client), samples: UInt32(strategy.partitions[client].count), correct: 0, lossSum: 1,
                                 computeNanoseconds: 0, parameters: strategy.network.parameters.array, state: [])
         var wrongCount = good; wrongCount.samples += 1
+        var overCorrect = good; overCorrect.correct = good.samples + 1
         var short = good; short.parameters.removeLast()
         var poisoned = good; poisoned.parameters[7] = .nan
-        for bad in [wrongCount, short, poisoned] {
-            #expect(throws: ClusterError.self) { try strategy.accept(.update(bad), key: client, for: assignments[0]) }
+        for bad in [wrongCount, overCorrect, short, poisoned] {
+            #expect(throws: ClusterError.self) { try strategy.check(bad, against: assignments[0]) }
         }
-        #expect(throws: ClusterError.self) { _ = try strategy.aggregate(round: 0) }
-        try strategy.accept(.update(good), key: client, for: assignments[0])
-        _ = try strategy.aggregate(round: 0)
+        #expect(throws: ClusterError.self) { _ = try strategy.aggregate(round: 0, results: [], failures: [client]) }
+        try strategy.check(good, against: assignments[0])
+        _ = try strategy.aggregate(round: 0, results: [good], failures: [])
+    }
+
+    /// Each sampled client's train request carries E permutations of exactly its partition.
+    @Test func trainRequestsCarryEachClientsEpochOrders() throws {
+        let data = try mnistSubset(1000).train
+        let experiment = try smallExperiment(localEpochs: 3)
+        let strategy = try FederatedAveraging(experiment: experiment, trainingLabels: data.labels, classes: data.classes)
+        let assignments = strategy.configure(round: 2, participants: [Participant(peer: PeerID([1]), clients: 0..<5), Participant(peer: PeerID([2]), clients: 5..<10)])
+        #expect(assignments.flatMap(\.keys).count == experiment.clientsPerRound)
+        for assignment in assignments {
+            #expect(assignment.work.localEpochs == 3 && assignment.work.localBatch == 20 && assignment.work.clients.map { Int($0.client) } == assignment.keys)
+            for work in assignment.work.clients {
+                let partition = strategy.partitions[Int(work.client)].sorted()
+                let size = partition.count
+                #expect(work.order.count == 3 * size)
+                let epochs = (0..<3).map { Array(work.order[($0 * size)..<(($0 + 1) * size)]) }
+                for epoch in epochs { #expect(epoch.map(Int.init).sorted() == partition) }
+                #expect(epochs[0] != epochs[1], "each epoch is reshuffled")
+            }
+        }
     }
 
     /// Median and trimmed mean ignore a minority of wild client models that drag the mean away.
@@ -272,13 +209,14 @@ func federated(_ experiment: Experiment, data: Dataset, workers: Int, wire: Wire
             let strategy = try FederatedAveraging(experiment: experiment, trainingLabels: data.labels, classes: data.classes)
             let assignment = strategy.configure(round: 0, participants: [Participant(peer: PeerID([1]), clients: 0..<10)])[0]
             let base = strategy.network.parameters.array
-            for client in 0..<10 {
+            let updates = try (0..<10).map { client in
                 let value: Float = client < 2 ? 1000 : Float(client) * 1e-3
-                let update = ClientUpdate(round: 0, client: UInt32(client), samples: UInt32(strategy.partitionSizes[client]), correct: 0,
+                let update = ClientUpdate(round: 0, client: UInt32(client), samples: UInt32(strategy.partitions[client].count), correct: 0,
                                           lossSum: 0, computeNanoseconds: 0, parameters: base.map { _ in value }, state: [])
-                try strategy.accept(.update(update), key: client, for: assignment)
+                try strategy.check(update, against: assignment)
+                return update
             }
-            _ = try strategy.aggregate(round: 0)
+            _ = try strategy.aggregate(round: 0, results: updates, failures: [])
             let w = strategy.network.parameters.array[0]
             switch kind {
             case .fedmedian: #expect(abs(w - 0.0065) < 1e-6)       // middle two of 0.002…0.009, 1000, 1000

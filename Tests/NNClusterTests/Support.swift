@@ -4,31 +4,61 @@ import NNCluster
 import NNCore
 import NNData
 import NNProtocol
+import TestSupport
 import Testing
 
 let quiet = Logger(label: "test", factory: { _ in SwiftLogNoOpLogHandler() })
 
 /// The first `count` MNIST training images, and the test set's first 500.
 func mnistSubset(_ count: Int) throws -> (train: Dataset, test: Dataset) {
-    let directory = DatasetKind.mnist.defaultDirectory()
-    let (train, test) = try DatasetKind.mnist.load(from: directory)
+    let (train, test) = try DatasetKind.mnist.load(from: DatasetKind.mnist.defaultDirectory())
     return (train.subset(Array(0..<count)), test.subset(Array(0..<500)))
 }
 
 enum Wire: String, CaseIterable, Sendable { case inProcess, zeroMQ }
 
-/// A server and a way to make clients, over either transport.
-func makeNetwork(_ wire: Wire, parameterCount: Int) throws -> (server: ServerTransport, client: (UInt64) throws -> ClientTransport) {
+/// A server for a run of `network` and a way to connect clients to it (by routing id), over either transport.
+func makeNetwork(_ wire: Wire, for network: Network) throws -> (server: ServerTransport, connect: (String) throws -> ClientTransport) {
     switch wire {
     case .inProcess:
-        let network = InProcessNetwork()
-        return (network.server(), { _ in network.connect() })
+        let inProcess = InProcessNetwork()
+        return (inProcess.server(), { _ in inProcess.connect() })
     case .zeroMQ:
-        let settings = ZmqSettings(maximumMessageBytes: Int64(8 * parameterCount + 4096))
-        let server = try ZmqServer(bind: "tcp://127.0.0.1:*", settings: settings)
+        let server = try ZmqServer(bind: "tcp://127.0.0.1:*", settings: .coordinator(for: network))
         let endpoint = server.endpoint
-        return (server, { session in try ZmqClient(connect: endpoint, identity: Array("w\(session)".utf8), settings: settings) })
+        return (server, { name in try ZmqClient(connect: endpoint, identity: Array(name.utf8), settings: .worker) })
     }
+}
+
+/// Test timing: quick heartbeats, so failures are found in a fraction of a second.
+let quickTiming = ClusterTiming(heartbeat: .milliseconds(50), timeout: .seconds(2), registration: .seconds(20))
+
+/// Workers, or peers that pose as workers, each on a thread of its own (a worker blocks in receive, and pool
+/// threads may start late).
+final class WorkerThreads: @unchecked Sendable {
+    private let group = DispatchGroup()
+
+    /// Runs `body` on a new thread.
+    func start(_ body: @escaping @Sendable () -> Void) {
+        group.enter()
+        Thread { [group] in body(); group.leave() }.start()
+    }
+
+    /// A worker over `transport` until it is told to stop (or fails); `outcome` gets how it ended.
+    func start(transport: ClientTransport, data: Dataset, name: String, session: UInt64, settings: Worker.Settings? = nil,
+               outcome: (@Sendable (String) -> Void)? = nil) {
+        let worker = Worker(transport: transport, data: data, session: session,
+                            settings: settings ?? .init(name: name, registrationTimeout: .seconds(20)), logger: quiet)
+        nonisolated(unsafe) let w = worker
+        start {
+            let ended: String
+            do { ended = "finished: \(try w.run())" } catch { ended = "\(error)" }
+            outcome?(ended)
+        }
+    }
+
+    /// True when every thread ended within `seconds`.
+    func wait(seconds: Double = 20) -> Bool { group.wait(timeout: .now() + seconds) == .success }
 }
 
 struct SyncRun {
@@ -39,63 +69,69 @@ struct SyncRun {
     var perWorkerBatch = 25
     var epochs = 2
 
-    func trainer() -> Trainer {
-        Trainer(network: Network(spec: spec, seed: seed), optimizer: optimizer, schedule: LearningRateSchedule(base: lr), seed: seed)
+    func settings(batch: Int) -> TrainingSettings {
+        TrainingSettings(model: spec, optimizer: optimizer, schedule: LearningRateSchedule(base: lr), seed: seed, batch: batch, epochs: epochs,
+                         dataset: "mnist")
     }
 
-    /// One process at batch N·b over the epoch orders the coordinator uses.
-    func singleProcess(workers: Int, data: Dataset) throws -> Network {
-        let trainer = trainer()
-        let batch = workers * perWorkerBatch
-        let buffer = BatchBuffer(capacity: batch, inputWidth: data.inputWidth)
-        for epoch in 1...epochs {
-            _ = try trainer.trainEpoch(data, order: epochOrder(seed: seed, epoch: epoch, count: data.sampleCount),
-                                       batchSize: batch, buffer: buffer, epochs: epochs)
-        }
-        return trainer.network
+    /// One process at batch N·b over the same epoch orders.
+    func singleProcess(workers: Int, data: (train: Dataset, test: Dataset)) throws -> Network {
+        let run = LocalTrainingRun(settings: settings(batch: workers * perWorkerBatch), train: data.train, test: data.test, logger: quiet)
+        _ = try run.run()
+        return run.network
     }
 
-    /// A coordinator and N worker threads over `wire`. `sabotage` may act on worker i's transport once it has
-    /// done some tasks (e.g. close it, as a killed process would).
-    /// `lateWorkers` more join when round `joinAt` is done (registration waits only for the first `workers`).
-    func distributed(workers: Int, data: Dataset, wire: Wire, settings: Coordinator.Settings? = nil, lateWorkers: Int = 0, joinAt: Int = 0,
-                     onRound: ((Int, [SilenceableClient]) -> Void)? = nil) throws -> (Network, Coordinator, [EpochReport]) {
-        let trainer = trainer()
-        let (server, connect) = try makeNetwork(wire, parameterCount: trainer.network.parameterCount)
-        let strategy = SynchronousSGD(trainer: trainer, trainingSamples: data.sampleCount, globalBatch: workers * perWorkerBatch, epochs: epochs)
-        let configuration = RunConfiguration(mode: "sync", model: spec, seed: seed, globalBatch: workers * perWorkerBatch,
-                                             heartbeatSeconds: 0.05, timeoutSeconds: 2)
-        let fingerprint = data.fingerprint
-        let coordinator = Coordinator(
-            transport: server, strategy: strategy, configuration: configuration,
-            data: .init(fingerprint: fingerprint, inputWidth: data.inputWidth, classes: data.classes),
-            settings: settings ?? .init(expectedWorkers: workers, registrationTimeout: .seconds(20), heartbeatInterval: .milliseconds(50),
-                                        workerTimeout: .seconds(2)),
-            logger: quiet)
-        let clients = try (0..<(workers + lateWorkers)).map { SilenceableClient(try connect(UInt64($0 + 1))) }
-        let group = DispatchGroup()
-        func start(_ i: Int) {
-            let worker = Worker(transport: clients[i], data: data, fingerprint: fingerprint, session: UInt64(i + 1),
-                                settings: .init(name: "worker-\(i)", registrationTimeout: .seconds(20)), logger: quiet)
-            nonisolated(unsafe) let w = worker
-            group.enter()
-            // A thread of its own: a worker blocks in receive, and pool threads may start late.
-            Thread { _ = try? w.run(); group.leave() }.start()
-        }
+    /// A coordinator and N worker threads over `wire`. `onRound` may act on the workers' transports after each
+    /// step (numbered from 1), e.g. silence one as a hung process would be; `lateWorkers` more join after step
+    /// `joinAt` (registration waits only for the first `workers`).
+    func distributed(workers: Int, data: Dataset, wire: Wire, timing: ClusterTiming = quickTiming, minimumWorkers: Int = 1,
+                     lateWorkers: Int = 0, joinAt: Int = 0,
+                     onRound: ((Int, [SilenceableClient]) -> Void)? = nil) throws -> (Network, SyncTrainingRun.Outcome) {
+        let run = SyncTrainingRun(settings: settings(batch: perWorkerBatch),
+                                  cluster: CoordinatorSettings(expectedWorkers: workers, minimumWorkers: minimumWorkers, timing: timing),
+                                  train: data, test: nil, logger: quiet)
+        let (server, connect) = try makeNetwork(wire, for: run.network)
+        let clients = try (0..<(workers + lateWorkers)).map { SilenceableClient(try connect("w\($0 + 1)")) }
+        let threads = WorkerThreads()
+        func start(_ i: Int) { threads.start(transport: clients[i], data: data, name: "worker-\(i)", session: UInt64(i + 1)) }
         for i in 0..<workers { start(i) }
-        var round = 0
-        var reports: [EpochReport] = []
-        try coordinator.run { report in
-            round += 1
+        let outcome = try run.run(over: server, onStep: { epoch, done in
+            let round = (epoch.epoch - 1) * run.stepsPerEpoch + done
             if round == joinAt { for i in workers..<(workers + lateWorkers) { start(i) } }
             onRound?(round, clients)
-            if report.round % strategy.roundsPerEpoch == 0 { reports.append(EpochReport(epoch: reports.count + 1)) }
-            reports[reports.count - 1].add(report)
-            return true
-        }
-        #expect(group.wait(timeout: .now() + 20) == .success, "workers did not stop after shutdown")
-        return (trainer.network, coordinator, reports)
+        })
+        #expect(threads.wait(), "workers did not stop after shutdown")
+        return (run.network, outcome)
     }
+}
+
+/// Runs `experiment` in one process; returns the global model and the round reports.
+func simulate(_ experiment: Experiment, data: Dataset, threads: Int = 2) throws -> (Network, [RoundReport]) {
+    let run = try FederatedRun(experiment: experiment, train: data, test: nil, logger: quiet)
+    var reports: [RoundReport] = []
+    _ = try run.simulate(threads: threads) { reports.append($0.report) }
+    return (run.network, reports)
+}
+
+/// Runs `experiment` with a coordinator and `workers` worker threads, each hosting an even share of the
+/// clients, over `wire`. `onRound` may act on the workers' transports after each round.
+func federated(_ experiment: Experiment, data: Dataset, workers: Int, wire: Wire, deadline: Double? = nil, timeout: Double = 5,
+               onRound: ((Int, [SilenceableClient]) -> Void)? = nil) throws -> (Network, [RoundReport]) {
+    var experiment = experiment
+    if let deadline { experiment.deadlineSeconds = deadline }
+    let run = try FederatedRun(experiment: experiment, train: data, test: nil, logger: quiet)
+    let (server, connect) = try makeNetwork(wire, for: run.network)
+    let clients = try (0..<workers).map { SilenceableClient(try connect("w\($0 + 1)")) }
+    let threads = WorkerThreads()
+    for i in 0..<workers { threads.start(transport: clients[i], data: data, name: "worker-\(i)", session: UInt64(i + 1)) }
+    var reports: [RoundReport] = []
+    let timing = ClusterTiming(heartbeat: .milliseconds(50), timeout: .seconds(timeout), registration: .seconds(20))
+    _ = try run.run(over: server, cluster: CoordinatorSettings(expectedWorkers: workers, timing: timing)) { round in
+        reports.append(round.report)
+        onRound?(round.report.round, clients)
+    }
+    #expect(threads.wait(), "workers did not stop after shutdown")
+    return (run.network, reports)
 }
 
 /// Largest parameter difference relative to the largest parameter magnitude.
@@ -109,23 +145,58 @@ func relativeDifference(_ a: Network, _ b: Network) -> Double {
 /// without touching its socket from another thread.
 final class SilenceableClient: ClientTransport, @unchecked Sendable {
     private let inner: ClientTransport
-    private let lock = NSLock()
-    private var silent = false
+    private let silent = Locked(false)
 
     init(_ inner: ClientTransport) { self.inner = inner }
 
-    func silence() { lock.lock(); silent = true; lock.unlock() }
-    private var isSilent: Bool { lock.lock(); defer { lock.unlock() }; return silent }
+    func silence() { silent.set(true) }
 
     func send(_ frames: [Frame]) throws {
-        if !isSilent { try inner.send(frames) }
+        if !silent.get() { try inner.send(frames) }
     }
 
     func receive(timeout: Duration) throws -> [Frame]? {
-        if isSilent {
+        if silent.get() {
             Thread.sleep(forTimeInterval: timeout.seconds)
             return nil
         }
         return try inner.receive(timeout: timeout)
+    }
+}
+
+/// A peer that registers like a worker and then misbehaves: each received message goes to `answer`, and
+/// between messages it sends heartbeats (when `heartbeats`) and `noise` frames, until stopped.
+final class HostilePeer: @unchecked Sendable {
+    let transport: ClientTransport
+    let stop = Locked(false)
+    let sent = Locked(0)
+
+    init(_ transport: ClientTransport) { self.transport = transport }
+
+    /// Random frames, half of them with a valid header start, as a fuzzing peer sends.
+    static func noise(_ rng: inout SeededRandom) -> [Frame] {
+        func bytes(_ n: Int) -> [UInt8] { (0..<n).map { _ in UInt8(truncatingIfNeeded: rng.next()) } }
+        var frames = (0..<(1 + rng.next(below: 3))).map { _ in Frame.bytes(bytes(rng.next(below: 64))) }
+        if rng.next(below: 2) == 0 { frames[0] = .bytes([0x4E, 0x4E, WireCodec.version, UInt8(rng.next(below: 11))] + bytes(rng.next(below: 40))) }
+        return frames
+    }
+
+    func run(hello: Hello, heartbeats: Bool, noise: Bool, seed: UInt64, answer: (Message, inout SeededRandom) -> [Message]) {
+        var rng = SeededRandom(seed: seed)
+        try? transport.send(WireCodec.encode(.hello(hello)))
+        var lastBeat = ContinuousClock.now
+        while !stop.get() {
+            if heartbeats && ContinuousClock.now - lastBeat > .milliseconds(50) {
+                try? transport.send(WireCodec.encode(.heartbeat(Heartbeat(session: hello.session))))
+                lastBeat = .now
+            }
+            if let frames = try? transport.receive(timeout: .milliseconds(1)), let message = try? WireCodec.decode(frames) {
+                for reply in answer(message, &rng) { try? transport.send(WireCodec.encode(reply)) }
+            }
+            if noise {
+                try? transport.send(HostilePeer.noise(&rng))
+                sent.update { $0 += 1 }
+            }
+        }
     }
 }

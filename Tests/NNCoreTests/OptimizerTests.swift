@@ -71,9 +71,9 @@ import Testing
     @Test func clippingBoundsTheGlobalNorm() throws {
         let spec = try ModelSpec(widths: [3, 2])
         let network = Network(spec: spec)
-        let trainer = Trainer(network: network, optimizer: OptimizerSettings(kind: .sgd), schedule: LearningRateSchedule(base: 1), clipNorm: 0.5, seed: 1)
+        let update = ParameterUpdate(network: network, optimizer: OptimizerSettings(kind: .sgd), schedule: LearningRateSchedule(base: 1), clipNorm: 0.5)
         for i in 0..<network.parameterCount { network.gradients[i] = 3 }
-        trainer.apply(stepsPerEpoch: 1, totalSteps: 1)
+        update.apply(stepsPerEpoch: 1, totalSteps: 1)
         let moved = network.parameters.array.map { Double($0) * Double($0) }.reduce(0, +).squareRoot()
         #expect(abs(moved - 0.5) < 1e-6)
     }

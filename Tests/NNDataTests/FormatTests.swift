@@ -1,6 +1,7 @@
 import Foundation
 import NNCore
 import NNData
+import TestSupport
 import Testing
 
 @Suite struct FormatTests {

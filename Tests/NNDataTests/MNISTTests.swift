@@ -1,6 +1,7 @@
 import Foundation
 import NNCore
 import NNData
+import TestSupport
 import Testing
 
 /// Serves files from a folder as if they were mirrors; mirrors named in `failing` fail, those in `corrupting`

@@ -4,14 +4,6 @@ import NNCore
 import NNData
 import Testing
 
-/// A fresh folder under the system temporary directory.
-func temporaryDirectory(_ name: String = #function) -> String {
-    let path = FileManager.default.temporaryDirectory
-        .appendingPathComponent("nn-data-tests-\(getpid())-\(name.filter(\.isLetter))-\(UInt32.random(in: 0...UInt32.max))").path
-    try! FileManager.default.createDirectory(atPath: path, withIntermediateDirectories: true)
-    return path
-}
-
 /// gzip-compresses with zlib (window bits 31 selects the gzip wrapper).
 func gzip(_ input: [UInt8]) -> [UInt8] {
     var stream = z_stream()

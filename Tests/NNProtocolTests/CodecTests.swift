@@ -1,30 +1,11 @@
 import NNProtocol
 import Testing
 
-/// One message of every type, with awkward values.
-let samples: [Message] = [
-    .hello(Hello(session: 0xDEAD_BEEF_0123_4567, name: "wörker-1", dataFingerprint: Array(0..<32), inputWidth: 784, classes: 10)),
-    .welcome(Welcome(workerIndex: 3, configuration: #"{"seed":1}"#)),
-    .refuse(Refuse(reason: "protocol version 2 is not supported")),
-    .task(Task(step: 1 << 40, epoch: 2, start: 128, count: 64, firstRow: 64, parameters: [1, -2.5, .leastNonzeroMagnitude], state: [])),
-    .gradient(GradientResult(step: 7, start: 0, count: 32, correct: 30, lossSum: 3.25, computeNanoseconds: 123_456, gradient: [0.5, -0.25], state: [1, 2])),
-    .heartbeat(Heartbeat(session: 42)),
-    .error(ErrorReport(code: .notRegistered, text: "who are you?")),
-    .shutdown(Shutdown(reason: "done")),
-    .hello(Hello(session: 9, name: "host", dataFingerprint: [1, 2], inputWidth: 784, classes: 10, clientFirst: 50, clientCount: 25)),
-    .welcome(Welcome(workerIndex: 1, configuration: "{}", clientFirst: 50, clientCount: 25)),
-    .train(TrainRequest(round: 12, clients: [3, 17, 99], learningRate: 0.05, parameters: [0.25, -1], state: [])),
-    .update(ClientUpdate(round: 12, client: 17, samples: 600, correct: 580, lossSum: 12.5, computeNanoseconds: 77, parameters: [0.5, -0.75], state: [2])),
-]
+let samples = Message.examples
 
 /// Frames as a socket delivers them: every frame as bytes.
 func onTheWire(_ frames: [Frame]) -> [Frame] {
-    frames.map { frame in
-        switch frame {
-        case .bytes: return frame
-        case .floats(let f): return .bytes(f.withUnsafeBytes { Array($0) })
-        }
-    }
+    frames.map { .bytes($0.bytes) }
 }
 
 @Suite struct CodecTests {
@@ -35,7 +16,7 @@ func onTheWire(_ frames: [Frame]) -> [Frame] {
     }
 
     @Test func headerBytesAreAsDocumented() {
-        #expect(WireCodec.encode(.heartbeat(Heartbeat(session: 0x0102_0304_0506_0708))) == [.bytes([0x4E, 0x4E, 2, 6, 8, 7, 6, 5, 4, 3, 2, 1])])
+        #expect(WireCodec.encode(.heartbeat(Heartbeat(session: 0x0102_0304_0506_0708))) == [.bytes([0x4E, 0x4E, 3, 6, 8, 7, 6, 5, 4, 3, 2, 1])])
     }
 
     /// Every prefix of every header, and every header with a byte too many, is an error, not a crash.
@@ -63,25 +44,57 @@ func onTheWire(_ frames: [Frame]) -> [Frame] {
             #expect(error.peerVersion == 1)
             #expect(error.description.contains("version 1"))
         }
-        #expect(throws: ProtocolError.self) { try WireCodec.decode([.bytes([0x4E, 0x4F, 2, 6, 0, 0, 0, 0, 0, 0, 0, 0])]) }
-        #expect(throws: ProtocolError.self) { try WireCodec.decode([.bytes([0x4E, 0x4E, 2, 99])]) }
+        #expect(throws: ProtocolError.self) { try WireCodec.decode([.bytes([0x4E, 0x4F, 3, 6, 0, 0, 0, 0, 0, 0, 0, 0])]) }
+        #expect(throws: ProtocolError.self) { try WireCodec.decode([.bytes([0x4E, 0x4E, 3, 99])]) }
         #expect(throws: ProtocolError.self) { try WireCodec.decode([]) }
-        // A task without its float frames, a heartbeat with extra frames, a float frame of 7 bytes.
+        // A task without its index and float frames, a heartbeat with extra frames, a float frame of 7 bytes, an index frame of 5.
         let task = onTheWire(WireCodec.encode(samples[3]))
         #expect(throws: ProtocolError.self) { try WireCodec.decode([task[0]]) }
         #expect(throws: ProtocolError.self) { try WireCodec.decode(WireCodec.encode(samples[5]) + [.bytes([1])]) }
-        #expect(throws: ProtocolError.self) { try WireCodec.decode([task[0], .bytes([1, 2, 3, 4, 5, 6, 7]), task[2]]) }
+        #expect(throws: ProtocolError.self) { try WireCodec.decode([task[0], task[1], .bytes([1, 2, 3, 4, 5, 6, 7]), task[3]]) }
+        #expect(throws: ProtocolError.self) { try WireCodec.decode([task[0], .bytes([1, 2, 3, 4, 5]), task[2], task[3]]) }
         // A string length far beyond the frame, and one beyond the limit.
-        #expect(throws: ProtocolError.self) { try WireCodec.decode([.bytes([0x4E, 0x4E, 2, 8, 0xFF, 0xFF, 0xFF, 0x7F, 65])]) }
-        #expect(throws: ProtocolError.self) { try WireCodec.decode([.bytes([0x4E, 0x4E, 2, 8, 0, 0, 2, 0] + Array(repeating: 65, count: 1 << 17))]) }
-        #expect(throws: ProtocolError.self) { try WireCodec.decode([.bytes([0x4E, 0x4E, 2, 8, 2, 0, 0, 0, 0xC3, 0x28])]) }
-        // A train request claiming more client ids than its header holds, and more than the limit.
+        #expect(throws: ProtocolError.self) { try WireCodec.decode([.bytes([0x4E, 0x4E, 3, 8, 0xFF, 0xFF, 0xFF, 0x7F, 65])]) }
+        #expect(throws: ProtocolError.self) { try WireCodec.decode([.bytes([0x4E, 0x4E, 3, 8, 0, 0, 2, 0] + Array(repeating: 65, count: 1 << 17))]) }
+        #expect(throws: ProtocolError.self) { try WireCodec.decode([.bytes([0x4E, 0x4E, 3, 8, 2, 0, 0, 0, 0xC3, 0x28])]) }
+        // A train request claiming more clients than its header holds, and more than the limit.
         let train = onTheWire(WireCodec.encode(samples[10]))
-        #expect(throws: ProtocolError.self) {
-            try WireCodec.decode([.bytes([0x4E, 0x4E, 2, 9] + Array(repeating: 0, count: 12) + [0xFF, 0xFF, 0, 0]), train[1], train[2]])
-        }
-        #expect(throws: ProtocolError.self) {
-            try WireCodec.decode([.bytes([0x4E, 0x4E, 2, 9] + Array(repeating: 0, count: 12) + [0xFF, 0xFF, 0xFF, 0xFF]), train[1], train[2]])
+        let fixed: [UInt8] = [0x4E, 0x4E, 3, 9] + Array(repeating: 0, count: 20)
+        #expect(throws: ProtocolError.self) { try WireCodec.decode([.bytes(fixed + [0xFF, 0xFF, 0, 0]), train[1], train[2], train[3]]) }
+        #expect(throws: ProtocolError.self) { try WireCodec.decode([.bytes(fixed + [0xFF, 0xFF, 0xFF, 0xFF]), train[1], train[2], train[3]]) }
+        // Client orders that do not add up to the index frame.
+        #expect(throws: ProtocolError.self) { try WireCodec.decode([train[0], .bytes(Array(repeating: 0, count: 4)), train[2], train[3]]) }
+    }
+
+    /// A refuse keeps its layout in every version: a peer of another version can read it, and the coordinator
+    /// stamps it with that peer's version.
+    @Test func refusalsAreReadableAcrossVersions() throws {
+        let frames = WireCodec.refusal("speak version 3", peerVersion: 2)
+        guard case .bytes(let header) = frames[0] else { Issue.record("not bytes"); return }
+        #expect(header[2] == 2 && header[3] == 3)
+        #expect(try WireCodec.decode(frames) == .refuse(Refuse(reason: "speak version 3")))
+        // Any other type of another version is still refused.
+        var hello = onTheWire(WireCodec.encode(samples[0]))
+        guard case .bytes(var b) = hello[0] else { return }
+        b[2] = 4
+        hello[0] = .bytes(b)
+        #expect(throws: ProtocolError.self) { try WireCodec.decode(hello) }
+    }
+
+    /// Index frames received as floats (a transport that hands every frame after the header over as floats)
+    /// decode to the same indices.
+    @Test func indexFramesDecodeFromFloatFrames() throws {
+        let frames = WireCodec.encode(samples[3])
+        let indices = frames[1].bytes.withUnsafeBytes { Array($0.bindMemory(to: Float.self)) }
+        #expect(try WireCodec.decode([frames[0], .floats(indices), frames[2], frames[3]]) == samples[3])
+    }
+
+    /// The fuzzer's seeds come from the examples: each reads back as its message's frames and decodes to it.
+    @Test func everyFuzzSeedDecodes() throws {
+        let seeds = FuzzInput.seeds
+        #expect(seeds.count == samples.count && Set(samples.map(\.type)).count == MessageType.allCases.count)
+        for (seed, message) in zip(seeds, samples) {
+            #expect(try WireCodec.decode(FuzzInput.frames(seed.input)) == message, "seed \(seed.name)")
         }
     }
 

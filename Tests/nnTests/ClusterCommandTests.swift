@@ -1,6 +1,7 @@
 import Foundation
 import NNCore
 import NNData
+import TestSupport
 import Testing
 
 /// A child process whose output goes to a file, so a test can read it at any time.
@@ -79,7 +80,7 @@ func lastAccuracy(_ metrics: String) throws -> Double {
     }
 
     @Test func workerKilledMidRun() throws {
-        let dir = scratchDirectory()
+        let dir = temporaryDirectory()
         // Undisturbed.
         let port = freePort()
         let quiet = try coordinator(port: port, workers: 3, dir: dir, name: "quiet")
@@ -106,7 +107,7 @@ func lastAccuracy(_ metrics: String) throws -> Double {
     }
 
     @Test func coordinatorKilledWorkersExit() throws {
-        let dir = scratchDirectory()
+        let dir = temporaryDirectory()
         let port = freePort()
         let run = try coordinator(port: port, workers: 2, dir: dir, name: "run")
         let workers = try (0..<2).map { try worker(port: port, dir: dir, name: "w\($0)") }
@@ -122,7 +123,7 @@ func lastAccuracy(_ metrics: String) throws -> Double {
     }
 
     @Test func unreachableCoordinatorAndRefusedWorker() throws {
-        let dir = scratchDirectory()
+        let dir = temporaryDirectory()
         let port = freePort()
         let alone = try worker(port: port, dir: dir, name: "alone", extra: ["--registration-timeout", "1"])
         #expect(alone.wait(seconds: 10))
@@ -156,7 +157,7 @@ func lastAccuracy(_ metrics: String) throws -> Double {
     }
 
     @Test func launchRunsAndStopsEverything() throws {
-        let dir = scratchDirectory()
+        let dir = temporaryDirectory()
         let ok = try NNProcess.run(["launch", "--workers", "2", "--model", "784-32-10", "--epochs", "1", "--batch", "64",
                                     "--metrics", dir + "/m.jsonl"])
         #expect(ok.status == 0, "\(ok.stdout)\(ok.stderr)")

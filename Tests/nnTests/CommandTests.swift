@@ -1,6 +1,7 @@
 import Foundation
 import NNCore
 import NNData
+import TestSupport
 import Testing
 
 /// Runs the built `nn` executable, which sits beside the test bundle.
@@ -32,22 +33,6 @@ struct NNProcess {
     }
 }
 
-final class Locked<T>: @unchecked Sendable {
-    private let lock = NSLock()
-    private var value: T
-    init(_ value: T) { self.value = value }
-    func set(_ v: T) { lock.lock(); value = v; lock.unlock() }
-    func get() -> T { lock.lock(); defer { lock.unlock() }; return value }
-}
-
-func scratchDirectory(_ name: String = #function) -> String {
-    let path = FileManager.default.temporaryDirectory
-        .appendingPathComponent("nn-cli-tests-\(getpid())-\(name.filter(\.isLetter))").path
-    try? FileManager.default.removeItem(atPath: path)
-    try! FileManager.default.createDirectory(atPath: path, withIntermediateDirectories: true)
-    return path
-}
-
 @Suite(.serialized) struct CommandTests {
     /// Every bad input gives a message that says what is wrong and a non-zero exit, never a crash (exit ≥ 128).
     func expectFailure(_ arguments: [String], mentioning words: [String], sourceLocation: SourceLocation = #_sourceLocation) throws {
@@ -67,7 +52,7 @@ func scratchDirectory(_ name: String = #function) -> String {
     }
 
     @Test func badDataFolders() throws {
-        let dir = scratchDirectory()
+        let dir = temporaryDirectory()
         try expectFailure(["train", "--data", dir], mentioning: ["missing", "nn data fetch"])
         let source = DatasetKind.mnist.defaultDirectory()
         for file in DatasetKind.mnist.files {
@@ -79,11 +64,11 @@ func scratchDirectory(_ name: String = #function) -> String {
         try AtomicFile.write(Gzip.isCompressed(bytes) ? Array(bytes.prefix(bytes.count - 100)) : Array(bytes.prefix(100)), to: path)
         try expectFailure(["eval", "--model", "none.safetensors", "--data", dir], mentioning: ["none.safetensors"])
         try expectFailure(["train", "--data", dir], mentioning: [path])
-        try expectFailure(["data", "fetch", "--from", dir, "--to", scratchDirectory("fetchTarget")], mentioning: [path])
+        try expectFailure(["data", "fetch", "--from", dir, "--to", temporaryDirectory("fetchTarget")], mentioning: [path])
     }
 
     @Test func badCheckpoints() throws {
-        let dir = scratchDirectory()
+        let dir = temporaryDirectory()
         try AtomicFile.write(Array("this is not a checkpoint at all".utf8), to: dir + "/junk.safetensors")
         try expectFailure(["eval", "--model", dir + "/junk.safetensors"], mentioning: ["junk.safetensors", "not a safetensors file"])
         try expectFailure(["predict", "--model", dir + "/missing.safetensors", "--index", "0"], mentioning: ["missing.safetensors"])
@@ -91,7 +76,7 @@ func scratchDirectory(_ name: String = #function) -> String {
 
     /// Train, evaluate and predict end to end; the same seed gives a byte-identical checkpoint.
     @Test func trainEvalPredict() throws {
-        let dir = scratchDirectory()
+        let dir = temporaryDirectory()
         let train = ["train", "--model", "784-32-10", "--epochs", "1", "--batch", "128", "--seed", "5", "--dropout", "0.1"]
         let first = try NNProcess.run(train + ["--out", dir + "/a.safetensors", "--metrics", dir + "/a.jsonl"])
         #expect(first.status == 0, "\(first.stderr)")

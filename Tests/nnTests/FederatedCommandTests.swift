@@ -1,5 +1,6 @@
 import Foundation
 import NNCore
+import TestSupport
 import Testing
 
 /// Federated runs through the real commands and processes.
@@ -18,7 +19,7 @@ import Testing
 
     /// `nn simulate` and `nn launch` (a coordinator and two worker processes over ZeroMQ) train the same model.
     @Test func simulateEqualsLaunch() throws {
-        let dir = scratchDirectory()
+        let dir = temporaryDirectory()
         let config = try experiment(dir)
         let simulated = try NNProcess.run(["simulate", "--config", config, "--out", dir + "/sim.safetensors", "--metrics", dir + "/sim.jsonl"])
         #expect(simulated.status == 0, "\(simulated.stderr)")
@@ -40,7 +41,7 @@ import Testing
     /// A worker process killed mid-run: its clients are left out of the round and reported, the run finishes
     /// with the other worker's clients.
     @Test func workerKilledInFederatedRun() throws {
-        let dir = scratchDirectory()
+        let dir = temporaryDirectory()
         let config = try experiment(dir, rounds: 40, extra: ", \"deadlineSeconds\": 2")
         let port = freePort()
         let coordinator = try Child(NNProcess.path("nn-coordinator"),
@@ -68,7 +69,7 @@ import Testing
     }
 
     @Test func plotDrawsRunsAndRejectsOtherLogs() throws {
-        let dir = scratchDirectory()
+        let dir = temporaryDirectory()
         let config = try experiment(dir, rounds: 2)
         for seed in ["2", "3"] {
             let run = try NNProcess.run(["simulate", "--config", config, "--set-seed", seed, "--metrics", "\(dir)/seed\(seed).jsonl"])
@@ -89,7 +90,7 @@ import Testing
     }
 
     @Test func badExperimentsAndConflictingFlagsAreRefused() throws {
-        let dir = scratchDirectory()
+        let dir = temporaryDirectory()
         let config = try experiment(dir, extra: ", \"localEpoch\": 3")
         let typo = try NNProcess.run(["simulate", "--config", config])
         #expect(typo.status != 0 && typo.stderr.contains("unknown key 'localEpoch'"), "\(typo.stderr)")
