@@ -87,3 +87,28 @@ import Testing
         #expect(relativeDifference(sync.network, try run.singleProcess(workers: 3, data: data)) < 1e-4)
     }
 }
+
+@Suite struct AdmissionTests {
+    /// A worker that does not offer a feature the model needs is refused with the reason, and a hello of another
+    /// protocol version gets a refuse stamped with that version, which the old peer can read.
+    @Test func refusesMissingCapabilitiesAndOtherVersions() throws {
+        let data = try mnistSubset(200).train
+        let run = SyncTrainingRun(settings: SyncRun(spec: try ModelSpec(widths: [784, 16, 10], dropout: 0.2)).settings(batch: 10),
+                                  cluster: CoordinatorSettings(expectedWorkers: 1, timing: ClusterTiming(heartbeat: .milliseconds(50), registration: .seconds(2))),
+                                  train: data, test: nil, logger: quiet)
+        let network = InProcessNetwork()
+        let plain = network.connect(), old = network.connect()
+        let hello = Hello(session: 1, name: "plain", dataFingerprint: data.fingerprint, inputWidth: 784, classes: 10, capabilities: [.batchNorm])
+        try plain.send(WireCodec.encode(.hello(hello)))
+        var oldHello = WireCodec.encode(.hello(hello))
+        if case .bytes(var header) = oldHello[0] { header[2] = 2; oldHello[0] = .bytes(header) }
+        try old.send(oldHello)
+        #expect(throws: ClusterError.self) { _ = try run.run(over: network.server()) }
+        let refusal = try #require(try plain.receive(timeout: .seconds(1)))
+        #expect(try WireCodec.decode(refusal) == .refuse(Refuse(reason: "the run needs dropout, which this worker does not offer")))
+        let oldRefusal = try #require(try old.receive(timeout: .seconds(1)))
+        #expect(oldRefusal[0].bytes[2] == 2)
+        guard case .refuse(let r) = try WireCodec.decode(oldRefusal) else { Issue.record("not a refuse"); return }
+        #expect(r.reason.contains("protocol version 2 is not supported"))
+    }
+}

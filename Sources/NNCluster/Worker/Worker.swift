@@ -149,7 +149,13 @@ public final class Worker {
             guard let frames = try transport.receive(timeout: .milliseconds(100)) else { continue }
             switch try? WireCodec.decode(frames) {
             case .welcome(let welcome):
-                return try start(welcome)
+                do {
+                    return try start(welcome)
+                } catch {
+                    // Tell the coordinator at once rather than leave it waiting for the timeout.
+                    try? send(.error(ErrorReport(code: .fatal, text: "\(settings.name) cannot take part: \(error)")))
+                    throw error
+                }
             case .refuse(let refuse):
                 throw ClusterError("the coordinator refused this worker: \(refuse.reason)")
             default:
