@@ -108,19 +108,16 @@ public struct CoordinatorCommand: AsyncParsableCommand {
         var metrics = MetricsLog(path: output.metrics)
         var bar = ProgressBar(label: "epoch 1/\(settings.epochs)", total: run.stepsPerEpoch)
         let outcome = try run.run(over: server, onStep: { epoch, done in
-            bar.update(done: done, detail: String(format: "loss %.4f acc %@", epoch.result.meanLoss, Format.percent(epoch.result.accuracy)))
+            bar.update(done: done, detail: String(format: "loss %.4f acc %@", epoch.total.result.meanLoss, Format.percent(epoch.total.result.accuracy)))
         }, onEpoch: { report in
             bar.finish()
             print(epochLine(report, of: settings.epochs))
-            try metrics.append([
-                "epoch": report.epoch, "train_loss": report.result.meanLoss, "train_accuracy": report.result.accuracy,
-                "test_loss": report.evaluation!.loss, "test_accuracy": report.evaluation!.accuracy,
-                "samples_per_second": report.samplesPerSecond, "seconds": report.seconds,
-                "compute_seconds": report.result.computeSeconds, "communication_seconds": report.communicationSeconds,
-                "aggregation_seconds": report.aggregationSeconds, "bytes_sent": report.bytesSent,
-                "bytes_received": report.bytesReceived, "workers": report.workers,
-                "learning_rate": Double(report.learningRate), "rejected_messages": report.rejectedMessages,
-            ])
+            let total = report.total
+            try metrics.append(epochFields(report).merging([
+                "compute_seconds": total.result.computeSeconds, "communication_seconds": total.communicationSeconds,
+                "aggregation_seconds": total.aggregationSeconds, "bytes_sent": total.bytesSent, "bytes_received": total.bytesReceived,
+                "workers": total.workers, "rejected_messages": total.rejectedSoFar,
+            ]) { $1 })
             bar = ProgressBar(label: "epoch \(report.epoch + 1)/\(settings.epochs)", total: run.stepsPerEpoch)
         })
         printFinalReport(outcome.evaluation!, test: test, classNames: dataOptions.kind.classNames)

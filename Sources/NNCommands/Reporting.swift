@@ -27,8 +27,17 @@ struct MetricsLog {
 func epochLine(_ report: EpochReport, of epochs: Int) -> String {
     let test = report.evaluation!
     return String(format: "epoch %d/%d  loss %.4f  train acc %@  test loss %.4f  test acc %@  %@ samples/s  %@",
-                  report.epoch, epochs, report.result.meanLoss, Format.percent(report.result.accuracy), test.loss, Format.percent(test.accuracy),
-                  Format.rate(report.samplesPerSecond), Format.seconds(report.seconds))
+                  report.epoch, epochs, report.total.result.meanLoss, Format.percent(report.total.result.accuracy), test.loss,
+                  Format.percent(test.accuracy), Format.rate(report.samplesPerSecond), Format.seconds(report.total.seconds))
+}
+
+/// The fields of an epoch's JSON line that every trainer writes.
+func epochFields(_ report: EpochReport) -> [String: Any] {
+    [
+        "epoch": report.epoch, "train_loss": report.total.result.meanLoss, "train_accuracy": report.total.result.accuracy,
+        "test_loss": report.evaluation!.loss, "test_accuracy": report.evaluation!.accuracy,
+        "samples_per_second": report.samplesPerSecond, "seconds": report.total.seconds, "learning_rate": Double(report.learningRate),
+    ]
 }
 
 /// Test accuracy, per-class metrics and confusion matrix at the end of a run.

@@ -1,5 +1,4 @@
 import ArgumentParser
-import Foundation
 import NNCluster
 import NNCore
 import NNData
@@ -29,11 +28,7 @@ public struct Train: AsyncParsableCommand {
         }, onEpoch: { report in
             bar.finish()
             print(epochLine(report, of: settings.epochs))
-            try metrics.append([
-                "epoch": report.epoch, "train_loss": report.result.meanLoss, "train_accuracy": report.result.accuracy,
-                "test_loss": report.evaluation!.loss, "test_accuracy": report.evaluation!.accuracy,
-                "samples_per_second": report.samplesPerSecond, "seconds": report.seconds, "learning_rate": Double(report.learningRate),
-            ])
+            try metrics.append(epochFields(report))
         })
         printFinalReport(evaluation, test: test, classNames: dataOptions.kind.classNames)
         logger.info("peak resident memory \(peakResidentBytes() >> 20) MiB")

@@ -1,4 +1,3 @@
-import Foundation
 
 /// Weight initialisation schemes for dense layers; biases start at zero.
 public enum Initializer: String, Codable, CaseIterable, Sendable {

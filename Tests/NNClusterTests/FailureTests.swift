@@ -33,7 +33,7 @@ import Testing
         let run = SyncRun(spec: try ModelSpec(widths: [784, 32, 10]))
         let single = try run.singleProcess(workers: 2, data: data)
         let (distributed, outcome) = try run.distributed(workers: 2, data: data.train, wire: .inProcess, lateWorkers: 1, joinAt: 3)
-        #expect(outcome.epochs.map(\.workers) == [3, 3])
+        #expect(outcome.epochs.map(\.total.workers) == [3, 3])
         #expect(relativeDifference(distributed, single) < 1e-3)
     }
 

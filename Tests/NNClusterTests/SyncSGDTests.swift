@@ -1,6 +1,5 @@
 import NNCluster
 import NNCore
-import NNData
 import Testing
 
 @Suite(.serialized) struct SyncSGDTests {

@@ -38,8 +38,8 @@ public struct DistributedBenchmark {
         children.wait()
         let warm = outcome.epochs[1], steps = Double(run.stepsPerEpoch)
         return Figures(samplesPerSecond: warm.samplesPerSecond, singleProcessSamplesPerSecond: singleProcess(batch: workers * batch),
-                       step: warm.seconds / steps, compute: warm.result.computeSeconds / steps,
-                       communication: warm.communicationSeconds / steps, aggregation: warm.aggregationSeconds / steps)
+                       step: warm.total.seconds / steps, compute: warm.total.result.computeSeconds / steps,
+                       communication: warm.total.communicationSeconds / steps, aggregation: warm.total.aggregationSeconds / steps)
     }
 
     /// Samples/s of one process training an epoch at `batch`, after a warm-up epoch.

@@ -1,4 +1,3 @@
-import Foundation
 import NNCore
 import NNData
 import NNProtocol

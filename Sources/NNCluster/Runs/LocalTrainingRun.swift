@@ -29,8 +29,8 @@ public final class LocalTrainingRun {
                 onStep(epoch, $0)
             }
             var report = EpochReport(epoch: epoch)
-            report.seconds = start.duration(to: .now).seconds
-            report.result = RoundResult(samples: result.samples, lossSum: result.lossSum, correct: result.correct)
+            report.total.seconds = start.duration(to: .now).seconds
+            report.total.result = RoundResult(samples: result.samples, lossSum: result.lossSum, correct: result.correct)
             report.learningRate = trainer.learningRate
             evaluation = network.evaluate(test)
             report.evaluation = evaluation

@@ -5,15 +5,9 @@ import NNCore
 public struct EpochReport: Sendable {
     /// From 1.
     public var epoch: Int
-    /// The rounds' results summed (compute time too, not its maximum).
-    public var result = RoundResult()
-    public var seconds = 0.0
-    public var communicationSeconds = 0.0
-    public var aggregationSeconds = 0.0
-    public var bytesSent = 0
-    public var bytesReceived = 0
-    public var workers = 0
-    public var rejectedMessages = 0
+    /// The epoch's rounds added up: samples, losses, times (compute time too, not its maximum) and bytes; workers
+    /// and rejected messages as at its last round.
+    public var total = RoundReport(round: 0)
     /// The rate of the epoch's last step.
     public var learningRate: Float = 0
     /// On the test set after the epoch; nil when the run has no test set.
@@ -21,19 +15,19 @@ public struct EpochReport: Sendable {
 
     public init(epoch: Int) { self.epoch = epoch }
 
-    public var samplesPerSecond: Double { Double(result.samples) / seconds }
+    public var samplesPerSecond: Double { Double(total.result.samples) / total.seconds }
 
     mutating func add(_ round: RoundReport) {
-        result.samples += round.result.samples
-        result.lossSum += round.result.lossSum
-        result.correct += round.result.correct
-        result.computeSeconds += round.result.computeSeconds
-        seconds += round.seconds
-        communicationSeconds += round.communicationSeconds
-        aggregationSeconds += round.aggregationSeconds
-        bytesSent += round.bytesSent
-        bytesReceived += round.bytesReceived
-        workers = round.workers
-        rejectedMessages = round.rejectedSoFar
+        total.result.samples += round.result.samples
+        total.result.lossSum += round.result.lossSum
+        total.result.correct += round.result.correct
+        total.result.computeSeconds += round.result.computeSeconds
+        total.seconds += round.seconds
+        total.communicationSeconds += round.communicationSeconds
+        total.aggregationSeconds += round.aggregationSeconds
+        total.bytesSent += round.bytesSent
+        total.bytesReceived += round.bytesReceived
+        total.workers = round.workers
+        total.rejectedSoFar = round.rejectedSoFar
     }
 }
