@@ -1,4 +1,3 @@
-
 /// Weight initialisation schemes for dense layers; biases start at zero.
 public enum Initializer: String, Codable, CaseIterable, Sendable {
     case xavierUniform = "xavier-uniform"
