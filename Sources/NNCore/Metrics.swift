@@ -1,4 +1,3 @@
-
 /// Counts of (true class, predicted class) pairs, and the metrics derived from them.
 public struct ConfusionMatrix: Equatable, Sendable {
     public let classes: Int
