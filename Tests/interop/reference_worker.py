@@ -5,8 +5,9 @@ It implements these sections of the document: Sockets; Frames (header, index and
 versions); Hello and welcome (capabilities: none, so the coordinator gives it no dropout, batch norm, residual
 blocks or adversarial clients; the data fingerprint; the configuration); What a worker computes (inputs, the
 network with dense layers, relu/sigmoid/tanh and the cross-entropy, bce and mse losses, the flat vectors);
-Synchronous SGD; Federated rounds; Errors and state machines (the worker's). It is the executable example of the
-protocol and is run beside Swift workers by Tests/interop/worker_interop.py.
+Synchronous SGD; Federated rounds; Errors and state machines (the worker's). Nothing in it is taken from the Swift
+sources. It is the executable example of the protocol and is run beside Swift workers by
+Tests/interop/worker_interop.py.
 
 Usage: reference_worker.py --connect tcp://HOST:PORT --data DIR [--name NAME] [--clients FIRST-LAST]
 """

@@ -97,6 +97,9 @@ import Testing
         let good = try experiment(dir)
         let conflict = try NNProcess.run(["launch", "--workers", "2", "--config", good, "--model", "784-10-10"])
         #expect(conflict.status != 0 && conflict.stderr.contains("the experiment fixes the model"), "\(conflict.stderr)")
+        // A flag is refused when given, even with its default value, and named.
+        let given = try NNProcess.run(["coordinator", "--workers", "1", "--config", good, "--lr", "0.001"])
+        #expect(given.status != 0 && given.stderr.contains("drop --lr"), "\(given.stderr)")
         let missing = try NNProcess.run(["simulate", "--config", dir + "/none.json"])
         #expect(missing.status != 0 && missing.stderr.contains("cannot read experiment"), "\(missing.stderr)")
         let both = try NNProcess.run(["worker", "--connect", "tcp://127.0.0.1:1", "--clients", "0-4", "--clients-per-worker", "5"])

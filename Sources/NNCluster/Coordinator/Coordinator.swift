@@ -73,7 +73,7 @@ public final class Coordinator<S: Strategy> {
         shutdown(reason: "training finished")
     }
 
-    /// Tells every worker to stop. Also for the command to call after a failure.
+    /// Tells every worker to stop. Also for a run to call after a failure.
     public func shutdown(reason: String) {
         for worker in live { send(.shutdown(Shutdown(reason: reason)), to: worker) }
     }

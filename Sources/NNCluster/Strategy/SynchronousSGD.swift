@@ -12,7 +12,7 @@ public final class SynchronousSGD: Strategy {
     public let trainingSamples: Int
     public let globalBatch: Int
     public let epochs: Int
-    /// The sample order of the epoch the current step is in.
+    /// A cache of the sample order of the epoch the current step is in.
     private var order: (epoch: Int, indices: [UInt32]) = (0, [])
 
     public init(update: ParameterUpdate, seed: UInt64, trainingSamples: Int, globalBatch: Int, epochs: Int) {
