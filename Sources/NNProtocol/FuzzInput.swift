@@ -26,19 +26,9 @@ public enum FuzzInput {
     /// Every example message, encoded and laid out as a fuzz input, named by its type and position.
     public static var seeds: [(name: String, input: [UInt8])] {
         Message.examples.enumerated().map { i, message in
-            let frames = WireCodec.encode(message).map(\.bytes)
+            let frames = WireCodec.encode(message).map(\.wireBytes)
             guard let input = input(frames) else { preconditionFailure("example \(i) has a frame over 255 bytes") }
             return ("\(i)-\(message.type)", input)
-        }
-    }
-}
-
-extension Frame {
-    /// The frame's content as it travels: float frames as their little-endian bytes.
-    public var bytes: [UInt8] {
-        switch self {
-        case .bytes(let b): return b
-        case .floats(let f): return f.withUnsafeBytes { Array($0) }
         }
     }
 }

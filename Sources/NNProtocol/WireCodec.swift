@@ -11,6 +11,14 @@ public enum Frame: Sendable, Equatable {
         case .floats(let f): return f.count * 4
         }
     }
+
+    /// The frame's content as it travels: float frames as their little-endian bytes.
+    public var wireBytes: [UInt8] {
+        switch self {
+        case .bytes(let b): return b
+        case .floats(let f): return f.withUnsafeBytes { Array($0) }
+        }
+    }
 }
 
 public struct ProtocolError: Error, CustomStringConvertible, Equatable {

@@ -11,7 +11,7 @@ public func fuzzCodec(_ data: UnsafePointer<UInt8>, _ size: Int) -> Int32 {
         // a NaN in a float frame is not equal to itself).
         let encoded = WireCodec.encode(message)
         guard let again = try? WireCodec.decode(encoded) else { preconditionFailure("an encoded message does not decode") }
-        precondition(WireCodec.encode(again).map(\.bytes) == encoded.map(\.bytes), "round trip changed a message")
+        precondition(WireCodec.encode(again).map(\.wireBytes) == encoded.map(\.wireBytes), "round trip changed a message")
     }
     return 0
 }

@@ -107,7 +107,7 @@ import Testing
         let refusal = try #require(try plain.receive(timeout: .seconds(1)))
         #expect(try WireCodec.decode(refusal) == .refuse(Refuse(reason: "the run needs dropout, which this worker does not offer")))
         let oldRefusal = try #require(try old.receive(timeout: .seconds(1)))
-        #expect(oldRefusal[0].bytes[2] == 2)
+        #expect(oldRefusal[0].wireBytes[2] == 2)
         guard case .refuse(let r) = try WireCodec.decode(oldRefusal) else { Issue.record("not a refuse"); return }
         #expect(r.reason.contains("protocol version 2 is not supported"))
     }

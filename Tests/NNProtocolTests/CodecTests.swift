@@ -5,7 +5,7 @@ let samples = Message.examples
 
 /// Frames as a socket delivers them: every frame as bytes.
 func onTheWire(_ frames: [Frame]) -> [Frame] {
-    frames.map { .bytes($0.bytes) }
+    frames.map { .bytes($0.wireBytes) }
 }
 
 @Suite struct CodecTests {
@@ -85,7 +85,7 @@ func onTheWire(_ frames: [Frame]) -> [Frame] {
     /// decode to the same indices.
     @Test func indexFramesDecodeFromFloatFrames() throws {
         let frames = WireCodec.encode(samples[3])
-        let indices = frames[1].bytes.withUnsafeBytes { Array($0.bindMemory(to: Float.self)) }
+        let indices = frames[1].wireBytes.withUnsafeBytes { Array($0.bindMemory(to: Float.self)) }
         #expect(try WireCodec.decode([frames[0], .floats(indices), frames[2], frames[3]]) == samples[3])
     }
 
