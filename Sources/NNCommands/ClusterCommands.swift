@@ -18,14 +18,16 @@ struct ClusterTimingOptions: ParsableArguments {
     @Option(help: "Seconds to wait for registration.")
     var registrationTimeout: Double = 60
 
-    func validate() throws {
-        guard heartbeat > 0, timeout > heartbeat, registrationTimeout > 0 else {
-            throw ValidationError("--heartbeat must be positive, --timeout longer than --heartbeat, --registration-timeout positive")
-        }
-    }
+    func validate() throws { _ = try timing }
 
     var timing: ClusterTiming {
-        ClusterTiming(heartbeat: .seconds(heartbeat), timeout: .seconds(timeout), registration: .seconds(registrationTimeout))
+        get throws {
+            do {
+                return try ClusterTiming(heartbeatSeconds: heartbeat, timeoutSeconds: timeout, registrationSeconds: registrationTimeout)
+            } catch {
+                throw ValidationError("--heartbeat, --timeout, --registration-timeout: \(error)")
+            }
+        }
     }
 }
 
@@ -74,7 +76,8 @@ public struct CoordinatorCommand: AsyncParsableCommand {
     public func run() async throws {
         followLauncher()
         let logger = try global.start("nn.coordinator")
-        let cluster = CoordinatorSettings(expectedWorkers: workers, minimumWorkers: minWorkers, timing: timing.timing)
+        let cluster = CoordinatorSettings(expectedWorkers: workers, minimumWorkers: minWorkers, timing: try timing.timing,
+                                          stop: stopRequestOnSignals())
         if let experiment = try experimentOptions.load() {
             try runFederated(experiment, cluster: cluster, logger: logger)
         } else {
@@ -91,7 +94,7 @@ public struct CoordinatorCommand: AsyncParsableCommand {
         let server = try ZmqServer(bind: bind, settings: .coordinator(for: run.network))
         defer { server.close() }
         logger.info("listening on \(server.endpoint); \(experiment.summary(parameters: run.network.parameterCount))")
-        var log = FederatedLog(experiment: experiment, metricsPath: output.metrics)
+        var log = try FederatedLog(experiment: experiment, metricsPath: output.metrics)
         let outcome = try run.run(over: server, cluster: cluster) { try log.record($0) }
         try log.finish(outcome)
         if let evaluation = outcome.last { printFinalReport(evaluation, test: test, classNames: dataOptions.kind.classNames) }
@@ -105,7 +108,7 @@ public struct CoordinatorCommand: AsyncParsableCommand {
         let server = try ZmqServer(bind: bind, settings: .coordinator(for: run.network))
         defer { server.close() }
         logger.info("listening on \(server.endpoint); model \(settings.model.description), \(run.network.parameterCount) parameters; sync SGD, global batch \(run.globalBatch) (\(workers) × \(settings.batch)), \(settings.epochs) epochs")
-        var metrics = MetricsLog(path: output.metrics)
+        var metrics = try MetricsLog(path: output.metrics)
         var bar = ProgressBar(label: "epoch 1/\(settings.epochs)", total: run.stepsPerEpoch)
         let outcome = try run.run(over: server, onStep: { epoch, done in
             bar.update(done: done, detail: String(format: "loss %.4f acc %@", epoch.total.result.meanLoss, Format.percent(epoch.total.result.accuracy)))

@@ -48,9 +48,9 @@ struct FederatedLog {
     private var bytesTotal = 0
     private let started = ContinuousClock.now
 
-    init(experiment: Experiment, metricsPath: String?) {
+    init(experiment: Experiment, metricsPath: String?) throws {
         self.experiment = experiment
-        metrics = MetricsLog(path: metricsPath)
+        metrics = try MetricsLog(path: metricsPath)
     }
 
     mutating func record(_ round: FederatedRun.Round) throws {
@@ -136,7 +136,7 @@ public struct Simulate: AsyncParsableCommand {
         let run = try FederatedRun(experiment: experiment, train: train, test: test, checkpoint: output.out,
                                    stopAtTarget: experimentOptions.stopAtTarget, logger: logger)
         logger.info("\(experiment.summary()); \(clientThreads) client thread\(clientThreads == 1 ? "" : "s")")
-        var log = FederatedLog(experiment: experiment, metricsPath: output.metrics)
+        var log = try FederatedLog(experiment: experiment, metricsPath: output.metrics)
         let outcome = try run.simulate(threads: clientThreads) { try log.record($0) }
         try log.finish(outcome)
     }

@@ -9,7 +9,11 @@ struct MetricsLog {
     let path: String?
     private var lines: [String] = []
 
-    init(path: String?) { self.path = path }
+    /// Checks at once that `path` can be written, so that a bad path fails before training, not after.
+    init(path: String?) throws {
+        if let path { try AtomicFile.checkWritable(path) }
+        self.path = path
+    }
 
     /// Non-finite numbers (a diverged loss) are written as null: JSON has no NaN.
     mutating func append(_ fields: [String: Any]) throws {

@@ -20,7 +20,7 @@ public struct Train: AsyncParsableCommand {
         try check(settings.model, fits: train)
         let run = LocalTrainingRun(settings: settings, train: train, test: test, logger: logger)
         logger.info("model \(settings.model.description): \(run.network.parameterCount) parameters; \(settings.optimizer.kind.rawValue) lr \(settings.schedule.base), batch \(settings.batch), \(settings.epochs) epochs, seed \(settings.seed)")
-        var metrics = MetricsLog(path: output.metrics)
+        var metrics = try MetricsLog(path: output.metrics)
         var bar = ProgressBar(label: "", total: 0), barEpoch = 0
         let evaluation = try run.run(onStep: { epoch, progress in
             if epoch != barEpoch { (bar, barEpoch) = (ProgressBar(label: "epoch \(epoch)/\(settings.epochs)", total: progress.totalSamples), epoch) }

@@ -15,6 +15,18 @@ public struct FileError: Error, CustomStringConvertible {
 
 /// Whole-file reads and atomic whole-file writes.
 public enum AtomicFile {
+    /// Throws unless `write(_:to:)` can create its temporary file beside `path` (the folder exists and is
+    /// writable) and `path` is not a folder: checked before hours of training, not after.
+    public static func checkWritable(_ path: String) throws {
+        var info = stat()
+        if stat(path, &info) == 0 && (info.st_mode & S_IFMT) == S_IFDIR { throw FileError("cannot write \(path): it is a folder") }
+        let temporary = "\(path).tmp-\(getpid())"
+        let fd = open(temporary, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0o644)
+        guard fd >= 0 else { throw FileError.system("create", temporary) }
+        close(fd)
+        unlink(temporary)
+    }
+
     /// Writes `bytes` to a temporary file beside `path`, fsyncs it, renames it over `path` and fsyncs the
     /// folder, so a reader sees the old file or the new one, never a torn one.
     public static func write(_ bytes: UnsafeRawBufferPointer, to path: String) throws {

@@ -20,9 +20,9 @@ public final class Backpropagation {
 
     /// Forward and backward on `batch` rows; leaves the gradient of the mean loss in `network.gradients`.
     /// `step` and `firstRow` place the batch within a run and within a larger global batch, for dropout masks.
-    public func run(x: UnsafePointer<Float>, labels: UnsafePointer<Int32>, batch: Int, step: Int, firstRow: Int = 0) -> Result {
+    public func run(x: UnsafePointer<Float>, labels: UnsafePointer<Int32>, batch: Int, step: UInt64, firstRow: Int = 0) -> Result {
         let classes = network.spec.classes
-        let logits = network.forward(x, batch: batch, pass: .training(seed: seed, step: UInt64(step), firstRow: firstRow))
+        let logits = network.forward(x, batch: batch, pass: .training(seed: seed, step: step, firstRow: firstRow))
         let dLogits = logitGradient.rows(batch)
         let loss = network.spec.loss.evaluate(logits: logits, labels: labels, batch: batch, classes: classes, gradient: dLogits)
         var correct = 0

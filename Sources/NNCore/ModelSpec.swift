@@ -1,3 +1,5 @@
+import Foundation
+
 /// Everything needed to rebuild a network: stored in a checkpoint's metadata and sent by workers.
 ///
 /// Layer stack: for each hidden width, Dense → [BatchNorm] → activation → [Dropout]; then `residualBlocks` blocks
@@ -49,6 +51,27 @@ public struct ModelSpec: Codable, Equatable, Sendable {
         guard residualBlocks == 0 || widths.count >= 3 else {
             throw ModelSpecError("residual blocks need a hidden layer to repeat, e.g. 784-256-10")
         }
+        guard widths.count <= Self.maximumLayers, residualBlocks <= Self.maximumLayers else {
+            throw ModelSpecError("a model has at most \(Self.maximumLayers) layers and \(Self.maximumLayers) residual blocks")
+        }
+        let size = parameterEstimate
+        guard size <= Double(Self.maximumParameters) else {
+            throw ModelSpecError("\(widths.map(String.init).joined(separator: "-")) has \(String(format: "%.3g", size)) parameters; the limit is \(Self.maximumParameters) (256 MiB a float vector)")
+        }
+    }
+
+    /// Limits that keep every allocation a model implies (parameters, gradients, optimizer moments, layer
+    /// workspaces) in the memory of one machine, checked before anything is allocated.
+    public static let maximumParameters = 1 << 26
+    public static let maximumLayers = 1024
+
+    /// The parameter count, computed in floating point so that absurd specs cannot overflow it.
+    var parameterEstimate: Double {
+        let w = widths.map(Double.init)
+        var total = 0.0
+        for i in 1..<w.count { total += w[i - 1] * w[i] + w[i] + (batchNorm && i < w.count - 1 ? 2 * w[i] : 0) }
+        let h = w[w.count - 2]
+        return total + Double(residualBlocks) * (2 * (h * h + h) + (batchNorm ? 2 * h : 0))
     }
 
     public var description: String {

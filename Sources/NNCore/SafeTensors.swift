@@ -86,8 +86,11 @@ public struct SafeTensors {
             guard shape.allSatisfy({ $0 >= 0 }), offsets[0] >= 0, offsets[0] <= offsets[1], offsets[1] <= dataLength else {
                 throw SafeTensorsError("tensor \(name): offsets \(offsets) fall outside the \(dataLength)-byte data section")
             }
+            // The product of the dimensions, stopping at overflow: a shape is checked against the bytes it claims
+            // before anything is allocated for it.
             let count = shape.reduce(1) { $0.multipliedReportingOverflow(by: $1).overflow ? Int.max : $0 * $1 }
-            guard count != Int.max, 4 * count == offsets[1] - offsets[0] else {
+            let bytes = offsets[1] - offsets[0]
+            guard count != Int.max, bytes % 4 == 0, count == bytes / 4 else {
                 throw SafeTensorsError("tensor \(name): shape \(shape) does not match its \(offsets[1] - offsets[0]) bytes")
             }
             entries.append((name, shape, offsets[0], offsets[1]))

@@ -14,10 +14,8 @@ public final class Trainer {
     /// One optimisation step on one batch. A non-finite loss stops training with an error instead of
     /// silently filling the model with NaN.
     public func trainStep(x: UnsafePointer<Float>, labels: UnsafePointer<Int32>, batch: Int, stepsPerEpoch: Int, totalSteps: Int) throws -> Backpropagation.Result {
-        let result = backpropagation.run(x: x, labels: labels, batch: batch, step: step)
-        guard result.loss.isFinite else {
-            throw TrainingError("training diverged: the loss is \(result.loss) at step \(step + 1); lower the learning rate or clip gradients (--clip)")
-        }
+        let result = backpropagation.run(x: x, labels: labels, batch: batch, step: UInt64(step))
+        guard result.loss.isFinite else { throw TrainingError.diverged(loss: result.loss, step: step + 1) }
         update.apply(stepsPerEpoch: stepsPerEpoch, totalSteps: totalSteps)
         return result
     }

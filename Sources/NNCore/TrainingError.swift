@@ -2,4 +2,9 @@
 public struct TrainingError: Error, CustomStringConvertible {
     public let description: String
     public init(_ description: String) { self.description = description }
+
+    /// The loss (or the gradient) stopped being finite at `step` (from 1).
+    public static func diverged(loss: Double, step: Int) -> TrainingError {
+        TrainingError("training diverged: the loss is \(loss) at step \(step); lower the learning rate or clip gradients (--clip)")
+    }
 }

@@ -11,6 +11,16 @@ public struct ClusterTiming: Sendable {
     public init(heartbeat: Duration = .milliseconds(500), timeout: Duration = .seconds(5), registration: Duration = .seconds(60)) {
         self.heartbeat = heartbeat; self.timeout = timeout; self.registration = registration
     }
+
+    /// Timing from seconds as given on a command line or in a welcome, checked: finite, a heartbeat of at least
+    /// a millisecond, a timeout longer than the heartbeat and at most a day, a registration wait of at most a week.
+    public init(heartbeatSeconds: Double, timeoutSeconds: Double, registrationSeconds: Double = 60) throws {
+        guard (0.001...3600).contains(heartbeatSeconds), timeoutSeconds > heartbeatSeconds, timeoutSeconds <= 86_400,
+              registrationSeconds > 0, registrationSeconds <= 604_800 else {
+            throw ClusterError("timing out of range: heartbeat \(heartbeatSeconds) s (0.001…3600), timeout \(timeoutSeconds) s (longer than the heartbeat, at most 86400), registration \(registrationSeconds) s (at most 604800)")
+        }
+        self.init(heartbeat: .seconds(heartbeatSeconds), timeout: .seconds(timeoutSeconds), registration: .seconds(registrationSeconds))
+    }
 }
 
 /// How many workers a coordinator waits for and keeps, and its timing.
@@ -19,8 +29,10 @@ public struct CoordinatorSettings: Sendable {
     /// Below this many live workers the run stops with an error.
     public var minimumWorkers: Int
     public var timing: ClusterTiming
+    /// Checked after every round: once set, the run ends there as if it were done.
+    public var stop: StopRequest?
 
-    public init(expectedWorkers: Int, minimumWorkers: Int = 1, timing: ClusterTiming = ClusterTiming()) {
-        self.expectedWorkers = expectedWorkers; self.minimumWorkers = minimumWorkers; self.timing = timing
+    public init(expectedWorkers: Int, minimumWorkers: Int = 1, timing: ClusterTiming = ClusterTiming(), stop: StopRequest? = nil) {
+        self.expectedWorkers = expectedWorkers; self.minimumWorkers = minimumWorkers; self.timing = timing; self.stop = stop
     }
 }

@@ -37,6 +37,7 @@ public final class Coordinator<S: Strategy> {
     private var bytesSent = 0, bytesReceived = 0
     /// Messages rejected so far (malformed, unexpected, from unknown peers).
     public private(set) var rejected = 0
+    private var rejectionLog = RejectionLog()
 
     public init(transport: ServerTransport, strategy: S, data: DataIdentity, settings: CoordinatorSettings, logger: Logger) {
         self.transport = transport; self.strategy = strategy; self.data = data; self.settings = settings; self.logger = logger
@@ -69,6 +70,11 @@ public final class Coordinator<S: Strategy> {
             report.bytesReceived = bytesReceived - receivedBefore
             report.workers = workers.count
             guard try onRound(report) else { break }
+            if let reason = settings.stop?.reason {
+                logger.warning("stopping after round \(round + 1) of \(strategy.rounds): \(reason)")
+                shutdown(reason: "the coordinator was stopped: \(reason)")
+                return
+            }
         }
         shutdown(reason: "training finished")
     }
@@ -89,7 +95,7 @@ public final class Coordinator<S: Strategy> {
             }
             if let (peer, frames) = try transport.receive(timeout: timing.heartbeat) {
                 if let message = handle(peer, frames) {
-                    reject("\(message.type) from \(workers[peer]?.label ?? "\(peer)") before training started", peer: nil)
+                    reject("\(message.type) from \(label(peer)) before training started", from: peer, reply: false)
                 }
             }
             expireAndHeartbeat()
@@ -151,7 +157,7 @@ public final class Coordinator<S: Strategy> {
 
     private func refusal(_ hello: Hello) -> String? {
         if hello.dataFingerprint != data.fingerprint {
-            return "its data differs from the coordinator's (fingerprint \(hello.dataFingerprint.prefix(8).hexString) vs \(data.fingerprint.prefix(8).hexString)): use the same data set and files"
+            return "its data differs from the coordinator's (the fingerprints differ): use the same data set and files"
         }
         if Int(hello.inputWidth) != data.inputWidth || Int(hello.classes) != data.classes {
             return "its data has \(hello.inputWidth) inputs and \(hello.classes) classes, the model needs \(data.inputWidth) and \(data.classes)"
@@ -174,6 +180,7 @@ public final class Coordinator<S: Strategy> {
     private func collect(round: Int, into report: inout RoundReport) throws -> [S.Result] {
         var pending: [Int: Assignment<S.Work>] = [:]
         var results: [Int: S.Result] = [:]
+        var nonFinite: Set<PeerID> = [], nonFiniteCount = 0
         var sentAt: [Int: ContinuousClock.Instant] = [:]
         let start = ContinuousClock.now
         func dispatch(_ assignments: [Assignment<S.Work>]) {
@@ -211,7 +218,16 @@ public final class Coordinator<S: Strategy> {
                         pending[result.key] = nil
                         results[result.key] = result
                     } catch {
-                        reject("\(message.type) from \(workers[peer]?.label ?? "\(peer)") for round \(round + 1): \(error)", peer: peer)
+                        reject("\(message.type) from \(label(peer)) for round \(round + 1): \(error)", from: peer, reply: true)
+                        // Work that is redone and comes back non-finite from two workers (or twice from the only
+                        // one) is the model diverging, not a bad peer: stop, as one process would.
+                        if strategy.deadline == nil, error is NonFiniteResult {
+                            nonFinite.insert(peer)
+                            nonFiniteCount += 1
+                            if nonFinite.count >= 2 || (nonFiniteCount >= 2 && workers.count == 1) {
+                                throw TrainingError.diverged(loss: result.tally.meanLoss, step: round + 1)
+                            }
+                        }
                         // The worker is alive but sent something unusable: another worker may redo it.
                         let others = participants.filter { $0.peer != peer }
                         redo([result.key], of: assignment, among: others.isEmpty ? participants : [others[0]])
@@ -220,7 +236,8 @@ public final class Coordinator<S: Strategy> {
                     report.late += 1
                     logger.info("discarded a result for round \(result.round + 1) from \(workers[peer]?.label ?? "\(peer)"), which came after its round ended")
                 } else {
-                    reject("unexpected \(message.type) from \(workers[peer]?.label ?? "\(peer)") in round \(round + 1)", peer: nil)
+                    // A result for another step or slice than the ones this worker holds: tell it, rather than wait for the timeout.
+                    reject("\(message.type) from \(label(peer)) answers no work it holds in round \(round + 1)", from: peer, reply: true)
                 }
             }
             expireAndHeartbeat()
@@ -265,7 +282,7 @@ public final class Coordinator<S: Strategy> {
         do {
             message = try WireCodec.decode(frames)
         } catch let error as ProtocolError {
-            reject("malformed message from \(workers[peer]?.label ?? "unregistered peer \(peer)"): \(error)", peer: peer)
+            reject("malformed message from \(label(peer)): \(error)", from: peer, reply: true)
             if let version = error.peerVersion {
                 let reason = "protocol version \(version) is not supported; this coordinator speaks version \(WireCodec.version)"
                 sendFrames(WireCodec.refusal(reason, peerVersion: version), to: peer)
@@ -279,7 +296,7 @@ public final class Coordinator<S: Strategy> {
             return nil
         }
         guard let worker = workers[peer] else {
-            reject("\(message.type) from unregistered peer \(peer)", peer: nil)
+            reject("\(message.type) from \(label(peer))", from: peer, reply: false)
             sendRaw(.error(ErrorReport(code: .notRegistered, text: "not registered: send hello first")), to: peer)
             return nil
         }
@@ -294,21 +311,33 @@ public final class Coordinator<S: Strategy> {
         case .gradient, .update:
             return message
         default:
-            reject("\(message.type) is not a message a worker sends (from \(worker.label))", peer: peer)
+            reject("\(message.type) is not a message a worker sends (from \(worker.label))", from: peer, reply: true)
             return nil
         }
     }
 
-    private func reject(_ text: String, peer: PeerID?) {
+    private func label(_ peer: PeerID) -> String { workers[peer]?.label ?? "unregistered peer \(peer)" }
+
+    /// Counts a rejected message and tells a registered sender when `reply` is set. The log gets each peer's
+    /// first few rejections in full and then a count per interval, so a flooding peer cannot fill it.
+    private func reject(_ text: String, from peer: PeerID, reply: Bool) {
         rejected += 1
-        logger.warning("rejected \(text)")
-        if let peer, workers[peer] != nil {
+        if rejectionLog.record(peer) { logger.warning("rejected \(text)") }
+        if reply, workers[peer] != nil {
             sendRaw(.error(ErrorReport(code: .badMessage, text: "rejected: \(text)")), to: peer)
+        }
+    }
+
+    /// Logs how many rejections of each peer went unlogged in the last interval.
+    private func summariseRejections() {
+        for (peer, count, over) in rejectionLog.due() {
+            logger.warning("rejected \(count) more message\(count == 1 ? "" : "s") from \(label(peer)) in the last \(over)")
         }
     }
 
     /// Drops workers not heard from within the timeout, and heartbeats the idle ones.
     private func expireAndHeartbeat() {
+        summariseRejections()
         let now = ContinuousClock.now
         for worker in live {
             if now - worker.lastHeard > timing.timeout {

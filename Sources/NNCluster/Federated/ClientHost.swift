@@ -110,7 +110,7 @@ public final class ClientHost: @unchecked Sendable {
         let batch = request.localBatch == 0 ? size : min(Int(request.localBatch), size)
         let buffer = context.batch(batch)
         let order = work.order.map { Int($0) }
-        var lossSum = 0.0, correct = 0, step = 0
+        var lossSum = 0.0, correct = 0, step: UInt64 = 0
         for epoch in 0..<Int(request.localEpochs) {
             lossSum = 0; correct = 0
             for start in stride(from: epoch * size, to: (epoch + 1) * size, by: batch) {

@@ -22,18 +22,30 @@ struct TrainingRecord: Codable {
 enum CheckpointMetadata {
     /// A trained model with its training settings and test accuracy.
     static func save(_ network: Network, record: TrainingRecord, evaluation: Evaluation, to path: String) throws {
-        try Checkpoint(network: network, metadata: [
+        try keep(Checkpoint(network: network, metadata: [
             "training": String(decoding: try JSONEncoder.sorted.encode(record), as: UTF8.self),
             "test_accuracy": String(format: "%.4f", evaluation.accuracy),
-        ]).save(to: path)
+        ]), at: path)
     }
 
     /// A federated run's global model with its experiment and test accuracy; `mode` says how it ran.
     static func save(_ network: Network, experiment: Experiment, mode: String, evaluation: Evaluation, to path: String) throws {
-        try Checkpoint(network: network, metadata: [
+        try keep(Checkpoint(network: network, metadata: [
             "experiment": String(decoding: try JSONEncoder.sorted.encode(experiment), as: UTF8.self),
             "mode": mode,
             "test_accuracy": String(format: "%.4f", evaluation.accuracy),
-        ]).save(to: path)
+        ]), at: path)
+    }
+
+    /// Writes the checkpoint to `path`; when that fails (the disk filled up, the folder went away), to the
+    /// temporary folder instead, and the error says where: a trained model is never left only in memory.
+    private static func keep(_ checkpoint: Checkpoint, at path: String) throws {
+        do {
+            try checkpoint.save(to: path)
+        } catch {
+            let fallback = FileManager.default.temporaryDirectory.appendingPathComponent("nn-model-\(getpid()).safetensors").path
+            guard (try? checkpoint.save(to: fallback)) != nil else { throw error }
+            throw ClusterError("\(error); the model was written to \(fallback) instead")
+        }
     }
 }

@@ -42,6 +42,7 @@ public final class FederatedRun {
 
     /// Runs over `transport` with workers that host the clients.
     public func run(over transport: ServerTransport, cluster: CoordinatorSettings, onRound: (Round) throws -> Void = { _ in }) throws -> Outcome {
+        if let checkpoint { try AtomicFile.checkWritable(checkpoint) }
         let coordinator = Coordinator(transport: transport, strategy: strategy, data: train.identity, settings: cluster, logger: logger)
         var outcome = Outcome()
         do {
@@ -60,6 +61,7 @@ public final class FederatedRun {
 
     /// Runs with every client in this process, trained on `threads` threads (which also share the evaluation).
     public func simulate(threads: Int, onRound: (Round) throws -> Void = { _ in }) throws -> Outcome {
+        if let checkpoint { try AtomicFile.checkWritable(checkpoint) }
         let host = try ClientHost(experiment: experiment, data: train, clients: 0..<experiment.clients, threads: threads)
         let simulation = try Simulation(strategy: strategy, host: host)
         var outcome = Outcome()

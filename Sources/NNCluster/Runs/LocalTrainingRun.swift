@@ -20,6 +20,7 @@ public final class LocalTrainingRun {
     /// Trains every epoch; `onStep` gets the epoch's running totals after each step, `onEpoch` each epoch's
     /// report. Returns the final test evaluation.
     public func run(onStep: (Int, Trainer.EpochProgress) -> Void = { _, _ in }, onEpoch: (EpochReport) throws -> Void = { _ in }) throws -> Evaluation {
+        if let path = settings.checkpoint { try AtomicFile.checkWritable(path) }
         let buffer = BatchBuffer(capacity: settings.batch, inputWidth: settings.model.inputWidth)
         var evaluation = network.evaluate(test)
         for epoch in 1...settings.epochs {

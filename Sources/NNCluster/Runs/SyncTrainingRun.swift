@@ -36,6 +36,7 @@ public final class SyncTrainingRun {
     /// epoch's report with its evaluation.
     public func run(over transport: ServerTransport, onStep: (EpochReport, Int) -> Void = { _, _ in },
                     onEpoch: (EpochReport) throws -> Void = { _ in }) throws -> Outcome {
+        if let path = settings.checkpoint { try AtomicFile.checkWritable(path) }
         let coordinator = Coordinator(transport: transport, strategy: strategy, data: train.identity, settings: cluster, logger: logger)
         var evaluation = test.map { network.evaluate($0) }
         var epochs: [EpochReport] = []
@@ -62,6 +63,8 @@ public final class SyncTrainingRun {
             }
             throw error
         }
+        // Stopped before the last epoch's evaluation: evaluate the model as it is.
+        if epochs.count < settings.epochs, let test { evaluation = network.evaluate(test) }
         if let path = settings.checkpoint, let evaluation {
             try save(to: path, evaluation: evaluation)
             logger.info("wrote \(path)")

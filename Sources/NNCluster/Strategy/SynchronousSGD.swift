@@ -70,7 +70,7 @@ public final class SynchronousSGD: Strategy {
             throw ClusterError("state has \(g.state.count) values, the model has \(network.state.count)")
         }
         guard g.lossSum.isFinite, g.gradient.withUnsafeBufferPointer(BLAS.allFinite), g.state.withUnsafeBufferPointer(BLAS.allFinite) else {
-            throw ClusterError("gradient, state or loss holds NaN or infinite values")
+            throw NonFiniteResult("gradient, state or loss holds NaN or infinite values")
         }
     }
 

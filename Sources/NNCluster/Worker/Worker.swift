@@ -43,6 +43,7 @@ public final class Worker {
     /// The state a run needs once welcomed.
     private struct Session {
         let configuration: RunConfiguration
+        let timing: ClusterTiming
         let backpropagation: Backpropagation
         let buffer: BatchBuffer
         /// The hosted clients of a federated run.
@@ -53,8 +54,7 @@ public final class Worker {
     @discardableResult
     public func run() throws -> String {
         var session = try registerAndWelcome()
-        var heartbeat = Duration.seconds(session.configuration.heartbeatSeconds)
-        var timeout = Duration.seconds(session.configuration.timeoutSeconds)
+        var (heartbeat, timeout) = (session.timing.heartbeat, session.timing.timeout)
         var lastHeard = ContinuousClock.now, lastSent = ContinuousClock.now
         while true {
             let received = try transport.receive(timeout: heartbeat)
@@ -120,8 +120,7 @@ public final class Worker {
             case .error(let report) where report.code == .notRegistered:
                 logger.warning("the coordinator no longer knows this worker (\(report.text)); registering again")
                 session = try registerAndWelcome()
-                heartbeat = .seconds(session.configuration.heartbeatSeconds)
-                timeout = .seconds(session.configuration.timeoutSeconds)
+                (heartbeat, timeout) = (session.timing.heartbeat, session.timing.timeout)
                 lastHeard = .now
             case .error(let report):
                 logger.warning("coordinator reports: \(report.text)")
@@ -166,10 +165,12 @@ public final class Worker {
     }
 
     private func start(_ welcome: Welcome) throws -> Session {
-        let configuration: RunConfiguration
+        let configuration: RunConfiguration, timing: ClusterTiming
         do {
             configuration = try JSONDecoder().decode(RunConfiguration.self, from: Data(welcome.configuration.utf8))
             try configuration.model.validate()
+            timing = try ClusterTiming(heartbeatSeconds: configuration.heartbeatSeconds, timeoutSeconds: configuration.timeoutSeconds)
+            guard configuration.globalBatch >= 0 else { throw ClusterError("global batch \(configuration.globalBatch)") }
         } catch {
             throw ClusterError("the coordinator's run configuration is not usable: \(error)")
         }
@@ -189,15 +190,18 @@ public final class Worker {
             hosting = "; hosting clients \(first)…\(first + count - 1)"
         }
         logger.info("registered as worker #\(welcome.workerIndex): \(configuration.mode) training of \(configuration.model.description)\(hosting)")
-        return Session(configuration: configuration, backpropagation: Backpropagation(network: Network(spec: configuration.model), seed: configuration.seed),
-                       buffer: BatchBuffer(capacity: max(configuration.globalBatch, 1), inputWidth: data.inputWidth), host: host)
+        // A step never covers more samples than there are, whatever global batch the configuration names.
+        let rows = min(max(configuration.globalBatch, 1), data.sampleCount)
+        return Session(configuration: configuration, timing: timing,
+                       backpropagation: Backpropagation(network: Network(spec: configuration.model), seed: configuration.seed),
+                       buffer: BatchBuffer(capacity: rows, inputWidth: data.inputWidth), host: host)
     }
 
     private func compute(_ task: GradientTask, in session: Session) throws -> GradientResult {
         let started = ContinuousClock.now
         let network = session.backpropagation.network
         let count = task.samples.count, globalBatch = session.configuration.globalBatch
-        guard count >= 1, count <= session.buffer.capacity, Int(task.firstRow) + count <= globalBatch else {
+        guard count >= 1, count <= session.buffer.capacity, Int(task.firstRow) <= globalBatch - count else {
             throw ClusterError("task of \(count) samples from row \(task.firstRow) does not fit the global batch of \(globalBatch)")
         }
         if let bad = task.samples.first(where: { Int($0) >= data.sampleCount }) {
@@ -209,7 +213,7 @@ public final class Worker {
         network.load(parameters: task.parameters, state: task.state)
         data.gather(task.samples.map { Int($0) }[...], into: session.buffer.x.base, labels: session.buffer.labels)
         let result = session.backpropagation.run(x: session.buffer.x.base, labels: session.buffer.labels, batch: count,
-                                                 step: Int(truncatingIfNeeded: task.step), firstRow: Int(task.firstRow))
+                                                 step: task.step, firstRow: Int(task.firstRow))
         return GradientResult(step: task.step, start: task.start, count: UInt32(count), correct: UInt32(result.correct),
                               lossSum: result.loss * Double(count), computeNanoseconds: UInt64(started.duration(to: .now).seconds * 1e9),
                               gradient: network.gradients.array, state: network.state.array)
