@@ -74,5 +74,21 @@ import Testing
         var f16 = String(decoding: good, as: UTF8.self)
         f16 = f16.replacingOccurrences(of: "\"F32\"", with: "\"F16\"")
         try expectError(Array(f16.utf8), mentioning: "F16")
+
+        // Sizes that would overflow or allocate without bound are errors before anything is allocated: a shape
+        // of 2⁶¹ floats in a 24-byte section, metadata asking for 12 layers of width 65,536, and 10⁹ residual blocks.
+        let header = Array(#"{"w":{"dtype":"F32","shape":[2305843009213693952],"data_offsets":[0,24]}}"#.utf8)
+        let length = UInt64(header.count)
+        try expectError((0..<8).map { UInt8(truncatingIfNeeded: length >> (8 * $0)) } + header + Array(repeating: 0, count: 24),
+                        mentioning: "does not match")
+        func spec(_ json: String) throws -> [UInt8] {
+            var wide = file
+            wide.metadata["model"] = json
+            return try wide.encoded()
+        }
+        let fields = #""activation":"relu","batchNorm":false,"dropout":0,"loss":"cross-entropy""#
+        let wide = "[784" + String(repeating: ",65536", count: 12) + ",10]"
+        try expectError(try spec(#"{\#(fields),"residualBlocks":0,"widths":\#(wide)}"#), mentioning: "the limit is 67108864")
+        try expectError(try spec(#"{\#(fields),"residualBlocks":1000000000,"widths":[784,64,10]}"#), mentioning: "at most 1024")
     }
 }

@@ -1,12 +1,7 @@
 /// How much of each peer's rejected messages the log shows: the first few in full, then a count per interval,
 /// so a flooding peer cannot fill the log (a fuzzing peer once wrote megabytes of it).
 struct RejectionLog {
-    /// Rejections of a peer logged in full; the rest are counted.
-    static let inFull = 5
-    /// How often the counted ones are summed up.
-    static let interval = Duration.seconds(10)
-    /// Peers remembered at most; beyond that the memory starts again.
-    static let peers = 10_000
+    private typealias Limits = RejectionLogLimits
 
     private struct Entry {
         var logged = 0
@@ -17,10 +12,10 @@ struct RejectionLog {
 
     /// Records a rejection of `peer`'s; true when it is to be logged in full.
     mutating func record(_ peer: PeerID) -> Bool {
-        if entries.count >= Self.peers && entries[peer] == nil { entries.removeAll() }
+        if entries.count >= Limits.peers && entries[peer] == nil { entries.removeAll() }
         var entry = entries[peer, default: Entry()]
         defer { entries[peer] = entry }
-        if entry.logged < Self.inFull {
+        if entry.logged < Limits.inFull {
             entry.logged += 1
             return true
         }
@@ -33,10 +28,20 @@ struct RejectionLog {
     mutating func due() -> [(peer: PeerID, count: Int, over: Duration)] {
         let now = ContinuousClock.now
         var out: [(PeerID, Int, Duration)] = []
-        for (peer, entry) in entries where entry.counted > 0 && now - entry.since >= Self.interval {
+        for (peer, entry) in entries where entry.counted > 0 && now - entry.since >= Limits.interval {
             out.append((peer, entry.counted, entry.since.duration(to: now)))
             entries[peer] = Entry(logged: entry.logged, counted: 0, since: now)
         }
         return out
     }
+}
+
+/// How much of a peer's rejections the coordinator's log shows.
+public enum RejectionLogLimits {
+    /// Rejections of a peer logged in full; the rest are counted.
+    public static let inFull = 5
+    /// How often the counted ones are summed up.
+    public static let interval = Duration.seconds(10)
+    /// Peers remembered at most; beyond that the memory starts again.
+    public static let peers = 10_000
 }

@@ -83,6 +83,12 @@ public struct Experiment: Codable, Equatable, Sendable {
             throw ExperimentError("\(source): \(error)")
         } catch DecodingError.keyNotFound(let key, let context) {
             throw ExperimentError("\(source): missing key '\(path(context.codingPath + [key]))'")
+        } catch DecodingError.dataCorrupted(let context) where context.codingPath.isEmpty {
+            // Foundation says "not valid JSON" also for valid JSON with a number its field cannot hold.
+            if let (key, value) = outOfRange(data) {
+                throw ExperimentError("\(source): '\(key)' is \(value), which that key cannot hold (out of range, negative or not whole)")
+            }
+            throw ExperimentError("\(source): not a valid experiment: \(context.debugDescription)")
         } catch DecodingError.typeMismatch(_, let context), DecodingError.valueNotFound(_, let context), DecodingError.dataCorrupted(let context) {
             let at = context.codingPath.isEmpty ? "" : " at '\(path(context.codingPath))'"
             throw ExperimentError("\(source): not a valid experiment\(at): \(context.debugDescription)")
@@ -92,6 +98,34 @@ public struct Experiment: Codable, Equatable, Sendable {
     }
 
     private static func path(_ keys: [CodingKey]) -> String { keys.map(\.stringValue).joined(separator: ".") }
+
+    /// In a JSON object that parses but does not decode as a whole, the number (by key path) that, replaced by 0,
+    /// lets the decoding past it: the value its field cannot hold.
+    private static func outOfRange(_ data: Data) -> (key: String, value: Any)? {
+        guard let root = try? JSONSerialization.jsonObject(with: data) as? [String: Any] else { return nil }
+        func corrupt(_ object: [String: Any]) -> Bool {
+            guard let bytes = try? JSONSerialization.data(withJSONObject: object) else { return false }
+            do { _ = try JSONDecoder().decode(Experiment.self, from: bytes) } catch DecodingError.dataCorrupted(let c) where c.codingPath.isEmpty {
+                return true
+            } catch {}
+            return false
+        }
+        for key in root.keys.sorted() {
+            if let nested = root[key] as? [String: Any] {
+                for inner in nested.keys.sorted() where nested[inner] is NSNumber {
+                    var copy = root, part = nested
+                    part[inner] = 0
+                    copy[key] = part
+                    if !corrupt(copy) { return ("\(key).\(inner)", nested[inner]!) }
+                }
+            } else if root[key] is NSNumber {
+                var copy = root
+                copy[key] = 0
+                if !corrupt(copy) { return (key, root[key]!) }
+            }
+        }
+        return nil
+    }
 
     // MARK: Coding
 

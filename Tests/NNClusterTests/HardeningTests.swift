@@ -1,0 +1,167 @@
+import Foundation
+import Logging
+import NNCluster
+import NNCore
+import NNData
+import NNProtocol
+import TestSupport
+import Testing
+
+/// Log lines, kept for a test to read.
+struct CapturingLogHandler: LogHandler {
+    let lines: Locked<[String]>
+    var logLevel: Logger.Level = .trace
+    var metadata: Logger.Metadata = [:]
+    subscript(metadataKey key: String) -> Logger.Metadata.Value? {
+        get { metadata[key] }
+        set { metadata[key] = newValue }
+    }
+    func log(level: Logger.Level, message: Logger.Message, metadata: Logger.Metadata?, source: String, file: String, function: String, line: UInt) {
+        lines.update { $0.append("\(message)") }
+    }
+}
+
+/// A coordinator played by the test: it answers the worker's hello with `configuration`, sends `then`, collects
+/// the first message the worker sends back that is not a heartbeat, and says shutdown.
+func fakeCoordinator(configuration: String, then messages: [Message] = [], data: Dataset) throws -> (outcome: Locked<String>, received: Locked<[Message]>) {
+    let network = InProcessNetwork()
+    let server = network.server()
+    let outcome = Locked(""), received = Locked<[Message]>([])
+    let threads = WorkerThreads()
+    threads.start(transport: network.connect(), data: data, name: "worker", session: 1,
+                  settings: .init(name: "worker", registrationTimeout: .seconds(5))) { outcome.set($0) }
+    guard let (peer, hello) = try server.receive(timeout: .seconds(5)), case .hello = try WireCodec.decode(hello) else {
+        Issue.record("no hello")
+        return (outcome, received)
+    }
+    try server.send(WireCodec.encode(.welcome(Welcome(workerIndex: 0, configuration: configuration))), to: peer)
+    for message in messages { try server.send(WireCodec.encode(message), to: peer) }
+    let deadline = ContinuousClock.now + .seconds(5)
+    while ContinuousClock.now < deadline, received.get().isEmpty {
+        if let (_, frames) = try server.receive(timeout: .milliseconds(100)), let message = try? WireCodec.decode(frames) {
+            if case .heartbeat = message { continue }
+            received.update { $0.append(message) }
+        }
+    }
+    try server.send(WireCodec.encode(.shutdown(Shutdown(reason: "test over"))), to: peer)
+    #expect(threads.wait(seconds: 10), "the worker did not stop")
+    return (outcome, received)
+}
+
+@Suite(.serialized, .timeLimit(.minutes(1))) struct HardeningTests {
+    /// A synchronous run whose model diverges stops with the error one process gives, and the checkpoint of the
+    /// last finite model, instead of passing the non-finite slice between the workers for ever.
+    @Test func divergingRunStopsLikeOneProcess() throws {
+        let data = try mnistSubset(1000)
+        let directory = temporaryDirectory()
+        var run = SyncRun(spec: try ModelSpec(widths: [784, 16, 10]), optimizer: OptimizerSettings(kind: .sgd), lr: 1e20, epochs: 1)
+        var single = run.settings(batch: 50)
+        single.checkpoint = nil
+        var message = ""
+        do { _ = try LocalTrainingRun(settings: single, train: data.train, test: data.test, logger: quiet).run() } catch { message = "\(error)" }
+        #expect(message.hasPrefix("training diverged"), "\(message)")
+
+        run.perWorkerBatch = 25
+        var settings = run.settings(batch: 25)
+        settings.checkpoint = directory + "/diverged.safetensors"
+        let sync = SyncTrainingRun(settings: settings, cluster: CoordinatorSettings(expectedWorkers: 2, timing: quickTiming), train: data.train,
+                                   test: data.test, logger: quiet)
+        let (server, connect) = try makeNetwork(.inProcess, for: sync.network)
+        let threads = WorkerThreads()
+        for i in 0..<2 { threads.start(transport: try connect("w\(i)"), data: data.train, name: "w\(i)", session: UInt64(i + 1)) }
+        let started = ContinuousClock.now
+        do {
+            _ = try sync.run(over: server)
+            Issue.record("the diverging run finished")
+        } catch let error as TrainingError {
+            #expect(error.description == message, "distributed: \(error); one process: \(message)")
+        }
+        #expect(started.duration(to: .now) < .seconds(20))
+        #expect(threads.wait(), "the workers were not told to stop")
+        let saved = try Checkpoint.load(from: settings.checkpoint!)   // loading checks that every value is finite
+        #expect(saved.network.parameterCount == sync.network.parameterCount)
+    }
+
+    /// A welcome whose configuration cannot be run (timing out of range, a model beyond the size limit) ends the
+    /// worker with an error and a fatal report to the coordinator, never a hang or a trap.
+    @Test(arguments: [
+        #"{"globalBatch":10,"heartbeatSeconds":-1,"mode":"sync","model":{"activation":"relu","batchNorm":false,"dropout":0,"loss":"cross-entropy","residualBlocks":0,"widths":[784,10]},"seed":1,"timeoutSeconds":5}"#,
+        #"{"globalBatch":10,"heartbeatSeconds":1e300,"mode":"sync","model":{"activation":"relu","batchNorm":false,"dropout":0,"loss":"cross-entropy","residualBlocks":0,"widths":[784,10]},"seed":1,"timeoutSeconds":5}"#,
+        #"{"globalBatch":10,"heartbeatSeconds":0.5,"mode":"sync","model":{"activation":"relu","batchNorm":false,"dropout":0,"loss":"cross-entropy","residualBlocks":0,"widths":[784,65536,65536,65536,10]},"seed":1,"timeoutSeconds":5}"#,
+        #"{"globalBatch":10,"heartbeatSeconds":0.5,"mode":"sync","model":{"activation":"relu","batchNorm":false,"dropout":0,"loss":"cross-entropy","residualBlocks":1000000000,"widths":[784,64,10]},"seed":1,"timeoutSeconds":5}"#,
+    ])
+    func workerRefusesUnusableConfigurations(configuration: String) throws {
+        let data = try mnistSubset(100).train
+        let started = ContinuousClock.now
+        let (outcome, received) = try fakeCoordinator(configuration: configuration, data: data)
+        #expect(outcome.get().contains("not usable"), "\(outcome.get())")
+        #expect(received.get().contains { if case .error(let e) = $0 { e.code == .fatal } else { false } }, "\(received.get())")
+        #expect(started.duration(to: .now) < .seconds(10))
+    }
+
+    /// A global batch of 2⁶² and a step of 2⁶⁴ − 1 are only numbers: the worker computes the task it is given.
+    @Test func extremeButValidNumbersAreComputed() throws {
+        let data = try mnistSubset(100).train
+        let spec = try ModelSpec(widths: [784, 10])
+        let network = Network(spec: spec, seed: 1)
+        let configuration = #"{"globalBatch":4611686018427387904,"heartbeatSeconds":0.5,"mode":"sync","model":{"activation":"relu","batchNorm":false,"dropout":0,"loss":"cross-entropy","residualBlocks":0,"widths":[784,10]},"seed":1,"timeoutSeconds":5}"#
+        let task = GradientTask(step: .max, start: 0, firstRow: 0, samples: [0, 1, 2], parameters: network.parameters.array, state: [])
+        let (outcome, received) = try fakeCoordinator(configuration: configuration, then: [.task(task)], data: data)
+        #expect(outcome.get().hasPrefix("finished"), "\(outcome.get())")
+        guard case .gradient(let g)? = received.get().first else { Issue.record("no gradient: \(received.get())"); return }
+        #expect(g.step == .max && g.count == 3 && g.gradient.count == network.parameterCount)
+    }
+
+    /// A flooding peer gets its first few rejections logged in full and the rest counted; a refusal for other
+    /// data says the fingerprints differ without quoting them.
+    @Test func floodsDoNotFillTheLog() throws {
+        let data = try mnistSubset(300).train
+        let lines = Locked<[String]>([])
+        let logger = Logger(label: "test") { _ in CapturingLogHandler(lines: lines) }
+        let run = SyncTrainingRun(settings: SyncRun(spec: try ModelSpec(widths: [784, 10])).settings(batch: 10),
+                                  cluster: CoordinatorSettings(expectedWorkers: 1, timing: ClusterTiming(heartbeat: .milliseconds(50), registration: .seconds(2))),
+                                  train: data, test: nil, logger: logger)
+        let network = InProcessNetwork()
+        let flooder = network.connect(), stranger = network.connect()
+        var rng = SeededRandom(seed: 4)
+        for _ in 0..<300 { try flooder.send(HostilePeer.noise(&rng)) }
+        try stranger.send(WireCodec.encode(.hello(Hello(session: 3, name: "stranger", dataFingerprint: Array(repeating: 7, count: 32), inputWidth: 784, classes: 10))))
+        #expect(throws: ClusterError.self) { _ = try run.run(over: network.server()) }
+        let rejected = lines.get().filter { $0.hasPrefix("rejected") && $0.contains("\(flooder.id)") }
+        #expect(rejected.count <= RejectionLogLimits.inFull + 1, "\(rejected.count) lines")
+        let refusal = try #require(try stranger.receive(timeout: .seconds(1)))
+        guard case .refuse(let r) = try WireCodec.decode(refusal) else { Issue.record("not refused"); return }
+        #expect(r.reason.contains("fingerprints differ") && !r.reason.contains("0707"), "\(r.reason)")
+    }
+
+    /// An answer for a step or slice the peer does not hold is answered with an error at once.
+    @Test func wrongStepAnswersGetAnError() throws {
+        let data = try mnistSubset(300).train
+        let run = SyncTrainingRun(settings: SyncRun(spec: try ModelSpec(widths: [784, 10]), epochs: 1).settings(batch: 10),
+                                  cluster: CoordinatorSettings(expectedWorkers: 1, timing: ClusterTiming(heartbeat: .milliseconds(50), timeout: .seconds(1))),
+                                  train: data, test: nil, logger: quiet)
+        let network = InProcessNetwork()
+        let peer = HostilePeer(network.connect())
+        let errors = Locked(0)
+        let threads = WorkerThreads()
+        threads.start {
+            peer.run(hello: Hello(session: 9, name: "wrong", dataFingerprint: data.fingerprint, inputWidth: 784, classes: 10),
+                     heartbeats: true, noise: false, seed: 1) { message, _ in
+                switch message {
+                case .task(let task):
+                    return [.gradient(GradientResult(step: task.step + 1, start: task.start, count: UInt32(task.samples.count), correct: 0, lossSum: 0,
+                                                     computeNanoseconds: 0, gradient: Array(repeating: 0, count: task.parameters.count), state: []))]
+                case .error(let e) where e.code == .badMessage && e.text.contains("answers no work"):
+                    errors.update { $0 += 1 }
+                    return []
+                default:
+                    return []
+                }
+            }
+        }
+        #expect(throws: ClusterError.self) { _ = try run.run(over: network.server()) }
+        peer.stop.set(true)
+        #expect(threads.wait())
+        #expect(errors.get() >= 1)
+    }
+}
