@@ -1,0 +1,82 @@
+import Foundation
+import NNCore
+import NNData
+import TestSupport
+import Testing
+
+/// Failures a real deployment meets, with real processes: each ends in a clear error or a saved model, in bounded time.
+@Suite(.serialized, .timeLimit(.minutes(3))) struct HardeningCommandTests {
+    let coordinatorPath = NNProcess.path("nn-coordinator")
+    let workerPath = NNProcess.path("nn-worker")
+
+    func expectFailure(_ arguments: [String], mentioning words: [String], sourceLocation: SourceLocation = #_sourceLocation) throws {
+        let started = Date()
+        let result = try NNProcess.run(arguments)
+        #expect(result.status != 0 && result.status < 128, "exit \(result.status)", sourceLocation: sourceLocation)
+        for w in words { #expect(result.stderr.contains(w), "stderr: \(result.stderr)", sourceLocation: sourceLocation) }
+        #expect(Date().timeIntervalSince(started) < 20, "took \(Date().timeIntervalSince(started)) s", sourceLocation: sourceLocation)
+    }
+
+    /// `nn-coordinator --workers 2 --epochs 1 --optimizer sgd --lr 1e20` with two workers stops as `nn train` does,
+    /// with the checkpoint of the last finite model, instead of passing a non-finite slice around for ever.
+    @Test func divergingDistributedRunStops() throws {
+        let dir = temporaryDirectory()
+        let port = freePort()
+        let run = try Child(coordinatorPath, ["--bind", "tcp://127.0.0.1:\(port)", "--workers", "2", "--epochs", "1", "--optimizer", "sgd",
+                                              "--lr", "1e20", "--out", "\(dir)/diverged.safetensors"], log: "\(dir)/coordinator.log")
+        let workers = try (0..<2).map { i in
+            try Child(workerPath, ["--connect", "tcp://127.0.0.1:\(port)", "--name", "w\(i)"], log: "\(dir)/w\(i).log")
+        }
+        #expect(run.wait(seconds: 60), "the coordinator is still running")
+        #expect(run.process.terminationStatus == 1, "\(run.output)")
+        #expect(run.output.contains("training diverged: the loss is"), "\(run.output)")
+        _ = try Checkpoint.load(from: "\(dir)/diverged.safetensors")
+        for w in workers { #expect(w.wait(seconds: 10) && w.process.terminationStatus == 0, "\(w.output)") }
+    }
+
+    /// SIGTERM, as a scheduler sends it, ends a coordinator's run as if it were done: workers told, checkpoint
+    /// written, exit 0.
+    @Test func sigtermSavesTheModel() throws {
+        let dir = temporaryDirectory()
+        let port = freePort()
+        let run = try Child(coordinatorPath, ["--bind", "tcp://127.0.0.1:\(port)", "--workers", "1", "--model", "784-32-10", "--epochs", "100",
+                                              "--metrics", "\(dir)/run.jsonl", "--out", "\(dir)/stopped.safetensors"], log: "\(dir)/coordinator.log")
+        let worker = try Child(workerPath, ["--connect", "tcp://127.0.0.1:\(port)", "--name", "w"], log: "\(dir)/w.log")
+        #expect(waitUntil(seconds: 120) { FileManager.default.fileExists(atPath: "\(dir)/run.jsonl") })
+        run.kill(SIGTERM)
+        #expect(run.wait(seconds: 20), "the coordinator did not stop")
+        #expect(run.process.terminationStatus == 0, "\(run.output)")
+        #expect(run.output.contains("received SIGTERM"), "\(run.output)")
+        let saved = try Checkpoint.load(from: "\(dir)/stopped.safetensors")
+        #expect((Double(saved.metadata["test_accuracy"] ?? "") ?? 0) > 0.8, "\(saved.metadata)")
+        #expect(worker.wait(seconds: 10) && worker.process.terminationStatus == 0, "\(worker.output)")
+    }
+
+    /// Timing flags beyond what a clock can hold, and experiment values a field cannot hold, are errors that
+    /// say which and where.
+    @Test func absurdFlagsAndValues() throws {
+        try expectFailure(["coordinator", "--workers", "1", "--timeout", "1e300"], mentioning: ["timeout 1e+300 s"])
+        try expectFailure(["coordinator", "--workers", "1", "--timeout", "inf"], mentioning: ["timeout inf s"])
+        try expectFailure(["coordinator", "--workers", "1", "--registration-timeout", "1e300"], mentioning: ["registration 1e+300 s"])
+        let dir = temporaryDirectory()
+        func experiment(_ replace: String, with value: String) throws -> String {
+            let json = #"{"name":"x","model":"784-10","partition":{"kind":"iid"},"clients":4,"fraction":1,"localEpochs":1,"localBatch":10,"learningRate":0.1,"rounds":1,"seed":1}"#
+            let path = "\(dir)/\(value.filter(\.isLetter))\(value.count).json"
+            try json.replacingOccurrences(of: replace, with: value).write(toFile: path, atomically: true, encoding: .utf8)
+            return path
+        }
+        try expectFailure(["simulate", "--config", try experiment("\"learningRate\":0.1", with: "\"learningRate\":1e39")], mentioning: ["'learningRate' is 1e+39"])
+        try expectFailure(["simulate", "--config", try experiment("\"seed\":1", with: "\"seed\":-1")], mentioning: ["'seed' is -1"])
+        try expectFailure(["simulate", "--config", try experiment("\"784-10\"", with: "\"784-65536-65536-10\"")], mentioning: ["the limit is 67108864"])
+    }
+
+    /// An output that cannot be written is found before training, not after it.
+    @Test func unwritableOutputsFailFirst() throws {
+        let missing = "/nonexistent-\(getpid())/model.safetensors"
+        try expectFailure(["train", "--epochs", "50", "--out", missing], mentioning: [missing])
+        try expectFailure(["train", "--epochs", "50", "--metrics", "/nonexistent-\(getpid())/m.jsonl"], mentioning: ["/nonexistent-\(getpid())/m.jsonl"])
+        try expectFailure(["coordinator", "--workers", "1", "--out", missing], mentioning: [missing])
+        let dir = temporaryDirectory()
+        try expectFailure(["train", "--epochs", "50", "--out", dir], mentioning: ["is a folder"])
+    }
+}
