@@ -164,4 +164,27 @@ func fakeCoordinator(configuration: String, then messages: [Message] = [], data:
         #expect(threads.wait())
         #expect(errors.get() >= 1)
     }
+
+    /// Peers that say hello and nothing more do not count as workers: training starts with the real workers,
+    /// who arrive later, and gives the model of an undisturbed run.
+    @Test func silentPeersAreNotWorkers() throws {
+        let data = try mnistSubset(1000)
+        let run = SyncRun(spec: try ModelSpec(widths: [784, 16, 10]), epochs: 1)
+        let sync = SyncTrainingRun(settings: run.settings(batch: 25), cluster: CoordinatorSettings(expectedWorkers: 2, timing: quickTiming),
+                                   train: data.train, test: nil, logger: quiet)
+        let network = InProcessNetwork()
+        for session in [101, 102] as [UInt64] {
+            try network.connect().send(WireCodec.encode(.hello(Hello(session: session, name: "silent", dataFingerprint: data.train.fingerprint,
+                                                                     inputWidth: 784, classes: 10))))
+        }
+        let threads = WorkerThreads()
+        threads.start {
+            Thread.sleep(forTimeInterval: 0.5)
+            for i in 0..<2 { threads.start(transport: network.connect(), data: data.train, name: "real-\(i)", session: UInt64(i + 1)) }
+        }
+        let outcome = try sync.run(over: network.server())
+        #expect(threads.wait())
+        #expect(outcome.epochs.map(\.total.workers) == [2])
+        #expect(relativeDifference(sync.network, try run.singleProcess(workers: 2, data: data)) < 1e-5)
+    }
 }

@@ -268,6 +268,7 @@ class Worker:
                     self.error(FATAL, f"{self.name} cannot take part: {e}")
                     sys.exit(f"cannot compute the model: {e}")
                 print(f"registered as worker #{index}: {configuration['mode']} training of {configuration['model']['widths']}", flush=True)
+                self.send([header(HEARTBEAT, struct.pack("<Q", self.session))])  # confirms the welcome
                 return
         sys.exit("no answer from the coordinator within 30 s")
 

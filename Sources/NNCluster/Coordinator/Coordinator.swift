@@ -16,6 +16,8 @@ public final class Coordinator<S: Strategy> {
         let clients: Range<Int>
         var lastHeard: ContinuousClock.Instant
         var lastSent: ContinuousClock.Instant
+        /// Heard from since its welcome: it works, and counts as a worker (a peer that only says hello does not).
+        var ready = false
         init(peer: PeerID, index: Int, name: String, session: UInt64, clients: Range<Int>, now: ContinuousClock.Instant) {
             self.peer = peer; self.index = index; self.name = name; self.session = session; self.clients = clients
             lastHeard = now; lastSent = now
@@ -47,11 +49,13 @@ public final class Coordinator<S: Strategy> {
     }
 
     private var live: [WorkerRecord] { workers.values.sorted { $0.index < $1.index } }
+    /// The live workers that have shown they work; only these get work and count towards `expectedWorkers`.
+    private var ready: [WorkerRecord] { live.filter(\.ready) }
 
     /// Runs the strategy's rounds while `onRound` (evaluate, log, checkpoint there) returns true.
     public func run(onRound: (RoundReport) throws -> Bool) throws {
         try register()
-        let unhosted = strategy.clientCount - live.reduce(0) { $0 + $1.clients.count }
+        let unhosted = strategy.clientCount - ready.reduce(0) { $0 + $1.clients.count }
         if unhosted > 0 {
             logger.warning("\(unhosted) of the \(strategy.clientCount) clients have no worker to host them; rounds sample among the others")
         }
@@ -68,7 +72,7 @@ public final class Coordinator<S: Strategy> {
             report.seconds = start.duration(to: .now).seconds
             report.bytesSent = bytesSent - sentBefore
             report.bytesReceived = bytesReceived - receivedBefore
-            report.workers = workers.count
+            report.workers = ready.count
             guard try onRound(report) else { break }
             if let reason = settings.stop?.reason {
                 logger.warning("stopping after round \(round + 1) of \(strategy.rounds): \(reason)")
@@ -89,9 +93,9 @@ public final class Coordinator<S: Strategy> {
     private func register() throws {
         let deadline = ContinuousClock.now + timing.registration
         logger.info("waiting for \(settings.expectedWorkers) worker\(settings.expectedWorkers == 1 ? "" : "s")")
-        while workers.count < settings.expectedWorkers {
+        while ready.count < settings.expectedWorkers {
             guard ContinuousClock.now < deadline else {
-                throw ClusterError("only \(workers.count) of \(settings.expectedWorkers) workers registered within \(timing.registration)")
+                throw ClusterError("only \(ready.count) of \(settings.expectedWorkers) workers registered within \(timing.registration)")
             }
             if let (peer, frames) = try transport.receive(timeout: timing.heartbeat) {
                 if let message = handle(peer, frames) {
@@ -111,7 +115,12 @@ public final class Coordinator<S: Strategy> {
         let clients: Range<Int>
         do {
             if let reason = refusal(hello) { throw ClusterError(reason) }
-            clients = try allocateClients(hello)
+            guard let allocated = try allocateClients(hello) else {
+                // Its clients are promised to a welcomed worker that has not confirmed yet: the answer waits
+                // for that one to register or to be dropped (the worker repeats its hello meanwhile).
+                return
+            }
+            clients = allocated
         } catch {
             logger.warning("refused worker \(hello.name) (\(peer)): \(error)")
             sendRaw(.refuse(Refuse(reason: "\(error)")), to: peer)
@@ -121,8 +130,18 @@ public final class Coordinator<S: Strategy> {
         nextIndex += 1
         workers[peer] = record
         send(welcomeMessage(record), to: record)
-        let hosting = clients.isEmpty ? "" : ", hosting clients \(clients.lowerBound)…\(clients.upperBound - 1)"
-        logger.info("worker \(record.label) registered as #\(record.index)\(hosting); \(workers.count) live")
+    }
+
+    /// A welcomed worker has spoken again: it counts from now on, unless another worker took its clients meanwhile.
+    private func confirm(_ worker: WorkerRecord) {
+        if let clash = ready.first(where: { $0.clients.overlaps(worker.clients) }) {
+            drop(worker, because: "\(clash.label) hosts its clients now")
+            sendRaw(.refuse(Refuse(reason: "its clients are hosted by \(clash.label) now")), to: worker.peer)
+            return
+        }
+        worker.ready = true
+        let hosting = worker.clients.isEmpty ? "" : ", hosting clients \(worker.clients.lowerBound)…\(worker.clients.upperBound - 1)"
+        logger.info("worker \(worker.label) registered as #\(worker.index)\(hosting); \(ready.count) live")
     }
 
     private func welcomeMessage(_ worker: WorkerRecord) -> Message {
@@ -130,12 +149,15 @@ public final class Coordinator<S: Strategy> {
                          clientFirst: UInt32(worker.clients.lowerBound), clientCount: UInt32(worker.clients.count)))
     }
 
-    /// The clients a new worker hosts: the range it asks for if free, else the first free block of the size
-    /// it asks for (default: an even share of the clients among the expected workers).
-    private func allocateClients(_ hello: Hello) throws -> Range<Int> {
+    /// The clients a new worker hosts: the range it asks for if free, else the first free block of the size it
+    /// asks for (default: an even share of the clients among the expected workers). Throws when a registered
+    /// worker hosts them; nil when only a welcomed worker that has not confirmed yet does (it may never, and must
+    /// not keep a real worker out, so the answer waits).
+    private func allocateClients(_ hello: Hello) throws -> Range<Int>? {
         let total = strategy.clientCount
         guard total > 0 else { return 0..<0 }
-        let taken = live.map { ($0.clients, $0.label) }.filter { !$0.0.isEmpty }
+        let taken = ready.map { ($0.clients, $0.label) }.filter { !$0.0.isEmpty }
+        let tentative = live.filter { !$0.ready }.map(\.clients)
         if hello.clientFirst != Hello.anyClients {
             let first = Int(hello.clientFirst), count = Int(hello.clientCount)
             guard count >= 1, first + count <= total else {
@@ -145,14 +167,18 @@ public final class Coordinator<S: Strategy> {
             if let clash = taken.first(where: { $0.0.overlaps(wanted) }) {
                 throw ClusterError("it asks for clients \(first)…\(first + count - 1), but \(clash.1) hosts \(clash.0.lowerBound)…\(clash.0.upperBound - 1)")
             }
-            return wanted
+            return tentative.contains { $0.overlaps(wanted) } ? nil : wanted
         }
         let share = hello.clientCount > 0 ? Int(hello.clientCount) : (total + settings.expectedWorkers - 1) / settings.expectedWorkers
-        guard let free = (0..<total).first(where: { c in !taken.contains { $0.0.contains(c) } }) else {
+        func block(avoiding ranges: [Range<Int>]) -> Range<Int>? {
+            guard let free = (0..<total).first(where: { c in !ranges.contains { $0.contains(c) } }) else { return nil }
+            let next = ranges.map(\.lowerBound).filter { $0 > free }.min() ?? total
+            return free..<min(free + share, next)
+        }
+        guard block(avoiding: taken.map(\.0)) != nil else {
             throw ClusterError("every one of the \(total) clients is already hosted by another worker")
         }
-        let nextTaken = taken.map(\.0.lowerBound).filter { $0 > free }.min() ?? total
-        return free..<min(free + share, nextTaken)
+        return block(avoiding: taken.map(\.0) + tentative)
     }
 
     private func refusal(_ hello: Hello) -> String? {
@@ -224,7 +250,7 @@ public final class Coordinator<S: Strategy> {
                         if strategy.deadline == nil, error is NonFiniteResult {
                             nonFinite.insert(peer)
                             nonFiniteCount += 1
-                            if nonFinite.count >= 2 || (nonFiniteCount >= 2 && workers.count == 1) {
+                            if nonFinite.count >= 2 || (nonFiniteCount >= 2 && ready.count == 1) {
                                 throw TrainingError.diverged(loss: result.tally.meanLoss, step: round + 1)
                             }
                         }
@@ -266,11 +292,12 @@ public final class Coordinator<S: Strategy> {
         return results.sorted { $0.key < $1.key }.map(\.value)
     }
 
-    private var participants: [Participant] { live.map { Participant(peer: $0.peer, clients: $0.clients) } }
+    private var participants: [Participant] { ready.map { Participant(peer: $0.peer, clients: $0.clients) } }
 
     private func requireWorkers() throws {
-        guard workers.count >= max(settings.minimumWorkers, 1) else {
-            throw ClusterError("\(workers.count) live worker\(workers.count == 1 ? "" : "s"), fewer than the minimum of \(max(settings.minimumWorkers, 1))")
+        let count = ready.count
+        guard count >= max(settings.minimumWorkers, 1) else {
+            throw ClusterError("\(count) live worker\(count == 1 ? "" : "s"), fewer than the minimum of \(max(settings.minimumWorkers, 1))")
         }
     }
 
@@ -301,6 +328,8 @@ public final class Coordinator<S: Strategy> {
             return nil
         }
         worker.lastHeard = .now
+        if !worker.ready, case .heartbeat = message { confirm(worker) }
+        guard workers[peer] != nil else { return nil }
         switch message {
         case .heartbeat:
             return nil
@@ -350,7 +379,11 @@ public final class Coordinator<S: Strategy> {
 
     private func drop(_ worker: WorkerRecord, because reason: String) {
         guard workers.removeValue(forKey: worker.peer) != nil else { return }
-        logger.warning("lost worker \(worker.label): \(reason); \(workers.count) live")
+        if worker.ready {
+            logger.warning("lost worker \(worker.label): \(reason); \(ready.count) live")
+        } else {
+            logger.warning("dropped \(worker.label), welcomed but not heard from since: \(reason)")
+        }
     }
 
     private func send(_ message: Message, to worker: WorkerRecord) {

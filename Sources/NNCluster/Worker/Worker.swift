@@ -149,7 +149,10 @@ public final class Worker {
             switch try? WireCodec.decode(frames) {
             case .welcome(let welcome):
                 do {
-                    return try start(welcome)
+                    let session = try start(welcome)
+                    // Confirms the welcome: the coordinator counts a worker once it hears from it again.
+                    try send(.heartbeat(Heartbeat(session: self.session)))
+                    return session
                 } catch {
                     // Tell the coordinator at once rather than leave it waiting for the timeout.
                     try? send(.error(ErrorReport(code: .fatal, text: "\(settings.name) cannot take part: \(error)")))
