@@ -187,4 +187,63 @@ func fakeCoordinator(configuration: String, then messages: [Message] = [], data:
         #expect(outcome.epochs.map(\.total.workers) == [2])
         #expect(relativeDifference(sync.network, try run.singleProcess(workers: 2, data: data)) < 1e-5)
     }
+
+    /// A sticky peer (registers, heartbeats, never answers, says hello again when dropped), a silent one (hello
+    /// only) and a wrong-step one (answers every task with the next step) at once do not stall a 3-epoch run of
+    /// two workers: work they hold goes to a worker that has answered, they are dropped, backed off and then
+    /// refused, and the run ends close to the time and accuracy of an undisturbed one.
+    @Test func disturbersDoNotStallARun() throws {
+        let (train, test) = try DatasetKind.mnist.load(from: DatasetKind.mnist.defaultDirectory())
+        let run = SyncRun(spec: try ModelSpec(widths: [784, 64, 10]), lr: 0.001, perWorkerBatch: 32, epochs: 3)
+        let timing = ClusterTiming(heartbeat: .milliseconds(100), timeout: .seconds(2), registration: .seconds(20))
+
+        func measure(disturbed: Bool) throws -> (seconds: Double, accuracy: Double, rejected: Int) {
+            let sync = SyncTrainingRun(settings: run.settings(batch: 32), cluster: CoordinatorSettings(expectedWorkers: 2, timing: timing),
+                                       train: train, test: nil, logger: quiet)
+            let network = InProcessNetwork()
+            let threads = WorkerThreads()
+            var peers: [HostilePeer] = []
+            if disturbed {
+                let fingerprint = train.fingerprint
+                @Sendable func hello(_ session: UInt64, _ name: String) -> Hello {
+                    Hello(session: session, name: name, dataFingerprint: fingerprint, inputWidth: 784, classes: 10)
+                }
+                let silent = network.connect()
+                try silent.send(WireCodec.encode(.hello(hello(90, "silent"))))
+                for (session, name) in [(91, "sticky"), (92, "wrong-step")] as [(UInt64, String)] {
+                    let peer = HostilePeer(network.connect())
+                    peers.append(peer)
+                    threads.start {
+                        peer.run(hello: hello(session, name), heartbeats: true, noise: false, seed: session) { message, _ in
+                            switch message {
+                            case .error(let e) where e.code == .notRegistered:
+                                return [.hello(hello(session, name))]
+                            case .task(let task) where name == "wrong-step":
+                                return [.gradient(GradientResult(step: task.step + 1, start: task.start, count: UInt32(task.samples.count), correct: 0,
+                                                                 lossSum: 0, computeNanoseconds: 0, gradient: Array(repeating: 0, count: task.parameters.count),
+                                                                 state: []))]
+                            default:
+                                return []
+                            }
+                        }
+                    }
+                }
+                Thread.sleep(forTimeInterval: 0.3)
+            }
+            let started = ContinuousClock.now
+            for i in 0..<2 { threads.start(transport: network.connect(), data: train, name: "w\(i)", session: UInt64(i + 1)) }
+            let outcome = try sync.run(over: network.server())
+            let seconds = started.duration(to: .now).seconds
+            for peer in peers { peer.stop.set(true) }
+            #expect(threads.wait())
+            return (seconds, sync.network.evaluate(test).accuracy, outcome.rejectedMessages)
+        }
+        let quietRun = try measure(disturbed: false), disturbedRun = try measure(disturbed: true)
+        print(String(format: "undisturbed %.2f s, %.2f%%; disturbed %.2f s (%.2f×), %.2f%%, %d messages rejected", quietRun.seconds,
+                     100 * quietRun.accuracy, disturbedRun.seconds, disturbedRun.seconds / quietRun.seconds, 100 * disturbedRun.accuracy,
+                     disturbedRun.rejected))
+        #expect(abs(quietRun.accuracy - disturbedRun.accuracy) <= 0.003)
+        // The target is 1.5×; the bound here only catches a stall on a loaded machine.
+        #expect(disturbedRun.seconds < 3 * quietRun.seconds + 5)
+    }
 }

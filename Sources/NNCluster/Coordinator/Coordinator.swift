@@ -18,6 +18,8 @@ public final class Coordinator<S: Strategy> {
         var lastSent: ContinuousClock.Instant
         /// Heard from since its welcome: it works, and counts as a worker (a peer that only says hello does not).
         var ready = false
+        /// Steps in a row whose work of this worker another worker had to answer.
+        var leftToOthers = 0
         init(peer: PeerID, index: Int, name: String, session: UInt64, clients: Range<Int>, now: ContinuousClock.Instant) {
             self.peer = peer; self.index = index; self.name = name; self.session = session; self.clients = clients
             lastHeard = now; lastSent = now
@@ -40,6 +42,12 @@ public final class Coordinator<S: Strategy> {
     /// Messages rejected so far (malformed, unexpected, from unknown peers).
     public private(set) var rejected = 0
     private var rejectionLog = RejectionLog()
+    /// Peers dropped for leaving work unanswered: how often, and until when a new hello of theirs waits.
+    private var penalties: [PeerID: (failures: Int, until: ContinuousClock.Instant)] = [:]
+    /// Drops for unanswered work after which a peer is refused for the rest of the run.
+    static var banAfter: Int { 3 }
+    /// Steps in a row a worker may leave its work to others before it is dropped.
+    static var takeoversAllowed: Int { 3 }
 
     public init(transport: ServerTransport, strategy: S, data: DataIdentity, settings: CoordinatorSettings, logger: Logger) {
         self.transport = transport; self.strategy = strategy; self.data = data; self.settings = settings; self.logger = logger
@@ -111,6 +119,14 @@ public final class Coordinator<S: Strategy> {
             // A repeated hello (the worker resends until welcomed): answer it again.
             send(welcomeMessage(existing), to: existing)
             return
+        }
+        if let penalty = penalties[peer] {
+            if penalty.failures >= Self.banAfter {
+                sendRaw(.refuse(Refuse(reason: "refused for the rest of this run: its work went unanswered \(penalty.failures) times")), to: peer)
+                return
+            }
+            // Backing off: the answer waits, and the peer repeats its hello meanwhile.
+            if ContinuousClock.now < penalty.until { return }
         }
         let clients: Range<Int>
         do {
@@ -208,6 +224,11 @@ public final class Coordinator<S: Strategy> {
         var results: [Int: S.Result] = [:]
         var nonFinite: Set<PeerID> = [], nonFiniteCount = 0
         var sentAt: [Int: ContinuousClock.Instant] = [:]
+        // Speculative re-execution (synchronous SGD): work still out when the others have answered goes to an idle
+        // worker too, and the first valid answer wins, so one slow or mute peer cannot hold up a step.
+        var helpers: [Int: PeerID] = [:]
+        var firstAnswer: Duration?
+        var tookOver: Set<PeerID> = [], answeredOwn: Set<PeerID> = []
         let start = ContinuousClock.now
         func dispatch(_ assignments: [Assignment<S.Work>]) {
             for a in assignments {
@@ -226,6 +247,9 @@ public final class Coordinator<S: Strategy> {
         dispatch(assignments)
         while !pending.isEmpty {
             var wait = timing.heartbeat
+            if strategy.deadline == nil, let next = pending.keys.filter({ helpers[$0] == nil }).map({ sentAt[$0]! + speculationDelay(firstAnswer) }).min() {
+                wait = min(wait, max(ContinuousClock.now.duration(to: next), .zero))
+            }
             if let deadline = strategy.deadline {
                 let left = deadline - start.duration(to: .now)
                 if left <= .zero {
@@ -238,11 +262,19 @@ public final class Coordinator<S: Strategy> {
             }
             if let (peer, frames) = try transport.receive(timeout: wait), let message = handle(peer, frames) {
                 let result = S.Result(message)
-                if let result, result.round == UInt64(round), let assignment = pending[result.key], assignment.worker == peer {
+                if let result, result.round == UInt64(round), let assignment = pending[result.key],
+                   assignment.worker == peer || helpers[result.key] == peer {
                     do {
                         try strategy.check(result, against: assignment)
                         pending[result.key] = nil
+                        helpers[result.key] = nil
                         results[result.key] = result
+                        firstAnswer = firstAnswer ?? start.duration(to: .now)
+                        if peer == assignment.worker { answeredOwn.insert(peer) } else { tookOver.insert(assignment.worker) }
+                    } catch where peer != assignment.worker {
+                        // A helper's answer failed; the work is still with its worker.
+                        helpers[result.key] = nil
+                        reject("\(message.type) from \(label(peer)) for round \(round + 1): \(error)", from: peer, reply: true)
                     } catch {
                         reject("\(message.type) from \(label(peer)) for round \(round + 1): \(error)", from: peer, reply: true)
                         // Work that is redone and comes back non-finite from two workers (or twice from the only
@@ -258,8 +290,13 @@ public final class Coordinator<S: Strategy> {
                         let others = participants.filter { $0.peer != peer }
                         redo([result.key], of: assignment, among: others.isEmpty ? participants : [others[0]])
                     }
+                } else if let result, result.round == UInt64(round), results[result.key] != nil {
+                    // The slower of two answers to work that was also given to another worker: slow, not mute.
+                    logger.debug("discarded a second answer to slice \(result.key) from \(label(peer))")
+                    workers[peer]?.leftToOthers = 0
                 } else if let result, result.round < UInt64(round) {
                     report.late += 1
+                    workers[peer]?.leftToOthers = 0
                     logger.info("discarded a result for round \(result.round + 1) from \(workers[peer]?.label ?? "\(peer)"), which came after its round ended")
                 } else {
                     // A result for another step or slice than the ones this worker holds: tell it, rather than wait for the timeout.
@@ -269,7 +306,14 @@ public final class Coordinator<S: Strategy> {
             expireAndHeartbeat()
             if strategy.deadline == nil {
                 for (key, assignment) in pending where ContinuousClock.now - sentAt[key]! > timing.timeout {
-                    if let worker = workers[assignment.worker] { drop(worker, because: "no result within \(timing.timeout)") }
+                    if let worker = workers[assignment.worker] { drop(worker, because: "no result within \(timing.timeout)", penalize: true) }
+                }
+                let busy = Set(pending.values.map(\.worker)).union(helpers.values)
+                var idle = participants.map(\.peer).filter { !busy.contains($0) }
+                for key in pending.keys.sorted() where helpers[key] == nil && ContinuousClock.now - sentAt[key]! >= speculationDelay(firstAnswer) {
+                    guard !idle.isEmpty, let worker = workers[idle.removeFirst()] else { break }
+                    helpers[key] = worker.peer
+                    send(pending[key]!.work.message, to: worker)
                 }
             }
             // Work held by workers that are gone (timed out, unreachable, failed).
@@ -280,6 +324,14 @@ public final class Coordinator<S: Strategy> {
                     let assignment = pending[key]!
                     redo(assignment.keys.filter { pending[$0] != nil }, of: assignment, among: participants)
                 }
+            }
+        }
+        for peer in answeredOwn.subtracting(tookOver) { workers[peer]?.leftToOthers = 0 }
+        for peer in tookOver {
+            guard let worker = workers[peer] else { continue }
+            worker.leftToOthers += 1
+            if worker.leftToOthers >= Self.takeoversAllowed {
+                drop(worker, because: "others answered its work \(worker.leftToOthers) steps in a row", penalize: true)
             }
         }
         report.answered = results.count
@@ -377,8 +429,19 @@ public final class Coordinator<S: Strategy> {
         }
     }
 
-    private func drop(_ worker: WorkerRecord, because reason: String) {
+    /// How long work may be out before an idle worker gets it too: three times as long as the round's first
+    /// answer took, plus 20 ms, so that a worker the machine merely paused is rarely overtaken; a heartbeat
+    /// interval while no answer has come (a worker that joined during the round is then the idle one).
+    private func speculationDelay(_ first: Duration?) -> Duration { first.map { $0 * 3 + .milliseconds(20) } ?? timing.heartbeat }
+
+    /// Removes a worker. `penalize`: it left work unanswered, so a new hello of its waits (the timeout, doubled
+    /// with each time), and after `banAfter` times it is refused for the rest of the run.
+    private func drop(_ worker: WorkerRecord, because reason: String, penalize: Bool = false) {
         guard workers.removeValue(forKey: worker.peer) != nil else { return }
+        if penalize {
+            let failures = (penalties[worker.peer]?.failures ?? 0) + 1
+            penalties[worker.peer] = (failures, .now + timing.timeout * (1 << min(failures - 1, 10)))
+        }
         if worker.ready {
             logger.warning("lost worker \(worker.label): \(reason); \(ready.count) live")
         } else {
