@@ -237,12 +237,12 @@ class Worker:
         if time.monotonic() - self.last_sent >= self.heartbeat:
             self.send([header(HEARTBEAT, struct.pack("<Q", self.session))])
 
-    def register(self):
+    def register(self, within=30):
         """State 1: hello every second until welcome or refuse."""
         first, count = self.clients if self.clients else (ANY_CLIENTS, 0)
         hello = header(HELLO, struct.pack("<Q", self.session) + text(self.name) + struct.pack("<I", 32) + self.data.fingerprint
                        + struct.pack("<5I", self.data.rows * self.data.columns, self.data.classes, first, count, 0))
-        deadline, next_hello = time.monotonic() + 30, 0.0
+        deadline, next_hello = time.monotonic() + within, 0.0
         while time.monotonic() < deadline:
             if time.monotonic() >= next_hello:
                 self.send([hello])
@@ -270,7 +270,7 @@ class Worker:
                 print(f"registered as worker #{index}: {configuration['mode']} training of {configuration['model']['widths']}", flush=True)
                 self.send([header(HEARTBEAT, struct.pack("<Q", self.session))])  # confirms the welcome
                 return
-        sys.exit("no answer from the coordinator within 30 s")
+        sys.exit(f"no answer from the coordinator within {within} s")
 
     def run(self):
         self.register()
@@ -280,7 +280,8 @@ class Worker:
             self.heartbeat_if_due()
             if frames is None:
                 if time.monotonic() - last_heard > self.timeout:
-                    sys.exit(f"the coordinator has been silent for {self.timeout} s; giving up")
+                    self.register(within=self.timeout)  # this process may have been the silent one
+                    last_heard = time.monotonic()
                 continue
             last_heard = time.monotonic()
             head = frames[0]

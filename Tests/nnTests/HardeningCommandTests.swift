@@ -79,4 +79,28 @@ import Testing
         let dir = temporaryDirectory()
         try expectFailure(["train", "--epochs", "50", "--out", dir], mentioning: ["is a folder"])
     }
+
+    /// A worker stopped (SIGSTOP) for longer than the timeout is dropped; continued (SIGCONT), it registers
+    /// again and works to the end of the run instead of giving up.
+    @Test func stoppedWorkerRejoins() throws {
+        let dir = temporaryDirectory()
+        let port = freePort()
+        let run = try Child(coordinatorPath, ["--bind", "tcp://127.0.0.1:\(port)", "--workers", "2", "--model", "784-64-10", "--batch", "32",
+                                              "--epochs", "4", "--heartbeat", "0.1", "--timeout", "1", "--metrics", "\(dir)/run.jsonl"],
+                            log: "\(dir)/coordinator.log")
+        let workers = try (0..<2).map { i in
+            try Child(workerPath, ["--connect", "tcp://127.0.0.1:\(port)", "--name", "w\(i)"], log: "\(dir)/w\(i).log")
+        }
+        #expect(waitUntil(seconds: 120) { FileManager.default.fileExists(atPath: "\(dir)/run.jsonl") })
+        workers[1].kill(SIGSTOP)
+        Thread.sleep(forTimeInterval: 2.5)
+        workers[1].kill(SIGCONT)
+        #expect(run.wait(seconds: 120), "the run did not finish")
+        #expect(run.process.terminationStatus == 0, "\(run.output)")
+        #expect(run.output.contains("lost worker w1"), "\(run.output)")
+        for w in workers { #expect(w.wait(seconds: 10) && w.process.terminationStatus == 0, "\(w.output)") }
+        #expect(workers[1].output.contains("registering again"), "\(workers[1].output)")
+        let metrics = try String(contentsOfFile: "\(dir)/run.jsonl", encoding: .utf8)
+        #expect(metrics.split(separator: "\n").last?.contains("\"workers\":2") ?? false, "\(metrics)")
+    }
 }

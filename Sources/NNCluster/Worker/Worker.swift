@@ -66,7 +66,16 @@ public final class Worker {
             }
             guard let frames = received else {
                 if ContinuousClock.now - lastHeard > timeout {
-                    throw ClusterError("the coordinator has been silent for \(timeout); giving up")
+                    // This process may have been the silent one (stopped, swapped out): the coordinator has dropped
+                    // it by now, so ask to join again, for one more timeout, before giving up.
+                    logger.warning("the coordinator has been silent for \(timeout); registering again")
+                    do {
+                        session = try registerAndWelcome(within: timeout)
+                    } catch let error as ClusterError where error.description.hasPrefix("no answer") {
+                        throw ClusterError("the coordinator has been silent for \(timeout * 2); giving up")
+                    }
+                    (heartbeat, timeout) = (session.timing.heartbeat, session.timing.timeout)
+                    lastHeard = .now
                 }
                 continue
             }
@@ -133,12 +142,13 @@ public final class Worker {
     private func send(_ message: Message) throws { try transport.send(WireCodec.encode(message)) }
 
     /// Says hello (again every second, in case the coordinator was not up yet) until welcomed or refused.
-    private func registerAndWelcome() throws -> Session {
+    private func registerAndWelcome(within limit: Duration? = nil) throws -> Session {
         let hello = Message.hello(Hello(session: session, name: settings.name, dataFingerprint: identity.fingerprint,
                                         inputWidth: UInt32(identity.inputWidth), classes: UInt32(identity.classes),
                                         clientFirst: settings.clientFirst.map { UInt32($0) } ?? Hello.anyClients,
                                         clientCount: UInt32(settings.clientCount)))
-        let deadline = ContinuousClock.now + settings.registrationTimeout
+        let wait = limit ?? settings.registrationTimeout
+        let deadline = ContinuousClock.now + wait
         var nextHello = ContinuousClock.now
         while ContinuousClock.now < deadline {
             if ContinuousClock.now >= nextHello {
@@ -164,7 +174,7 @@ public final class Worker {
                 continue
             }
         }
-        throw ClusterError("no answer from the coordinator within \(settings.registrationTimeout); is it running and reachable?")
+        throw ClusterError("no answer from the coordinator within \(wait); is it running and reachable?")
     }
 
     private func start(_ welcome: Welcome) throws -> Session {
