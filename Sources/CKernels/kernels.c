@@ -49,6 +49,17 @@ void nn_axpy(float *restrict y, const float *restrict x, long n, float a) {
 }
 
 NN_MULTIVERSION
+float nn_max_magnitude(const float *restrict x, long n) {
+    float m = 0, nan = 0;
+    for (long i = 0; i < n; i++) {
+        float a = fabsf(x[i]);
+        m = a > m ? a : m;
+        nan += x[i] * 0.0f;  // NaN for NaN or infinity, as in nn_all_finite
+    }
+    return nan == 0 ? m : nan;
+}
+
+NN_MULTIVERSION
 int nn_all_finite(const float *restrict x, long n) {
     // x·0 is 0 for every finite x and NaN for NaN or ±infinity; the sum is 0 exactly when all are finite.
     float acc = 0;

@@ -23,6 +23,12 @@ public enum BLAS {
         return s
     }
 
+    /// The largest magnitude, NaN when a value is NaN or infinite; a vectorised pass.
+    public static func maxMagnitude(_ x: UnsafeBufferPointer<Float>) -> Float {
+        guard let base = x.baseAddress else { return 0 }
+        return nn_max_magnitude(base, x.count)
+    }
+
     /// True when no value is NaN or infinite; a vectorised pass over all of them.
     public static func allFinite(_ x: UnsafeBufferPointer<Float>) -> Bool {
         guard let base = x.baseAddress else { return true }

@@ -18,7 +18,7 @@ public final class Coordinator<S: Strategy> {
         var lastSent: ContinuousClock.Instant
         /// Heard from since its welcome: it works, and counts as a worker (a peer that only says hello does not).
         var ready = false
-        /// Steps in a row whose work of this worker another worker had to answer.
+        /// Steps in a row whose work of this worker another worker had to answer (it was mute, slow or unusable).
         var leftToOthers = 0
         init(peer: PeerID, index: Int, name: String, session: UInt64, clients: Range<Int>, now: ContinuousClock.Instant) {
             self.peer = peer; self.index = index; self.name = name; self.session = session; self.clients = clients
@@ -286,7 +286,9 @@ public final class Coordinator<S: Strategy> {
                                 throw TrainingError.diverged(loss: result.tally.meanLoss, step: round + 1)
                             }
                         }
-                        // The worker is alive but sent something unusable: another worker may redo it.
+                        // The worker is alive but sent something unusable: another worker may redo it, and it counts
+                        // as work this worker left to others.
+                        tookOver.insert(peer)
                         let others = participants.filter { $0.peer != peer }
                         redo([result.key], of: assignment, among: others.isEmpty ? participants : [others[0]])
                     }

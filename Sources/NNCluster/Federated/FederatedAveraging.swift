@@ -92,9 +92,7 @@ public final class FederatedAveraging: Strategy {
         guard u.parameters.count == network.parameterCount, u.state.count == network.state.count else {
             throw ClusterError("update has \(u.parameters.count) parameters and \(u.state.count) state values; the model has \(network.parameterCount) and \(network.state.count)")
         }
-        guard u.lossSum.isFinite, u.parameters.withUnsafeBufferPointer(BLAS.allFinite), u.state.withUnsafeBufferPointer(BLAS.allFinite) else {
-            throw ClusterError("update of client \(client) holds NaN or infinite values")
-        }
+        try NonFiniteResult.check([u.parameters, u.state], lossSum: u.lossSum, what: "update of client \(client)")
     }
 
     public func aggregate(round: Int, results updates: [ClientUpdate], failures: [Int]) throws -> RoundResult {

@@ -69,9 +69,7 @@ public final class SynchronousSGD: Strategy {
         guard g.state.count == network.state.count else {
             throw ClusterError("state has \(g.state.count) values, the model has \(network.state.count)")
         }
-        guard g.lossSum.isFinite, g.gradient.withUnsafeBufferPointer(BLAS.allFinite), g.state.withUnsafeBufferPointer(BLAS.allFinite) else {
-            throw NonFiniteResult("gradient, state or loss holds NaN or infinite values")
-        }
+        try NonFiniteResult.check([g.gradient, g.state], lossSum: g.lossSum, what: "gradient")
     }
 
     public func aggregate(round: Int, results: [GradientResult], failures: [Int]) throws -> RoundResult {
