@@ -48,14 +48,19 @@ let package = Package(
         // libFuzzer target for the frame decoder; it has no main of its own, so build it only with
         // `--sanitize fuzzer` (see scripts/fuzz).
         .executableTarget(name: "nn-fuzz-codec", dependencies: ["NNProtocol"]),
-        // Writes the fuzzer's seed corpus from the codec's example messages.
-        .executableTarget(name: "nn-fuzz-seeds", dependencies: ["NNProtocol"]),
+        // libFuzzer targets for the checkpoint reader and experiment files, built like nn-fuzz-codec.
+        .executableTarget(name: "nn-fuzz-checkpoint", dependencies: ["NNCore"]),
+        .executableTarget(name: "nn-fuzz-experiment", dependencies: ["NNCluster"]),
+        // The fuzz targets' seed corpora, made from the code's own types, and the tool that writes them.
+        .target(name: "FuzzSeeds", dependencies: ["NNCluster", "NNCore", "NNData", "NNProtocol"]),
+        .executableTarget(name: "nn-fuzz-seeds", dependencies: ["FuzzSeeds"]),
 
         // Helpers shared by the test targets.
         .target(name: "TestSupport", path: "Tests/TestSupport"),
         .testTarget(name: "NNCoreTests", dependencies: ["NNCore"]),
         .testTarget(name: "NNDataTests", dependencies: ["NNData", "CZlib", "TestSupport"]),
         .testTarget(name: "NNProtocolTests", dependencies: ["NNProtocol"]),
+        .testTarget(name: "FuzzSeedsTests", dependencies: ["FuzzSeeds", "NNCluster", "NNCore", "NNProtocol"]),
         .testTarget(
             name: "NNClusterTests",
             dependencies: ["NNCluster", "NNCore", "NNData", "NNProtocol", "TestSupport", .product(name: "Logging", package: "swift-log")]),

@@ -14,7 +14,10 @@ public struct Checkpoint {
         self.metadata = metadata
     }
 
-    public func save(to path: String) throws {
+    public func save(to path: String) throws { try AtomicFile.write(try encoded(), to: path) }
+
+    /// The checkpoint as safetensors bytes.
+    public func encoded() throws -> [UInt8] {
         var meta = metadata
         meta["format"] = Checkpoint.format
         meta["model"] = String(decoding: try JSONEncoder.sorted.encode(network.spec), as: UTF8.self)
@@ -26,13 +29,18 @@ public struct Checkpoint {
         }
         let file = SafeTensors(tensors: tensors(network.parameterLayout, network.parameters) + tensors(network.stateLayout, network.state),
                                metadata: meta)
-        try AtomicFile.write(try file.encoded(), to: path)
+        return try file.encoded()
     }
 
     public static func load(from path: String) throws -> Checkpoint {
+        try decode(try AtomicFile.read(path), source: path)
+    }
+
+    /// A checkpoint from its bytes; errors name `source`.
+    public static func decode(_ bytes: [UInt8], source path: String) throws -> Checkpoint {
         let file: SafeTensors
         do {
-            file = try SafeTensors(decoding: try AtomicFile.read(path))
+            file = try SafeTensors(decoding: bytes)
         } catch let error as SafeTensorsError {
             throw SafeTensorsError("\(path): \(error.description)")
         }

@@ -1,16 +1,17 @@
+import FuzzSeeds
 import Foundation
-import NNProtocol
 
-/// Writes the frame decoder's fuzzing corpus, one file per example message, into the folder given.
+/// Writes a fuzz target's starting corpus (`codec`, `checkpoint` or `experiment`), one file per seed, into a folder.
 @main
 struct WriteSeeds {
     static func main() throws {
-        guard CommandLine.arguments.count == 2 else {
-            FileHandle.standardError.write(Data("usage: nn-fuzz-seeds DIR\n".utf8))
+        let arguments = CommandLine.arguments
+        guard arguments.count == 3, let target = FuzzSeeds.Target(rawValue: arguments[1]) else {
+            FileHandle.standardError.write(Data("usage: nn-fuzz-seeds codec|checkpoint|experiment DIR\n".utf8))
             exit(2)
         }
-        for seed in FuzzInput.seeds {
-            try Data(seed.input).write(to: URL(fileURLWithPath: CommandLine.arguments[1]).appendingPathComponent(seed.name))
+        for seed in try FuzzSeeds.seeds(target) {
+            try Data(seed.bytes).write(to: URL(fileURLWithPath: arguments[2]).appendingPathComponent(seed.name))
         }
     }
 }
