@@ -7,4 +7,9 @@ public struct TrainingError: Error, CustomStringConvertible {
     public static func diverged(loss: Double, step: Int) -> TrainingError {
         TrainingError("training diverged: the loss is \(loss) at step \(step); lower the learning rate or clip gradients (--clip)")
     }
+
+    /// The optimizer step `step` (from 1) left parameters that are not finite.
+    public static func nonFiniteUpdate(step: Int) -> TrainingError {
+        TrainingError("training diverged: the update of step \(step) made the parameters non-finite; lower the learning rate or clip gradients (--clip)")
+    }
 }

@@ -283,4 +283,34 @@ func fakeCoordinator(configuration: String, then messages: [Message] = [], data:
         #expect(outcome.epochs.allSatisfy { $0.total.result.accuracy <= 1 })
         #expect(relativeDifference(sync.network, try run.singleProcess(workers: 3, data: data)) < 1e-4)
     }
+
+    /// A peer that keeps taking work and never answering is dropped, made to wait longer each time it says hello
+    /// again, and refused for the rest of the run after the third time.
+    @Test func repeatOffendersAreRefused() throws {
+        let data = try mnistSubset(2000)
+        let run = SyncRun(spec: try ModelSpec(widths: [784, 16, 10]), perWorkerBatch: 10, epochs: 12)
+        let timing = ClusterTiming(heartbeat: .milliseconds(20), timeout: .milliseconds(100), registration: .seconds(20))
+        let sync = SyncTrainingRun(settings: run.settings(batch: 10), cluster: CoordinatorSettings(expectedWorkers: 1, timing: timing),
+                                   train: data.train, test: nil, logger: quiet)
+        let network = InProcessNetwork()
+        let threads = WorkerThreads()
+        threads.start(transport: network.connect(), data: data.train, name: "honest", session: 1)
+        let sticky = HostilePeer(network.connect())
+        let refusals = Locked<[String]>([])
+        let fingerprint = data.train.fingerprint
+        let hello = Hello(session: 5, name: "sticky", dataFingerprint: fingerprint, inputWidth: 784, classes: 10)
+        threads.start {
+            sticky.run(hello: hello, heartbeats: true, noise: false, seed: 5) { message, _ in
+                switch message {
+                case .error(let e) where e.code == .notRegistered: return [.hello(hello)]
+                case .refuse(let r): refusals.update { $0.append(r.reason) }; return []
+                default: return []
+                }
+            }
+        }
+        _ = try sync.run(over: network.server())
+        sticky.stop.set(true)
+        #expect(threads.wait())
+        #expect(refusals.get().contains { $0.contains("refused for the rest of this run") }, "\(refusals.get())")
+    }
 }

@@ -286,9 +286,9 @@ public final class Coordinator<S: Strategy> {
                                 throw TrainingError.diverged(loss: result.tally.meanLoss, step: round + 1)
                             }
                         }
-                        // The worker is alive but sent something unusable: another worker may redo it, and it counts
-                        // as work this worker left to others.
-                        tookOver.insert(peer)
+                        // The worker is alive but sent something unusable: another worker may redo it, and in
+                        // synchronous SGD it counts as work this worker left to others.
+                        if strategy.deadline == nil { tookOver.insert(peer) }
                         let others = participants.filter { $0.peer != peer }
                         redo([result.key], of: assignment, among: others.isEmpty ? participants : [others[0]])
                     }

@@ -80,6 +80,9 @@ public final class SynchronousSGD: Strategy {
             BLAS.weightedSum(results.map(\.state), weights: weights, into: network.state.base, count: network.state.count)
         }
         update.apply(stepsPerEpoch: roundsPerEpoch, totalSteps: rounds)
+        guard BLAS.allFinite(UnsafeBufferPointer(start: network.parameters.base, count: network.parameterCount)) else {
+            throw TrainingError.nonFiniteUpdate(step: round + 1)
+        }
         return RoundResult(round: results)
     }
 }
