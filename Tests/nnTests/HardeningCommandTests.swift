@@ -103,4 +103,25 @@ import Testing
         let metrics = try String(contentsOfFile: "\(dir)/run.jsonl", encoding: .utf8)
         #expect(metrics.split(separator: "\n").last?.contains("\"workers\":2") ?? false, "\(metrics)")
     }
+
+    /// When the checkpoint cannot be written at the end (its folder went away during training), the model goes to
+    /// the temporary folder and the error says where: it is never left only in memory.
+    @Test func failedCheckpointWriteKeepsTheModel() throws {
+        let dir = temporaryDirectory(), outputs = temporaryDirectory("outputs")
+        let run = try Child(NNProcess.executable, ["train", "--model", "784-32-10", "--epochs", "4", "--metrics", "\(dir)/m.jsonl",
+                                                   "--out", "\(outputs)/model.safetensors"], log: "\(dir)/train.log")
+        #expect(waitUntil(seconds: 60) { FileManager.default.fileExists(atPath: "\(dir)/m.jsonl") })
+        try FileManager.default.removeItem(atPath: outputs)
+        #expect(run.wait(seconds: 120), "training did not end")
+        #expect(run.process.terminationStatus != 0)
+        let output = run.output
+        guard let range = output.range(of: "the model was written to ") else {
+            Issue.record("no fallback reported: \(output)")
+            return
+        }
+        let fallback = String(output[range.upperBound...].prefix { !$0.isWhitespace })
+        let saved = try Checkpoint.load(from: fallback)
+        #expect(saved.network.spec.widths == [784, 32, 10])
+        try? FileManager.default.removeItem(atPath: fallback)
+    }
 }

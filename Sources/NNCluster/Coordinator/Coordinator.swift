@@ -237,7 +237,7 @@ public final class Coordinator<S: Strategy> {
             }
         }
         func redo(_ keys: [Int], of assignment: Assignment<S.Work>, among participants: [Participant]) {
-            for key in keys { pending[key] = nil }
+            for key in keys { pending[key] = nil; helpers[key] = nil }
             let again = strategy.reassign(assignment, keys: keys, round: round, participants: participants)
             if again.isEmpty { report.missed += keys } else { dispatch(again) }
         }
