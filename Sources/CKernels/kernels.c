@@ -1,5 +1,7 @@
 #include "CKernels.h"
 #include <math.h>
+#include <stdint.h>
+#include <string.h>
 
 #if defined(__x86_64__) && defined(__linux__)
 #define NN_MULTIVERSION __attribute__((target_clones("avx512f", "avx2", "default")))
@@ -48,21 +50,28 @@ void nn_axpy(float *restrict y, const float *restrict x, long n, float a) {
     for (long i = 0; i < n; i++) y[i] += a * x[i];
 }
 
+// The two checks below read floats as their bits: a float is NaN or infinite exactly when its exponent bits are all
+// ones, and for the rest the order of |x| is the order of the bits without the sign. Integer reductions vectorise;
+// a float sum would not, as the order of its additions is fixed.
+
 NN_MULTIVERSION
 float nn_max_magnitude(const float *restrict x, long n) {
-    float m = 0, nan = 0;
+    const uint32_t *bits = (const uint32_t *)x;
+    uint32_t m = 0;
     for (long i = 0; i < n; i++) {
-        float a = fabsf(x[i]);
+        uint32_t a = bits[i] & 0x7fffffffu;
         m = a > m ? a : m;
-        nan += x[i] * 0.0f;  // NaN for NaN or infinity, as in nn_all_finite
     }
-    return nan == 0 ? m : nan;
+    if (m >= 0x7f800000u) return NAN;
+    float out;
+    memcpy(&out, &m, sizeof out);
+    return out;
 }
 
 NN_MULTIVERSION
 int nn_all_finite(const float *restrict x, long n) {
-    // x·0 is 0 for every finite x and NaN for NaN or ±infinity; the sum is 0 exactly when all are finite.
-    float acc = 0;
-    for (long i = 0; i < n; i++) acc += x[i] * 0.0f;
-    return acc == 0;
+    const uint32_t *bits = (const uint32_t *)x;
+    uint32_t bad = 0;
+    for (long i = 0; i < n; i++) bad |= (bits[i] & 0x7f800000u) == 0x7f800000u;
+    return bad == 0;
 }

@@ -78,3 +78,24 @@ import Testing
         #expect(abs(moved - 0.5) < 1e-6)
     }
 }
+
+@Suite struct VectorCheckTests {
+    /// The finiteness and magnitude checks that guard every gradient and update, on the values that matter.
+    @Test func finitenessAndMagnitude() {
+        func check(_ values: [Float]) -> (Bool, Float) {
+            values.withUnsafeBufferPointer { (BLAS.allFinite($0), BLAS.maxMagnitude($0)) }
+        }
+        var values = (0..<1000).map { Float($0 % 17) * -0.25 }
+        values[500] = -Float.greatestFiniteMagnitude
+        values[3] = .leastNonzeroMagnitude
+        #expect(check(values) == (true, Float.greatestFiniteMagnitude))
+        #expect(check([-0.0, 0, 1e-40]) == (true, 1e-40))
+        #expect(check([]) == (true, 0))
+        for bad in [Float.nan, .infinity, -.infinity, -Float.nan] {
+            var v = values
+            v[999] = bad
+            let (finite, magnitude) = check(v)
+            #expect(!finite && magnitude.isNaN)
+        }
+    }
+}

@@ -21,10 +21,10 @@ void nn_adam_update(float *p, const float *g, float *m, float *v, long n, float 
 /// y ← y + a·x
 void nn_axpy(float *y, const float *x, long n, float a);
 
-/// The largest |x[i]| (NaN when one is NaN).
+/// The largest |x[i]|; NaN when a value is NaN or infinite.
 float nn_max_magnitude(const float *x, long n);
 
-/// 1 when all n values are finite (no NaN, no infinity), else 0; reads every value, without branching.
+/// 1 when all n values are finite (no NaN, no infinity), else 0; reads every value as bits, without branching.
 int nn_all_finite(const float *x, long n);
 
 #endif
