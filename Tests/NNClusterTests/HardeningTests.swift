@@ -255,33 +255,16 @@ func fakeCoordinator(configuration: String, then messages: [Message] = [], data:
     @Test func absurdAnswersAreRefused() throws {
         let data = try mnistSubset(600)
         let run = SyncRun(spec: try ModelSpec(widths: [784, 16, 10]), perWorkerBatch: 25, epochs: 2)
-        let sync = SyncTrainingRun(settings: run.settings(batch: 25), cluster: CoordinatorSettings(expectedWorkers: 3, timing: quickTiming),
-                                   train: data.train, test: nil, logger: quiet)
-        let network = InProcessNetwork()
-        let threads = WorkerThreads()
-        for i in 0..<2 { threads.start(transport: network.connect(), data: data.train, name: "honest-\(i)", session: UInt64(i + 1)) }
-        let absurd = HostilePeer(network.connect())
-        let fingerprint = data.train.fingerprint
-        threads.start {
-            absurd.run(hello: Hello(session: 7, name: "absurd", dataFingerprint: fingerprint, inputWidth: 784, classes: 10),
-                       heartbeats: true, noise: false, seed: 7) { message, rng in
-                guard case .task(let task) = message else { return [] }
-                var g = GradientResult(step: task.step, start: task.start, count: UInt32(task.samples.count), correct: 0, lossSum: 1,
-                                       computeNanoseconds: 0, gradient: Array(repeating: 1e38, count: task.parameters.count), state: [])
-                switch rng.next(below: 3) {
-                case 0: break
-                case 1: g.gradient = Array(repeating: 0, count: task.parameters.count); g.correct = .max
-                default: g.gradient = Array(repeating: 0, count: task.parameters.count); g.lossSum = -1e300
-                }
-                return [.gradient(g)]
+        let (network, outcome, _) = try run.againstDamagingPeer(data: data.train, wire: .inProcess, timing: quickTiming, noise: false) { g, rng in
+            switch rng.next(below: 3) {
+            case 0: g.gradient = Array(repeating: 1e38, count: g.gradient.count)
+            case 1: g.correct = .max
+            default: g.lossSum = -1e300
             }
         }
-        let outcome = try sync.run(over: network.server())
-        absurd.stop.set(true)
-        #expect(threads.wait())
         #expect(outcome.rejectedMessages > 0)
         #expect(outcome.epochs.allSatisfy { $0.total.result.accuracy <= 1 })
-        #expect(relativeDifference(sync.network, try run.singleProcess(workers: 3, data: data)) < 1e-4)
+        #expect(relativeDifference(network, try run.singleProcess(workers: 3, data: data)) < 1e-4)
     }
 
     /// A peer that keeps taking work and never answering is dropped, made to wait longer each time it says hello

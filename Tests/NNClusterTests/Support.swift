@@ -200,3 +200,33 @@ final class HostilePeer: @unchecked Sendable {
         }
     }
 }
+
+extension SyncRun {
+    /// A run of three registered peers at this run's batch each: two honest workers, and one that answers every
+    /// task with a gradient `damage` spoils (and floods random frames when `noise`). Returns the network, the
+    /// outcome and how many noise messages the peer sent.
+    func againstDamagingPeer(data: Dataset, wire: Wire, timing: ClusterTiming, noise: Bool,
+                             damage: @escaping @Sendable (inout GradientResult, inout SeededRandom) -> Void) throws -> (Network, SyncTrainingRun.Outcome, Int) {
+        let sync = SyncTrainingRun(settings: settings(batch: perWorkerBatch), cluster: CoordinatorSettings(expectedWorkers: 3, timing: timing),
+                                   train: data, test: nil, logger: quiet)
+        let (server, connect) = try makeNetwork(wire, for: sync.network)
+        let threads = WorkerThreads()
+        for i in 0..<2 { threads.start(transport: try connect("honest-\(i)"), data: data, name: "honest-\(i)", session: UInt64(i + 1)) }
+        let peer = HostilePeer(try connect("damaging"))
+        let fingerprint = data.fingerprint
+        threads.start {
+            peer.run(hello: Hello(session: 666, name: "damaging", dataFingerprint: fingerprint, inputWidth: 784, classes: 10),
+                     heartbeats: true, noise: noise, seed: 99) { message, rng in
+                guard case .task(let task) = message else { return [] }
+                var g = GradientResult(step: task.step, start: task.start, count: UInt32(task.samples.count), correct: 0, lossSum: 1,
+                                       computeNanoseconds: 0, gradient: Array(repeating: 0, count: task.parameters.count), state: [])
+                damage(&g, &rng)
+                return [.gradient(g)]
+            }
+        }
+        let outcome = try sync.run(over: server)
+        peer.stop.set(true)
+        #expect(threads.wait())
+        return (sync.network, outcome, peer.sent.get())
+    }
+}
