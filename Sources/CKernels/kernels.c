@@ -9,40 +9,54 @@
 #define NN_MULTIVERSION
 #endif
 
-NN_MULTIVERSION
-void nn_sgd_update(float *restrict p, const float *restrict g, long n, float lr, float weight_decay) {
-    for (long i = 0; i < n; i++) p[i] -= lr * (g[i] + weight_decay * p[i]);
+// 1 when x is NaN or infinite: its exponent bits are all ones. Integer work, so loops that collect it vectorise.
+static inline uint32_t nonfinite(float x) {
+    uint32_t bits;
+    memcpy(&bits, &x, sizeof bits);
+    return (bits & 0x7f800000u) == 0x7f800000u;
 }
 
+// Each update computes every new value, collects whether all are finite, and stores them unless `dry_run`.
+
 NN_MULTIVERSION
-void nn_momentum_update(float *restrict p, const float *restrict g, float *restrict v, long n, float lr, float weight_decay,
-                        float momentum, int nesterov) {
-    if (nesterov) {
-        for (long i = 0; i < n; i++) {
-            float d = g[i] + weight_decay * p[i];
-            v[i] = momentum * v[i] + d;
-            p[i] -= lr * (d + momentum * v[i]);
-        }
-    } else {
-        for (long i = 0; i < n; i++) {
-            float d = g[i] + weight_decay * p[i];
-            v[i] = momentum * v[i] + d;
-            p[i] -= lr * v[i];
-        }
+int nn_sgd_update(float *restrict p, const float *restrict g, long n, float lr, float weight_decay, int dry_run) {
+    uint32_t bad = 0;
+    for (long i = 0; i < n; i++) {
+        float pi = p[i] - lr * (g[i] + weight_decay * p[i]);
+        bad |= nonfinite(pi);
+        if (!dry_run) p[i] = pi;
     }
+    return bad == 0;
 }
 
 NN_MULTIVERSION
-void nn_adam_update(float *restrict p, const float *restrict g, float *restrict m, float *restrict v, long n, float beta1,
-                    float beta2, float step_size, float inv_root_correction2, float epsilon, float coupled_decay, float decay) {
+int nn_momentum_update(float *restrict p, const float *restrict g, float *restrict v, long n, float lr, float weight_decay,
+                       float momentum, int nesterov, int dry_run) {
+    uint32_t bad = 0;
+    for (long i = 0; i < n; i++) {
+        float d = g[i] + weight_decay * p[i];
+        float vi = momentum * v[i] + d;
+        float pi = p[i] - lr * (nesterov ? d + momentum * vi : vi);
+        bad |= nonfinite(vi) | nonfinite(pi);
+        if (!dry_run) { v[i] = vi; p[i] = pi; }
+    }
+    return bad == 0;
+}
+
+NN_MULTIVERSION
+int nn_adam_update(float *restrict p, const float *restrict g, float *restrict m, float *restrict v, long n, float beta1,
+                   float beta2, float step_size, float inv_root_correction2, float epsilon, float coupled_decay, float decay,
+                   int dry_run) {
+    uint32_t bad = 0;
     for (long i = 0; i < n; i++) {
         float d = g[i] + coupled_decay * p[i];
         float mi = beta1 * m[i] + (1 - beta1) * d;
         float vi = beta2 * v[i] + (1 - beta2) * d * d;
-        m[i] = mi;
-        v[i] = vi;
-        p[i] = p[i] * decay - step_size * mi / (sqrtf(vi) * inv_root_correction2 + epsilon);
+        float pi = p[i] * decay - step_size * mi / (sqrtf(vi) * inv_root_correction2 + epsilon);
+        bad |= nonfinite(mi) | nonfinite(vi) | nonfinite(pi);
+        if (!dry_run) { m[i] = mi; v[i] = vi; p[i] = pi; }
     }
+    return bad == 0;
 }
 
 NN_MULTIVERSION
@@ -70,8 +84,7 @@ float nn_max_magnitude(const float *restrict x, long n) {
 
 NN_MULTIVERSION
 int nn_all_finite(const float *restrict x, long n) {
-    const uint32_t *bits = (const uint32_t *)x;
     uint32_t bad = 0;
-    for (long i = 0; i < n; i++) bad |= (bits[i] & 0x7f800000u) == 0x7f800000u;
+    for (long i = 0; i < n; i++) bad |= nonfinite(x[i]);
     return bad == 0;
 }

@@ -35,21 +35,33 @@ public final class Optimizer {
     }
 
     public func step(parameters: FloatBuffer, gradients: FloatBuffer, learningRate lr: Float) {
-        precondition(parameters.count == gradients.count)
         steps += 1
+        _ = update(parameters: parameters, gradients: gradients, learningRate: lr, dryRun: false)
+    }
+
+    /// Whether `step` would leave every parameter and every value of the optimizer's state finite; changes nothing.
+    public func staysFinite(parameters: FloatBuffer, gradients: FloatBuffer, learningRate lr: Float) -> Bool {
+        steps += 1
+        defer { steps -= 1 }
+        return update(parameters: parameters, gradients: gradients, learningRate: lr, dryRun: true)
+    }
+
+    /// The update of step `steps`: stored unless `dryRun`; true when every new value is finite.
+    private func update(parameters: FloatBuffer, gradients: FloatBuffer, learningRate lr: Float, dryRun: Bool) -> Bool {
+        precondition(parameters.count == gradients.count)
         let n = parameters.count, p = parameters.base, g = gradients.base
-        let wd = settings.weightDecay
+        let wd = settings.weightDecay, dry: Int32 = dryRun ? 1 : 0
         switch settings.kind {
         case .sgd:
-            nn_sgd_update(p, g, n, lr, wd)
+            return nn_sgd_update(p, g, n, lr, wd, dry) != 0
         case .momentum, .nesterov:
-            nn_momentum_update(p, g, first.base, n, lr, wd, settings.momentum, settings.kind == .nesterov ? 1 : 0)
+            return nn_momentum_update(p, g, first.base, n, lr, wd, settings.momentum, settings.kind == .nesterov ? 1 : 0, dry) != 0
         case .adam, .adamw:
             let b1 = settings.beta1, b2 = settings.beta2
             let t = Double(steps)
-            nn_adam_update(p, g, first.base, second.base, n, b1, b2,
-                           lr / Float(1 - pow(Double(b1), t)), 1 / Float((1 - pow(Double(b2), t)).squareRoot()), settings.epsilon,
-                           settings.kind == .adam ? wd : 0, settings.kind == .adamw ? 1 - lr * wd : 1)
+            return nn_adam_update(p, g, first.base, second.base, n, b1, b2,
+                                  lr / Float(1 - pow(Double(b1), t)), 1 / Float((1 - pow(Double(b2), t)).squareRoot()), settings.epsilon,
+                                  settings.kind == .adam ? wd : 0, settings.kind == .adamw ? 1 - lr * wd : 1, dry) != 0
         }
     }
 }

@@ -21,6 +21,22 @@ public final class ParameterUpdate {
 
     /// Clips and applies `network.gradients` with the scheduled learning rate, then advances the step.
     public func apply(stepsPerEpoch: Int, totalSteps: Int) {
+        let rate = prepare(stepsPerEpoch: stepsPerEpoch, totalSteps: totalSteps)
+        commit(rate)
+    }
+
+    /// As `apply`, unless the update would leave a parameter or the optimizer's state non-finite: then nothing
+    /// changes and it returns false. The check is one more pass of the update without storing it; a distributed
+    /// run pays it, where one peer's answer could otherwise break the model.
+    public func applyIfFinite(stepsPerEpoch: Int, totalSteps: Int) -> Bool {
+        let rate = prepare(stepsPerEpoch: stepsPerEpoch, totalSteps: totalSteps)
+        guard optimizer.staysFinite(parameters: network.parameters, gradients: network.gradients, learningRate: rate) else { return false }
+        commit(rate)
+        return true
+    }
+
+    /// Clips the gradient in place and returns the scheduled rate of this step.
+    private func prepare(stepsPerEpoch: Int, totalSteps: Int) -> Float {
         let gradients = network.gradients
         if let clipNorm {
             let norm = Float(BLAS.sumOfSquares(gradients.base, count: gradients.count).squareRoot())
@@ -29,8 +45,12 @@ public final class ParameterUpdate {
                 for i in 0..<gradients.count { gradients.base[i] *= scale }
             }
         }
-        learningRate = schedule.rate(step: step, stepsPerEpoch: stepsPerEpoch, totalSteps: totalSteps)
-        optimizer.step(parameters: network.parameters, gradients: gradients, learningRate: learningRate)
+        return schedule.rate(step: step, stepsPerEpoch: stepsPerEpoch, totalSteps: totalSteps)
+    }
+
+    private func commit(_ rate: Float) {
+        learningRate = rate
+        optimizer.step(parameters: network.parameters, gradients: network.gradients, learningRate: rate)
         step += 1
     }
 }

@@ -8,8 +8,8 @@ public struct TrainingError: Error, CustomStringConvertible {
         TrainingError("training diverged: the loss is \(loss) at step \(step); lower the learning rate or clip gradients (--clip)")
     }
 
-    /// The optimizer step `step` (from 1) left parameters that are not finite.
+    /// The update of `step` (from 1) would have made parameters or optimizer state non-finite, and was refused.
     public static func nonFiniteUpdate(step: Int) -> TrainingError {
-        TrainingError("training diverged: the update of step \(step) made the parameters non-finite; lower the learning rate or clip gradients (--clip)")
+        TrainingError("training diverged: the update of step \(step) would make the model non-finite and was refused; lower the learning rate or clip gradients (--clip)")
     }
 }

@@ -99,3 +99,31 @@ import Testing
         }
     }
 }
+
+@Suite struct RefusedUpdateTests {
+    /// An update that would overflow (Adam's second moment from a gradient of 1e38, SGD's parameters from a huge
+    /// rate) is refused and changes nothing, parameters and optimizer state alike; a normal one is applied exactly
+    /// as `apply` applies it.
+    @Test(arguments: [(OptimizerSettings.Kind.adam, Float(1e-3), Float(1e38)), (.sgd, 1e30, 1e10), (.momentum, 1e30, 1e10)])
+    func overflowingUpdatesAreRefused(kind: OptimizerSettings.Kind, rate: Float, gradient: Float) throws {
+        let spec = try ModelSpec(widths: [3, 2])
+        func update() -> ParameterUpdate {
+            ParameterUpdate(network: Network(spec: spec, seed: 1), optimizer: OptimizerSettings(kind: kind), schedule: LearningRateSchedule(base: rate))
+        }
+        let guarded = update(), plain = update()
+        for u in [guarded, plain] { for i in 0..<u.network.parameterCount { u.network.gradients[i] = 0.5 } }
+        #expect(guarded.applyIfFinite(stepsPerEpoch: 1, totalSteps: 10))
+        plain.apply(stepsPerEpoch: 1, totalSteps: 10)
+        #expect(guarded.network.parameters.array == plain.network.parameters.array)
+
+        let before = guarded.network.parameters.array
+        for i in 0..<guarded.network.parameterCount { guarded.network.gradients[i] = gradient }
+        #expect(!guarded.applyIfFinite(stepsPerEpoch: 1, totalSteps: 10))
+        #expect(guarded.network.parameters.array == before && guarded.step == 1)
+        // The optimizer's state did not move either: the next normal step matches the unguarded run's.
+        for u in [guarded, plain] { for i in 0..<u.network.parameterCount { u.network.gradients[i] = -0.25 } }
+        #expect(guarded.applyIfFinite(stepsPerEpoch: 1, totalSteps: 10))
+        plain.apply(stepsPerEpoch: 1, totalSteps: 10)
+        #expect(guarded.network.parameters.array == plain.network.parameters.array)
+    }
+}

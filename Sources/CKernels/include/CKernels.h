@@ -7,16 +7,20 @@
 // vectorises it (and, on x86-64 Linux, also builds AVX2 and AVX-512 versions chosen at load time).
 // Contraction into FMA is off, so every version gives the same bits.
 
+// The updates return 1 when every new value (parameters and optimizer state) is finite, else 0; with dry_run set
+// they store nothing, so an update that would leave non-finite values can be refused before it changes anything.
+
 /// p ← p − lr·(g + wd·p)
-void nn_sgd_update(float *p, const float *g, long n, float lr, float weight_decay);
+int nn_sgd_update(float *p, const float *g, long n, float lr, float weight_decay, int dry_run);
 
 /// d = g + wd·p; v ← μ·v + d; p ← p − lr·(nesterov ? d + μ·v : v)
-void nn_momentum_update(float *p, const float *g, float *v, long n, float lr, float weight_decay, float momentum, int nesterov);
+int nn_momentum_update(float *p, const float *g, float *v, long n, float lr, float weight_decay, float momentum, int nesterov,
+                       int dry_run);
 
 /// d = g + coupled_decay·p; m ← β1·m + (1−β1)·d; v ← β2·v + (1−β2)·d²;
 /// p ← p·decay − step_size·m / (√v · inv_root_correction2 + ε)
-void nn_adam_update(float *p, const float *g, float *m, float *v, long n, float beta1, float beta2, float step_size,
-                    float inv_root_correction2, float epsilon, float coupled_decay, float decay);
+int nn_adam_update(float *p, const float *g, float *m, float *v, long n, float beta1, float beta2, float step_size,
+                   float inv_root_correction2, float epsilon, float coupled_decay, float decay, int dry_run);
 
 /// y ← y + a·x
 void nn_axpy(float *y, const float *x, long n, float a);

@@ -57,10 +57,7 @@ public final class SyncTrainingRun {
             }
         } catch {
             coordinator.shutdown(reason: "the coordinator stopped: \(error)")
-            let parameters = UnsafeBufferPointer(start: network.parameters.base, count: network.parameterCount)
-            if settings.checkpoint != nil, !BLAS.allFinite(parameters) {
-                logger.error("the model is not finite after step \(strategy.update.step); no checkpoint written")
-            } else if let path = settings.checkpoint, let test, strategy.update.step > 0 {
+            if let path = settings.checkpoint, let test, strategy.update.step > 0 {
                 try save(to: path, evaluation: network.evaluate(test))
                 logger.error("stopped after \(strategy.update.step) steps; wrote the model so far to \(path)")
             }

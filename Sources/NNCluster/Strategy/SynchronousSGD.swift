@@ -79,8 +79,7 @@ public final class SynchronousSGD: Strategy {
         if network.state.count > 0 {
             BLAS.weightedSum(results.map(\.state), weights: weights, into: network.state.base, count: network.state.count)
         }
-        update.apply(stepsPerEpoch: roundsPerEpoch, totalSteps: rounds)
-        guard BLAS.allFinite(UnsafeBufferPointer(start: network.parameters.base, count: network.parameterCount)) else {
+        guard update.applyIfFinite(stepsPerEpoch: roundsPerEpoch, totalSteps: rounds) else {
             throw TrainingError.nonFiniteUpdate(step: round + 1)
         }
         return RoundResult(round: results)
