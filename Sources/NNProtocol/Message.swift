@@ -35,15 +35,6 @@ public enum Message: Equatable, Sendable {
         case .update: return .update
         }
     }
-
-    /// The round (step) a result belongs to; nil for messages that are not results.
-    public var resultRound: UInt64? {
-        switch self {
-        case .gradient(let g): return g.step
-        case .update(let u): return u.round
-        default: return nil
-        }
-    }
 }
 
 public enum MessageType: UInt8, Sendable, CaseIterable {
