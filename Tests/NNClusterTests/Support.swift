@@ -113,8 +113,8 @@ func simulate(_ experiment: Experiment, data: Dataset, threads: Int = 2) throws 
     return (run.network, reports)
 }
 
-/// Runs `experiment` with a coordinator and `workers` worker threads, each hosting an even share of the
-/// clients, over `wire`. `onRound` may act on the workers' transports after each round.
+/// Runs `experiment` with a coordinator and `workers` worker threads, worker i hosting the i-th even share of
+/// the clients, over `wire`. `onRound` may act on the workers' transports after each round.
 func federated(_ experiment: Experiment, data: Dataset, workers: Int, wire: Wire, deadline: Double? = nil, timeout: Double = 5,
                onRound: ((Int, [SilenceableClient]) -> Void)? = nil) throws -> (Network, [RoundReport]) {
     var experiment = experiment
@@ -123,7 +123,13 @@ func federated(_ experiment: Experiment, data: Dataset, workers: Int, wire: Wire
     let (server, connect) = try makeNetwork(wire, for: run.network)
     let clients = try (0..<workers).map { SilenceableClient(try connect("w\($0 + 1)")) }
     let threads = WorkerThreads()
-    for i in 0..<workers { threads.start(transport: clients[i], data: data, name: "worker-\(i)", session: UInt64(i + 1)) }
+    // Worker i hosts the i-th even share of the clients, whichever registers first.
+    let share = (experiment.clients + workers - 1) / workers
+    for i in 0..<workers {
+        threads.start(transport: clients[i], data: data, name: "worker-\(i)", session: UInt64(i + 1),
+                      settings: .init(name: "worker-\(i)", registrationTimeout: .seconds(20), clientFirst: i * share,
+                                      clientCount: min(share, experiment.clients - i * share)))
+    }
     var reports: [RoundReport] = []
     let timing = ClusterTiming(heartbeat: .milliseconds(50), timeout: .seconds(timeout), registration: .seconds(20))
     _ = try run.run(over: server, cluster: CoordinatorSettings(expectedWorkers: workers, timing: timing)) { round in
