@@ -86,7 +86,7 @@ import Testing
         let dir = temporaryDirectory()
         let port = freePort()
         let run = try Child(coordinatorPath, ["--bind", "tcp://127.0.0.1:\(port)", "--workers", "2", "--model", "784-64-10", "--batch", "32",
-                                              "--epochs", "4", "--heartbeat", "0.1", "--timeout", "1", "--metrics", "\(dir)/run.jsonl"],
+                                              "--epochs", "6", "--heartbeat", "0.1", "--timeout", "1", "--metrics", "\(dir)/run.jsonl"],
                             log: "\(dir)/coordinator.log")
         let workers = try (0..<2).map { i in
             try Child(workerPath, ["--connect", "tcp://127.0.0.1:\(port)", "--name", "w\(i)"], log: "\(dir)/w\(i).log")
