@@ -38,7 +38,7 @@ public final class SyncTrainingRun {
                     onEpoch: (EpochReport) throws -> Void = { _ in }) throws -> Outcome {
         if let path = settings.checkpoint { try AtomicFile.checkWritable(path) }
         let coordinator = Coordinator(transport: transport, strategy: strategy, data: train.identity, settings: cluster, logger: logger)
-        var evaluation = test.map { network.evaluate($0) }
+        var evaluation: Evaluation?
         var epochs: [EpochReport] = []
         var report = EpochReport(epoch: 1)
         do {
