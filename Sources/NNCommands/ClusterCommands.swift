@@ -142,6 +142,9 @@ public struct WorkerCommand: AsyncParsableCommand {
     @Option(help: "Seconds to keep trying to reach the coordinator.")
     var registrationTimeout: Double = 30
 
+    @Option(help: "Seconds to keep asking a coordinator that went silent (restarted, resumed) to take this worker back.")
+    var reconnectTimeout: Double = 60
+
     @Option(help: "Largest message accepted from the coordinator, in bytes.")
     var maxMessageBytes: Int64 = ZmqSettings.worker.maximumMessageBytes
 
@@ -165,6 +168,10 @@ public struct WorkerCommand: AsyncParsableCommand {
     }
 
     public func validate() throws {
+        for (flag, seconds) in [("--registration-timeout", registrationTimeout), ("--reconnect-timeout", reconnectTimeout)]
+        where !(seconds > 0 && seconds <= 604_800) {
+            throw ValidationError("\(flag) is \(seconds) s; it takes 0 < seconds ≤ 604800")
+        }
         _ = try clientRange()
         if let clientsPerWorker, clientsPerWorker < 1 { throw ValidationError("--clients-per-worker must be at least 1") }
         guard clients == nil || clientsPerWorker == nil else { throw ValidationError("give --clients or --clients-per-worker, not both") }
@@ -186,7 +193,8 @@ public struct WorkerCommand: AsyncParsableCommand {
         logger.info("worker \(name) connecting to \(connect)")
         let range = try clientRange()
         let worker = Worker(transport: client, data: train, session: session,
-                            settings: .init(name: name, registrationTimeout: .seconds(registrationTimeout), clientFirst: range?.lowerBound,
+                            settings: .init(name: name, registrationTimeout: .seconds(registrationTimeout), reconnectTimeout: .seconds(reconnectTimeout),
+                                            clientFirst: range?.lowerBound,
                                             clientCount: range?.count ?? clientsPerWorker ?? 0, clientThreads: clientThreads),
                             logger: logger)
         let reason = try worker.run()

@@ -144,7 +144,7 @@ func smallExperiment(_ strategy: StrategySpec = StrategySpec(kind: .fedavg), par
         let threads = WorkerThreads()
         for (name, first, count) in [("first", 0, 5), ("overlapping", 3, 5), ("outside", 8, 5)] {
             threads.start(transport: network.connect(), data: data, name: name, session: UInt64(first + 1),
-                          settings: .init(name: name, registrationTimeout: .seconds(5), clientFirst: first, clientCount: count)) { outcome in
+                          settings: .init(name: name, registrationTimeout: .seconds(5), reconnectTimeout: .seconds(1), clientFirst: first, clientCount: count)) { outcome in
                 outcomes.update { $0[name] = outcome }
             }
             Thread.sleep(forTimeInterval: 0.2)   // register in this order

@@ -29,7 +29,7 @@ func fakeCoordinator(configuration: String, then messages: [Message] = [], data:
     let outcome = Locked(""), received = Locked<[Message]>([])
     let threads = WorkerThreads()
     threads.start(transport: network.connect(), data: data, name: "worker", session: 1,
-                  settings: .init(name: "worker", registrationTimeout: .seconds(5))) { outcome.set($0) }
+                  settings: .init(name: "worker", registrationTimeout: .seconds(5), reconnectTimeout: .seconds(1))) { outcome.set($0) }
     guard let (peer, hello) = try server.receive(timeout: .seconds(5)), case .hello = try WireCodec.decode(hello) else {
         Issue.record("no hello")
         return (outcome, received)
@@ -110,6 +110,31 @@ func fakeCoordinator(configuration: String, then messages: [Message] = [], data:
         #expect(outcome.get().hasPrefix("finished"), "\(outcome.get())")
         guard case .gradient(let g)? = received.get().first else { Issue.record("no gradient: \(received.get())"); return }
         #expect(g.step == .max && g.count == 3 && g.gradient.count == network.parameterCount)
+    }
+
+    /// A coordinator that goes silent (busy, restarted) is asked to take the worker back; a shutdown that comes
+    /// while the worker asks, as at the end of a run, stops it cleanly instead of being ignored until it gives up.
+    @Test func shutdownWhileRejoiningEndsTheWorker() throws {
+        let data = try mnistSubset(100).train
+        let configuration = #"{"globalBatch":10,"heartbeatSeconds":0.05,"mode":"sync","model":{"activation":"relu","batchNorm":false,"dropout":0,"loss":"cross-entropy","residualBlocks":0,"widths":[784,10]},"seed":1,"timeoutSeconds":0.3}"#
+        let network = InProcessNetwork()
+        let server = network.server()
+        let outcome = Locked("")
+        let threads = WorkerThreads()
+        threads.start(transport: network.connect(), data: data, name: "worker", session: 1,
+                      settings: .init(name: "worker", registrationTimeout: .seconds(5), reconnectTimeout: .seconds(5))) { outcome.set($0) }
+        var hellos = 0
+        let deadline = ContinuousClock.now + .seconds(5)
+        while hellos < 2, ContinuousClock.now < deadline {
+            guard let (peer, frames) = try server.receive(timeout: .milliseconds(100)), case .hello = try WireCodec.decode(frames) else { continue }
+            hellos += 1
+            // Welcomed once; the second hello comes after the worker heard nothing for its timeout.
+            let answer: Message = hellos == 1 ? .welcome(Welcome(workerIndex: 0, configuration: configuration)) : .shutdown(Shutdown(reason: "training finished"))
+            try server.send(WireCodec.encode(answer), to: peer)
+        }
+        #expect(hellos == 2)
+        #expect(threads.wait(seconds: 5), "the worker did not stop")
+        #expect(outcome.get() == "finished: training finished", "\(outcome.get())")
     }
 
     /// A flooding peer gets its first few rejections logged in full and the rest counted; a refusal for other

@@ -48,7 +48,7 @@ final class WorkerThreads: @unchecked Sendable {
     func start(transport: ClientTransport, data: Dataset, name: String, session: UInt64, settings: Worker.Settings? = nil,
                outcome: (@Sendable (String) -> Void)? = nil) {
         let worker = Worker(transport: transport, data: data, session: session,
-                            settings: settings ?? .init(name: name, registrationTimeout: .seconds(20)), logger: quiet)
+                            settings: settings ?? .init(name: name, registrationTimeout: .seconds(20), reconnectTimeout: .seconds(1)), logger: quiet)
         nonisolated(unsafe) let w = worker
         start {
             let ended: String
@@ -127,7 +127,7 @@ func federated(_ experiment: Experiment, data: Dataset, workers: Int, wire: Wire
     let share = (experiment.clients + workers - 1) / workers
     for i in 0..<workers {
         threads.start(transport: clients[i], data: data, name: "worker-\(i)", session: UInt64(i + 1),
-                      settings: .init(name: "worker-\(i)", registrationTimeout: .seconds(20), clientFirst: i * share,
+                      settings: .init(name: "worker-\(i)", registrationTimeout: .seconds(20), reconnectTimeout: .seconds(1), clientFirst: i * share,
                                       clientCount: min(share, experiment.clients - i * share)))
     }
     var reports: [RoundReport] = []

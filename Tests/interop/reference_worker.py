@@ -251,6 +251,9 @@ class Worker:
             if not frames or len(frames[0]) < 4 or frames[0][:2] != b"NN":
                 continue
             kind = frames[0][3]
+            if kind == SHUTDOWN:
+                print(f"coordinator says shutdown: {Reader(frames[0]).text()}", flush=True)
+                sys.exit(0)
             if kind == REFUSE:
                 sys.exit(f"the coordinator refused this worker: {Reader(frames[0]).text()}")
             if kind == WELCOME and frames[0][2] == VERSION:
@@ -280,7 +283,7 @@ class Worker:
             self.heartbeat_if_due()
             if frames is None:
                 if time.monotonic() - last_heard > self.timeout:
-                    self.register(within=self.timeout)  # this process may have been the silent one
+                    self.register(within=60)  # dropped after a stop, or the coordinator restarts: the reconnect timeout
                     last_heard = time.monotonic()
                 continue
             last_heard = time.monotonic()

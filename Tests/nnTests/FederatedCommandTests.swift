@@ -56,9 +56,9 @@ import Testing
         })
         workers[1].kill(SIGKILL)
         #expect(coordinator.wait(seconds: 120), "run did not finish")
-        #expect(coordinator.process.terminationStatus == 0, "\(coordinator.output)")
+        #expect(coordinator.status == 0, "\(coordinator.output)")
         #expect(coordinator.output.contains("lost worker second"), "\(coordinator.output)")
-        #expect(workers[0].wait(seconds: 10) && workers[0].process.terminationStatus == 0)
+        #expect(workers[0].wait(seconds: 10) && workers[0].status == 0)
         let rounds = try String(contentsOfFile: dir + "/run.jsonl", encoding: .utf8).split(separator: "\n")
             .compactMap { try JSONSerialization.jsonObject(with: Data($0.utf8)) as? [String: Any] }
             .filter { $0["round"] != nil }

@@ -28,10 +28,10 @@ import Testing
             try Child(workerPath, ["--connect", "tcp://127.0.0.1:\(port)", "--name", "w\(i)"], log: "\(dir)/w\(i).log")
         }
         #expect(run.wait(seconds: 60), "the coordinator is still running")
-        #expect(run.process.terminationStatus == 1, "\(run.output)")
+        #expect(run.status == 1, "\(run.output)")
         #expect(run.output.contains("training diverged: the loss is"), "\(run.output)")
         _ = try Checkpoint.load(from: "\(dir)/diverged.safetensors")
-        for w in workers { #expect(w.wait(seconds: 10) && w.process.terminationStatus == 0, "\(w.output)") }
+        for w in workers { #expect(w.wait(seconds: 10) && w.status == 0, "\(w.output)") }
     }
 
     /// SIGTERM, as a scheduler sends it, ends a coordinator's run as if it were done: workers told, checkpoint
@@ -45,11 +45,11 @@ import Testing
         #expect(waitUntil(seconds: 120) { FileManager.default.fileExists(atPath: "\(dir)/run.jsonl") })
         run.kill(SIGTERM)
         #expect(run.wait(seconds: 20), "the coordinator did not stop")
-        #expect(run.process.terminationStatus == 0, "\(run.output)")
+        #expect(run.status == 0, "\(run.output)")
         #expect(run.output.contains("received SIGTERM"), "\(run.output)")
         let saved = try Checkpoint.load(from: "\(dir)/stopped.safetensors")
         #expect((Double(saved.metadata["test_accuracy"] ?? "") ?? 0) > 0.8, "\(saved.metadata)")
-        #expect(worker.wait(seconds: 10) && worker.process.terminationStatus == 0, "\(worker.output)")
+        #expect(worker.wait(seconds: 10) && worker.status == 0, "\(worker.output)")
     }
 
     /// Timing flags beyond what a clock can hold, and experiment values a field cannot hold, are errors that
@@ -96,9 +96,9 @@ import Testing
         Thread.sleep(forTimeInterval: 2.5)
         workers[1].kill(SIGCONT)
         #expect(run.wait(seconds: 120), "the run did not finish")
-        #expect(run.process.terminationStatus == 0, "\(run.output)")
+        #expect(run.status == 0, "\(run.output)")
         #expect(run.output.contains("lost worker w1"), "\(run.output)")
-        for w in workers { #expect(w.wait(seconds: 10) && w.process.terminationStatus == 0, "\(w.output)") }
+        for w in workers { #expect(w.wait(seconds: 10) && w.status == 0, "\(w.output)") }
         #expect(workers[1].output.contains("registering again"), "\(workers[1].output)")
         let metrics = try String(contentsOfFile: "\(dir)/run.jsonl", encoding: .utf8)
         #expect(metrics.split(separator: "\n").last?.contains("\"workers\":2") ?? false, "\(metrics)")
@@ -113,7 +113,7 @@ import Testing
         #expect(waitUntil(seconds: 60) { FileManager.default.fileExists(atPath: "\(dir)/m.jsonl") })
         try FileManager.default.removeItem(atPath: outputs)
         #expect(run.wait(seconds: 120), "training did not end")
-        #expect(run.process.terminationStatus != 0)
+        #expect(run.failed)
         let output = run.output
         guard let range = output.range(of: "the model was written to ") else {
             Issue.record("no fallback reported: \(output)")

@@ -91,9 +91,13 @@ public final class Coordinator<S: Strategy> {
         shutdown(reason: "training finished")
     }
 
-    /// Tells every worker to stop. Also for a run to call after a failure.
+    /// Tells every worker to stop, and the peers backing off after a drop, which are waiting to join again.
+    /// Also for a run to call after a failure.
     public func shutdown(reason: String) {
         for worker in live { send(.shutdown(Shutdown(reason: reason)), to: worker) }
+        for (peer, penalty) in penalties where workers[peer] == nil && penalty.failures < Self.banAfter {
+            sendRaw(.shutdown(Shutdown(reason: reason)), to: peer)
+        }
     }
 
     // MARK: Registration

@@ -13,6 +13,9 @@ public final class Worker {
         /// How long to wait for a welcome before giving up. Once registered, the coordinator's heartbeat interval
         /// and timeout, sent in the welcome, apply.
         public var registrationTimeout: Duration
+        /// How long a worker whose coordinator went silent keeps asking to join again (a restarted or resumed
+        /// coordinator takes it back) before it gives up.
+        public var reconnectTimeout: Duration
         /// Federated clients to host: `clientFirst ..< clientFirst + clientCount`; a nil first lets the coordinator
         /// choose, a count of 0 takes an even share.
         public var clientFirst: Int?
@@ -20,8 +23,9 @@ public final class Worker {
         /// Threads that train this worker's clients of a round in parallel.
         public var clientThreads: Int
 
-        public init(name: String, registrationTimeout: Duration = .seconds(30), clientFirst: Int? = nil, clientCount: Int = 0, clientThreads: Int = 1) {
-            self.name = name; self.registrationTimeout = registrationTimeout
+        public init(name: String, registrationTimeout: Duration = .seconds(30), reconnectTimeout: Duration = .seconds(60),
+                    clientFirst: Int? = nil, clientCount: Int = 0, clientThreads: Int = 1) {
+            self.name = name; self.registrationTimeout = registrationTimeout; self.reconnectTimeout = reconnectTimeout
             self.clientFirst = clientFirst; self.clientCount = clientCount; self.clientThreads = clientThreads
         }
     }
@@ -50,10 +54,20 @@ public final class Worker {
         let host: ClientHost?
     }
 
+    /// How a registration ended: welcomed, or told to stop before the welcome came.
+    private enum Registration {
+        case welcomed(Session)
+        case shutdown(String)
+    }
+
     /// Runs until the coordinator says shutdown; returns its reason.
     @discardableResult
     public func run() throws -> String {
-        var session = try registerAndWelcome()
+        var session: Session
+        switch try registerAndWelcome() {
+        case .welcomed(let welcomed): session = welcomed
+        case .shutdown(let reason): return reason
+        }
         var (heartbeat, timeout) = (session.timing.heartbeat, session.timing.timeout)
         var lastHeard = ContinuousClock.now, lastSent = ContinuousClock.now
         while true {
@@ -66,13 +80,18 @@ public final class Worker {
             }
             guard let frames = received else {
                 if ContinuousClock.now - lastHeard > timeout {
-                    // This process may have been the silent one (stopped, swapped out): the coordinator has dropped
-                    // it by now, so ask to join again, for one more timeout, before giving up.
+                    // Either this process was the silent one (stopped, swapped out) and the coordinator has dropped
+                    // it, or the coordinator is busy, gone or being restarted: ask to join again until it answers.
                     logger.warning("the coordinator has been silent for \(timeout); registering again")
+                    let registration: Registration
                     do {
-                        session = try registerAndWelcome(within: timeout)
+                        registration = try registerAndWelcome(within: settings.reconnectTimeout)
                     } catch let error as ClusterError where error.description.hasPrefix("no answer") {
-                        throw ClusterError("the coordinator has been silent for \(timeout * 2); giving up")
+                        throw ClusterError("the coordinator has been silent for \(timeout + settings.reconnectTimeout); giving up")
+                    }
+                    switch registration {
+                    case .welcomed(let welcomed): session = welcomed
+                    case .shutdown(let reason): return reason
                     }
                     (heartbeat, timeout) = (session.timing.heartbeat, session.timing.timeout)
                     lastHeard = .now
@@ -128,7 +147,10 @@ public final class Worker {
                 throw ClusterError("the coordinator refused this worker: \(refuse.reason)")
             case .error(let report) where report.code == .notRegistered:
                 logger.warning("the coordinator no longer knows this worker (\(report.text)); registering again")
-                session = try registerAndWelcome()
+                switch try registerAndWelcome() {
+                case .welcomed(let welcomed): session = welcomed
+                case .shutdown(let reason): return reason
+                }
                 (heartbeat, timeout) = (session.timing.heartbeat, session.timing.timeout)
                 lastHeard = .now
             case .error(let report):
@@ -141,8 +163,9 @@ public final class Worker {
 
     private func send(_ message: Message) throws { try transport.send(WireCodec.encode(message)) }
 
-    /// Says hello (again every second, in case the coordinator was not up yet) until welcomed or refused.
-    private func registerAndWelcome(within limit: Duration? = nil) throws -> Session {
+    /// Says hello (again every second, in case the coordinator was not up yet) until welcomed, refused or told
+    /// to stop (a run that ended while this worker was asking to join again).
+    private func registerAndWelcome(within limit: Duration? = nil) throws -> Registration {
         let hello = Message.hello(Hello(session: session, name: settings.name, dataFingerprint: identity.fingerprint,
                                         inputWidth: UInt32(identity.inputWidth), classes: UInt32(identity.classes),
                                         clientFirst: settings.clientFirst.map { UInt32($0) } ?? Hello.anyClients,
@@ -162,7 +185,7 @@ public final class Worker {
                     let session = try start(welcome)
                     // Confirms the welcome: the coordinator counts a worker once it hears from it again.
                     try send(.heartbeat(Heartbeat(session: self.session)))
-                    return session
+                    return .welcomed(session)
                 } catch {
                     // Tell the coordinator at once rather than leave it waiting for the timeout.
                     try? send(.error(ErrorReport(code: .fatal, text: "\(settings.name) cannot take part: \(error)")))
@@ -170,6 +193,9 @@ public final class Worker {
                 }
             case .refuse(let refuse):
                 throw ClusterError("the coordinator refused this worker: \(refuse.reason)")
+            case .shutdown(let shutdown):
+                logger.info("coordinator says shutdown: \(shutdown.reason)")
+                return .shutdown(shutdown.reason)
             default:
                 continue
             }
