@@ -48,8 +48,8 @@ public struct CoordinatorCommand: AsyncParsableCommand {
             clients the workers host.
             """)
 
-    @Option(help: "ZeroMQ endpoint to bind.")
-    var bind: String = "tcp://*:5555"
+    @Option(help: "ZeroMQ endpoint to bind; beyond loopback (e.g. tcp://*:5555) only with --key and --allow, or --insecure.")
+    var bind: String = "tcp://127.0.0.1:5555"
 
     @Option(help: "Workers to wait for before training starts.")
     var workers: Int
@@ -62,10 +62,14 @@ public struct CoordinatorCommand: AsyncParsableCommand {
     @OptionGroup var output: OutputOptions
     @OptionGroup var dataOptions: DataOptions
     @OptionGroup var timing: ClusterTimingOptions
+    @OptionGroup var security: ServerSecurityOptions
     @OptionGroup var global: GlobalOptions
 
     public func validate() throws {
         guard workers >= 1 else { throw ValidationError("--workers must be at least 1") }
+        if security.key == nil, !security.insecure, !ZmqServer.isLocal(bind) {
+            throw ValidationError("\(bind) is not loopback: give --key and --allow (make keys with `nn keygen`), or --insecure on a network you control")
+        }
         guard (1...workers).contains(minWorkers) else { throw ValidationError("--min-workers must be between 1 and --workers") }
         if experimentOptions.config != nil, let first = training.given.first {
             throw ValidationError("with --config the experiment fixes the model, optimizer, batch, epochs and seed; drop \(first), or use --set-seed, --set-lr, --set-rounds")
@@ -76,22 +80,28 @@ public struct CoordinatorCommand: AsyncParsableCommand {
     public func run() async throws {
         followLauncher()
         let logger = try global.start("nn.coordinator")
+        let secure = try security.load()
         let cluster = CoordinatorSettings(expectedWorkers: workers, minimumWorkers: minWorkers, timing: try timing.timing,
-                                          stop: stopRequestOnSignals())
+                                          stop: stopRequestOnSignals(),
+                                          boundClients: secure?.allowlist.keys.compactMapValues { $0 } ?? [:])
+        if let secure { logger.info("CURVE on: \(secure.allowlist.keys.count) worker key\(secure.allowlist.keys.count == 1 ? "" : "s") admitted") }
+        let listen = { (network: Network) in
+            try ZmqServer(bind: bind, settings: .coordinator(for: network), security: secure, insecure: security.insecure, logger: logger)
+        }
         if let experiment = try experimentOptions.load() {
-            try runFederated(experiment, cluster: cluster, logger: logger)
+            try runFederated(experiment, cluster: cluster, listen: listen, logger: logger)
         } else {
-            try runSynchronous(cluster: cluster, logger: logger)
+            try runSynchronous(cluster: cluster, listen: listen, logger: logger)
         }
     }
 
-    private func runFederated(_ experiment: Experiment, cluster: CoordinatorSettings, logger: Logger) throws {
+    private func runFederated(_ experiment: Experiment, cluster: CoordinatorSettings, listen: (Network) throws -> ZmqServer, logger: Logger) throws {
         let dataOptions = try self.dataOptions.fixing(experiment)
         let (train, test) = try dataOptions.load(logger)
         try check(experiment.model, fits: train)
         let run = try FederatedRun(experiment: experiment, train: train, test: test, checkpoint: output.out,
                                    stopAtTarget: experimentOptions.stopAtTarget, logger: logger)
-        let server = try ZmqServer(bind: bind, settings: .coordinator(for: run.network))
+        let server = try listen(run.network)
         defer { server.close() }
         logger.info("listening on \(server.endpoint); \(experiment.summary(parameters: run.network.parameterCount))")
         var log = try FederatedLog(experiment: experiment, metricsPath: output.metrics)
@@ -100,12 +110,12 @@ public struct CoordinatorCommand: AsyncParsableCommand {
         if let evaluation = outcome.last { printFinalReport(evaluation, test: test, classNames: dataOptions.kind.classNames) }
     }
 
-    private func runSynchronous(cluster: CoordinatorSettings, logger: Logger) throws {
+    private func runSynchronous(cluster: CoordinatorSettings, listen: (Network) throws -> ZmqServer, logger: Logger) throws {
         let settings = try training.settings(dataset: dataOptions.kind.rawValue, checkpoint: output.out)
         let (train, test) = try dataOptions.load(logger)
         try check(settings.model, fits: train)
         let run = SyncTrainingRun(settings: settings, cluster: cluster, train: train, test: test, logger: logger)
-        let server = try ZmqServer(bind: bind, settings: .coordinator(for: run.network))
+        let server = try listen(run.network)
         defer { server.close() }
         logger.info("listening on \(server.endpoint); model \(settings.model.description), \(run.network.parameterCount) parameters; sync SGD, global batch \(run.globalBatch) (\(workers) × \(settings.batch)), \(settings.epochs) epochs")
         var metrics = try MetricsLog(path: output.metrics)
@@ -179,18 +189,20 @@ public struct WorkerCommand: AsyncParsableCommand {
     }
 
     @OptionGroup var dataOptions: DataOptions
+    @OptionGroup var security: ClientSecurityOptions
     @OptionGroup var global: GlobalOptions
 
     public func run() async throws {
         followLauncher()
         let logger = try global.start("nn.worker")
+        let secure = try security.load()
         let (train, _) = try dataOptions.load(logger)
         let session = UInt64.random(in: 1...UInt64.max)
         let name = self.name ?? "\(ProcessInfo.processInfo.hostName)-\(getpid())"
         let client = try ZmqClient(connect: connect, identity: Array("\(name)#\(String(session, radix: 16))".utf8.prefix(200)),
-                                   settings: ZmqSettings(maximumMessageBytes: maxMessageBytes))
+                                   settings: ZmqSettings(maximumMessageBytes: maxMessageBytes), security: secure)
         defer { client.close() }
-        logger.info("worker \(name) connecting to \(connect)")
+        logger.info("worker \(name) connecting to \(connect)\(secure == nil ? "" : " with CURVE, key \(secure!.keys.publicKey)")")
         let range = try clientRange()
         let worker = Worker(transport: client, data: train, session: session,
                             settings: .init(name: name, registrationTimeout: .seconds(registrationTimeout), reconnectTimeout: .seconds(reconnectTimeout),

@@ -11,7 +11,7 @@ public struct NN: AsyncParsableCommand {
         commandName: "nn",
         abstract: "Train, evaluate and run multilayer perceptrons on MNIST-style data.",
         subcommands: [Train.self, Eval.self, Predict.self, Bench.self, DataCommand.self, Launch.self, Simulate.self, Plot.self,
-                      CoordinatorCommand.self, WorkerCommand.self])
+                      CoordinatorCommand.self, WorkerCommand.self, Keygen.self])
 }
 
 /// Where the data comes from: `--dataset` and `--data`, with the data set's environment variable and default folder.

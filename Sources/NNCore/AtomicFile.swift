@@ -28,10 +28,12 @@ public enum AtomicFile {
     }
 
     /// Writes `bytes` to a temporary file beside `path`, fsyncs it, renames it over `path` and fsyncs the
-    /// folder, so a reader sees the old file or the new one, never a torn one.
-    public static func write(_ bytes: UnsafeRawBufferPointer, to path: String) throws {
+    /// folder, so a reader sees the old file or the new one, never a torn one. `mode`: the new file's
+    /// permissions (before the umask); a secret gets 0o600 from its first byte on.
+    public static func write(_ bytes: UnsafeRawBufferPointer, to path: String, mode: mode_t = 0o644) throws {
         let temporary = "\(path).tmp-\(getpid())"
-        let fd = open(temporary, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0o644)
+        unlink(temporary)
+        let fd = open(temporary, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, mode)
         guard fd >= 0 else { throw FileError.system("create", temporary) }
         var written = 0
         while written < bytes.count {
@@ -60,12 +62,12 @@ public enum AtomicFile {
         if dirfd >= 0 { fsync(dirfd); close(dirfd) }
     }
 
-    public static func write(_ bytes: [UInt8], to path: String) throws {
-        try bytes.withUnsafeBytes { try write($0, to: path) }
+    public static func write(_ bytes: [UInt8], to path: String, mode: mode_t = 0o644) throws {
+        try bytes.withUnsafeBytes { try write($0, to: path, mode: mode) }
     }
 
-    public static func write(_ text: String, to path: String) throws {
-        try write(Array(text.utf8), to: path)
+    public static func write(_ text: String, to path: String, mode: mode_t = 0o644) throws {
+        try write(Array(text.utf8), to: path, mode: mode)
     }
 
     /// The whole file, refusing files larger than `limit` bytes.

@@ -31,8 +31,13 @@ public struct CoordinatorSettings: Sendable {
     public var timing: ClusterTiming
     /// Checked after every round: once set, the run ends there as if it were done.
     public var stop: StopRequest?
+    /// Federated clients bound to worker keys (from the allowlist): a worker with such a key hosts exactly
+    /// those, and no other worker may.
+    public var boundClients: [CurvePublicKey: Range<Int>]
 
-    public init(expectedWorkers: Int, minimumWorkers: Int = 1, timing: ClusterTiming = ClusterTiming(), stop: StopRequest? = nil) {
+    public init(expectedWorkers: Int, minimumWorkers: Int = 1, timing: ClusterTiming = ClusterTiming(), stop: StopRequest? = nil,
+                boundClients: [CurvePublicKey: Range<Int>] = [:]) {
         self.expectedWorkers = expectedWorkers; self.minimumWorkers = minimumWorkers; self.timing = timing; self.stop = stop
+        self.boundClients = boundClients
     }
 }

@@ -135,7 +135,7 @@ public final class Coordinator<S: Strategy> {
         let clients: Range<Int>
         do {
             if let reason = refusal(hello) { throw ClusterError(reason) }
-            guard let allocated = try allocateClients(hello) else {
+            guard let allocated = try allocateClients(hello, key: peer.key) else {
                 // Its clients are promised to a welcomed worker that has not confirmed yet: the answer waits
                 // for that one to register or to be dropped (the worker repeats its hello meanwhile).
                 return
@@ -173,17 +173,25 @@ public final class Coordinator<S: Strategy> {
     /// asks for (default: an even share of the clients among the expected workers). Throws when a registered
     /// worker hosts them; nil when only a welcomed worker that has not confirmed yet does (it may never, and must
     /// not keep a real worker out, so the answer waits).
-    private func allocateClients(_ hello: Hello) throws -> Range<Int>? {
+    private func allocateClients(_ hello: Hello, key: CurvePublicKey?) throws -> Range<Int>? {
         let total = strategy.clientCount
         guard total > 0 else { return 0..<0 }
-        let taken = ready.map { ($0.clients, $0.label) }.filter { !$0.0.isEmpty }
+        // Clients bound to other keys count as hosted: no other worker may take them.
+        let bound = key.flatMap { settings.boundClients[$0] }
+        let reserved = settings.boundClients.filter { $0.key != key }.map { ($0.value, "the key \($0.key)") }
+        let taken = ready.map { ($0.clients, $0.label) }.filter { !$0.0.isEmpty } + reserved
         let tentative = live.filter { !$0.ready }.map(\.clients)
-        if hello.clientFirst != Hello.anyClients {
+        if hello.clientFirst != Hello.anyClients || bound != nil {
             let first = Int(hello.clientFirst), count = Int(hello.clientCount)
-            guard count >= 1, first + count <= total else {
+            if let bound, hello.clientFirst != Hello.anyClients, bound != first..<(first + count) {
+                throw ClusterError("it asks for clients \(first)…\(first + count - 1), but its key hosts \(bound.lowerBound)…\(bound.upperBound - 1)")
+            }
+            guard let wanted = bound ?? (count >= 1 && first + count <= total ? first..<(first + count) : nil) else {
                 throw ClusterError("it asks for clients \(first)…\(first + count - 1), outside the experiment's 0…\(total - 1)")
             }
-            let wanted = first..<(first + count)
+            guard wanted.upperBound <= total else {
+                throw ClusterError("its key hosts clients \(wanted.lowerBound)…\(wanted.upperBound - 1), outside the experiment's 0…\(total - 1)")
+            }
             if let clash = taken.first(where: { $0.0.overlaps(wanted) }) {
                 throw ClusterError("it asks for clients \(first)…\(first + count - 1), but \(clash.1) hosts \(clash.0.lowerBound)…\(clash.0.upperBound - 1)")
             }

@@ -11,4 +11,10 @@ public protocol ServerTransport: AnyObject {
 public protocol ClientTransport: AnyObject {
     func send(_ frames: [Frame]) throws
     func receive(timeout: Duration) throws -> [Frame]?
+    /// Why the coordinator's end refused the connection (an unknown key, a wrong server key), once it has.
+    func refusal() -> String?
+}
+
+extension ClientTransport {
+    public func refusal() -> String? { nil }
 }

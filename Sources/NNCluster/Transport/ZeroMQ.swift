@@ -1,5 +1,6 @@
 import CZmq
 import Foundation
+import Logging
 import NNCore
 import NNProtocol
 
@@ -50,6 +51,16 @@ final class ZmqSocket {
         }
     }
 
+    /// Publishes this socket's `events` on a PAIR endpoint (nil stops it).
+    @discardableResult
+    func monitor(_ endpoint: String?, events: Int32) throws -> Bool {
+        guard zmq_socket_monitor(handle, endpoint, events) == 0 else {
+            if endpoint == nil { return false }
+            throw ZmqSocket.error("monitor \(self.endpoint)")
+        }
+        return true
+    }
+
     func bind() throws {
         guard zmq_bind(handle, endpoint) == 0 else { throw ZmqSocket.error("bind \(endpoint)") }
     }
@@ -63,7 +74,7 @@ final class ZmqSocket {
         var buffer = [CChar](repeating: 0, count: 256)
         var size = buffer.count
         zmq_getsockopt(handle, ZMQ_LAST_ENDPOINT, &buffer, &size)
-        return String(decoding: buffer.prefix { $0 != 0 }.map { UInt8(bitPattern: $0) }, as: UTF8.self)
+        return buffer.text
     }
 
     /// Sends `frames` as one multipart message. Float frames go out without a copy: libzmq holds a retain on
@@ -104,6 +115,12 @@ final class ZmqSocket {
     /// four are copied straight into float arrays: they are the protocol's float frames, and this saves a second
     /// copy of every parameter and gradient vector (the codec takes either form).
     func receive(timeout: Duration) throws -> [Frame]? {
+        var userID: String?
+        return try receive(timeout: timeout, userID: &userID)
+    }
+
+    /// As `receive(timeout:)`; `userID` gets the User-Id the ZAP handler gave the sender's connection (its key).
+    func receive(timeout: Duration, userID: inout String?) throws -> [Frame]? {
         var item = zmq_pollitem_t(socket: handle, fd: 0, events: Int16(ZMQ_POLLIN), revents: 0)
         let milliseconds = Int(timeout.components.seconds * 1000 + timeout.components.attoseconds / 1_000_000_000_000_000)
         let ready = zmq_poll(&item, 1, milliseconds)
@@ -122,6 +139,7 @@ final class ZmqSocket {
                 if zmq_errno() == EINTR { continue }
                 throw ZmqSocket.error("receive from \(endpoint)")
             }
+            if parts.isEmpty, let value = zmq_msg_gets(&message, "User-Id") { userID = String(cString: value) }
             let size = zmq_msg_size(&message)
             let bytes = UnsafeRawBufferPointer(start: zmq_msg_data(&message), count: size)
             if parts.count >= floatFramesFrom && size % 4 == 0 {
@@ -174,46 +192,112 @@ public struct ZmqSettings: Sendable {
     public static let worker = ZmqSettings(maximumMessageBytes: 256 << 20)
 }
 
-/// The coordinator's ROUTER socket.
+/// The coordinator's ROUTER socket, encrypted and authenticated with CURVE when given `security`.
 public final class ZmqServer: ServerTransport {
     private let socket: ZmqSocket
+    /// With CURVE: the ZAP domain and monitor endpoint of this socket, and its admission rules.
+    private var zap: (domain: String, monitor: String, gate: Gate)?
 
-    /// Binds `endpoint`, e.g. "tcp://*:5555" or "tcp://127.0.0.1:*".
-    public init(bind endpoint: String, settings: ZmqSettings) throws {
+    /// Binds `endpoint`, e.g. "tcp://*:5555" or "tcp://127.0.0.1:*". Without `security` only a loopback or
+    /// local endpoint is bound, unless `insecure`: anything else would let any host on the network in.
+    public init(bind endpoint: String, settings: ZmqSettings, security: ServerSecurity? = nil, insecure: Bool = false,
+                logger: Logger = Logger(label: "nn.zmq")) throws {
+        if security == nil, !insecure, !Self.isLocal(endpoint) {
+            throw ClusterError("""
+                refusing to bind \(endpoint) without encryption: anyone who reaches it could join the run. Make keys \
+                with `nn keygen --out keys --name coordinator` (and one pair per worker), then give the coordinator \
+                --key keys/coordinator.key_secret --allow keys/ (the workers' .key files), or bind 127.0.0.1, or \
+                pass --insecure on a network you control
+                """)
+        }
         socket = try ZmqSocket(type: ZMQ_ROUTER, endpoint: endpoint)
         try socket.set(ZMQ_MAXMSGSIZE, settings.maximumMessageBytes)
         try socket.set(ZMQ_LINGER, settings.lingerMilliseconds)
         try socket.set(ZMQ_SNDTIMEO, Int32(0))
         // An unroutable send is an error (the worker is gone), not a silent drop.
         try socket.set(ZMQ_ROUTER_MANDATORY, Int32(1))
-        // A worker that reconnects with its routing id takes over its old connection.
+        // A worker that reconnects with its routing id takes over its old connection (with CURVE, only with the
+        // key it first connected with: the ZAP handler refuses the id with any other).
         try socket.set(ZMQ_ROUTER_HANDOVER, Int32(1))
+        if let security {
+            let gate = Gate(allowlist: security.allowlist, logger: logger)
+            let (domain, monitor) = try ZapHandler.shared.register(gate)
+            zap = (domain, monitor, gate)
+            try socket.set(ZMQ_CURVE_SERVER, Int32(1))
+            try socket.set(ZMQ_CURVE_SECRETKEY, bytes: Array(security.keys.secret.utf8))
+            try socket.set(ZMQ_ZAP_DOMAIN, bytes: Array(domain.utf8))
+            try socket.monitor(monitor, events: ZMQ_EVENT_HANDSHAKE_FAILED_PROTOCOL | ZMQ_EVENT_HANDSHAKE_FAILED_NO_DETAIL)
+        }
         try socket.bind()
+    }
+
+    /// Loopback TCP, and transports that never leave the host.
+    public static func isLocal(_ endpoint: String) -> Bool {
+        if endpoint.hasPrefix("ipc://") || endpoint.hasPrefix("inproc://") { return true }
+        guard endpoint.hasPrefix("tcp://") else { return false }
+        let host = endpoint.dropFirst(6).split(separator: ":", omittingEmptySubsequences: false).dropLast().joined(separator: ":")
+        return host == "localhost" || host == "[::1]" || host.hasPrefix("127.")
     }
 
     /// The bound endpoint, with the port the system picked for a wildcard.
     public var endpoint: String { socket.lastEndpoint }
+
+    /// Connections refused so far by the CURVE handshake or the allowlist.
+    public var refusedConnections: Int { zap?.gate.refusals ?? 0 }
 
     public func send(_ frames: [Frame], to peer: PeerID) throws {
         try socket.send(frames, prefix: peer.bytes)
     }
 
     public func receive(timeout: Duration) throws -> (peer: PeerID, frames: [Frame])? {
-        guard let parts = try socket.receive(timeout: timeout) else { return nil }
+        var userID: String?
+        guard let parts = try socket.receive(timeout: timeout, userID: &userID) else { return nil }
         guard case .bytes(let identity)? = parts.first, !identity.isEmpty else { return nil }
-        return (PeerID(identity), Array(parts.dropFirst()))
+        return (PeerID(identity, key: try userID.map { try CurvePublicKey(z85: $0) }), Array(parts.dropFirst()))
     }
 
-    public func close() { socket.close() }
+    public func close() {
+        if let zap {
+            _ = try? socket.monitor(nil, events: 0)
+            ZapHandler.shared.unregister(domain: zap.domain, monitor: zap.monitor)
+            self.zap = nil
+        }
+        socket.close()
+    }
+}
+
+/// A coordinator's CURVE key pair and the worker keys it admits.
+public struct ServerSecurity: Sendable {
+    public let keys: CurveKeyPair
+    public let allowlist: Allowlist
+    public init(keys: CurveKeyPair, allowlist: Allowlist) { self.keys = keys; self.allowlist = allowlist }
+}
+
+/// A worker's CURVE key pair and the coordinator's public key, which it checks the server against.
+public struct ClientSecurity: Sendable {
+    public let keys: CurveKeyPair
+    public let serverKey: CurvePublicKey
+    public init(keys: CurveKeyPair, serverKey: CurvePublicKey) { self.keys = keys; self.serverKey = serverKey }
 }
 
 /// A worker's DEALER socket, with a routing id derived from its session so that a reconnection keeps its identity.
 public final class ZmqClient: ClientTransport {
     private let socket: ZmqSocket
+    /// With CURVE: the socket's handshake failures.
+    private var monitor: ZmqSocket?
 
-    public init(connect endpoint: String, identity: [UInt8], settings: ZmqSettings) throws {
+    public init(connect endpoint: String, identity: [UInt8], settings: ZmqSettings, security: ClientSecurity? = nil) throws {
         socket = try ZmqSocket(type: ZMQ_DEALER, endpoint: endpoint)
         try socket.set(ZMQ_ROUTING_ID, bytes: identity)
+        if let security {
+            try socket.set(ZMQ_CURVE_SERVERKEY, bytes: Array(security.serverKey.z85.utf8))
+            try socket.set(ZMQ_CURVE_PUBLICKEY, bytes: Array(security.keys.publicKey.z85.utf8))
+            try socket.set(ZMQ_CURVE_SECRETKEY, bytes: Array(security.keys.secret.utf8))
+            let endpoint = "inproc://nn-client-monitor-\(ObjectIdentifier(self).hashValue)"
+            try socket.monitor(endpoint, events: ZMQ_EVENT_HANDSHAKE_FAILED_AUTH | ZMQ_EVENT_HANDSHAKE_FAILED_PROTOCOL)
+            monitor = try ZmqSocket(type: ZMQ_PAIR, endpoint: endpoint)
+            try monitor?.connect()
+        }
         try socket.set(ZMQ_MAXMSGSIZE, settings.maximumMessageBytes)
         try socket.set(ZMQ_LINGER, settings.lingerMilliseconds)
         try socket.set(ZMQ_SNDTIMEO, settings.sendTimeoutMilliseconds)
@@ -228,5 +312,19 @@ public final class ZmqClient: ClientTransport {
         try socket.receive(timeout: timeout)
     }
 
-    public func close() { socket.close() }
+    public func refusal() -> String? {
+        guard let monitor, let event = try? monitor.receive(timeout: .zero), case .bytes(let head)? = event.first, head.count >= 6 else { return nil }
+        let id = Int32(head[0]) | Int32(head[1]) << 8
+        let value = head[2...5].reversed().reduce(UInt32(0)) { $0 << 8 | UInt32($1) }
+        if id == ZMQ_EVENT_HANDSHAKE_FAILED_AUTH {
+            return "the coordinator does not admit this worker's key (status \(value)); add its .key file to the coordinator's --allow"
+        }
+        return "the CURVE handshake failed (protocol error 0x\(String(value, radix: 16))): check --server-key, and that the coordinator runs with --key"
+    }
+
+    public func close() {
+        if monitor != nil { _ = try? socket.monitor(nil, events: 0) }
+        monitor?.close()
+        socket.close()
+    }
 }

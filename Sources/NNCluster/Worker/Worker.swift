@@ -174,6 +174,7 @@ public final class Worker {
         let deadline = ContinuousClock.now + wait
         var nextHello = ContinuousClock.now
         while ContinuousClock.now < deadline {
+            if let refusal = transport.refusal() { throw ClusterError(refusal) }
             if ContinuousClock.now >= nextHello {
                 try send(hello)
                 nextHello = .now + .seconds(1)
@@ -200,7 +201,7 @@ public final class Worker {
                 continue
             }
         }
-        throw ClusterError("no answer from the coordinator within \(wait); is it running and reachable?")
+        throw ClusterError("no answer from the coordinator within \(wait); is it running and reachable? (one started with --key admits only workers given --key and --server-key)")
     }
 
     private func start(_ welcome: Welcome) throws -> Session {
