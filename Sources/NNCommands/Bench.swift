@@ -92,14 +92,17 @@ public struct Bench: AsyncParsableCommand {
         let (train, _) = try dataOptions.load(logger)
         try check(spec, fits: train)
         let bench = DistributedBenchmark(model: spec, optimizer: OptimizerSettings(kind: optimizer), train: train, launch: benchWorkers)
-        print("nn bench --distributed: \(spec.description), \(optimizer.rawValue), MNIST training set, tcp loopback, 1 OpenBLAS thread per process")
-        print("workers  batch/worker  global  samples/s  single-process samples/s  step ms  compute ms  communication ms  aggregation ms")
+        print("nn bench --distributed: \(spec.description), \(optimizer.rawValue), MNIST training set, tcp loopback (plain, and CURVE-encrypted), 1 OpenBLAS thread per process")
+        print("wire   workers  batch/worker  global  samples/s  single-process samples/s  step ms  compute ms  communication ms  aggregation ms")
         for batch in [64, 256] {
             for workers in [1, 2] {
-                let f = try bench.measure(workers: workers, batch: batch)
-                print(String(format: "%7d  %12d  %6d  %9.0f  %24.0f  %7.3f  %10.3f  %16.3f  %14.3f",
-                             workers, batch, workers * batch, f.samplesPerSecond, f.singleProcessSamplesPerSecond,
-                             f.step * 1e3, f.compute * 1e3, f.communication * 1e3, f.aggregation * 1e3))
+                // Plain and CURVE one after the other, so that each pair shares the machine's state.
+                for curve in [false, true] {
+                    let f = try bench.measure(workers: workers, batch: batch, curve: curve)
+                    print(String(format: "%@  %7d  %12d  %6d  %9.0f  %24.0f  %7.3f  %10.3f  %16.3f  %14.3f", curve ? "CURVE" : "plain",
+                                 workers, batch, workers * batch, f.samplesPerSecond, f.singleProcessSamplesPerSecond,
+                                 f.step * 1e3, f.compute * 1e3, f.communication * 1e3, f.aggregation * 1e3))
+                }
             }
         }
     }
@@ -127,12 +130,12 @@ public struct Bench: AsyncParsableCommand {
     /// `nn worker` processes of this executable, one OpenBLAS thread each, logging warnings only.
     private var benchWorkers: WorkerLauncher {
         let dataArguments = dataOptions.arguments
-        return { count, endpoint in
+        return { count, endpoint, keys in
             let executable = URL(fileURLWithPath: "/proc/self/exe").resolvingSymlinksInPath().path
             return try (0..<count).map { i in
                 let child = Process()
                 child.executableURL = URL(fileURLWithPath: executable)
-                child.arguments = ["worker", "--connect", endpoint, "--name", "bench-\(i)", "--log-level", "warning"] + dataArguments
+                child.arguments = ["worker", "--connect", endpoint, "--name", "bench-\(i)", "--log-level", "warning"] + dataArguments + (keys?.workerArguments(i) ?? [])
                 var environment = ProcessInfo.processInfo.environment
                 environment["OPENBLAS_NUM_THREADS"] = "1"
                 child.environment = environment

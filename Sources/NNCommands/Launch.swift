@@ -1,5 +1,6 @@
 import ArgumentParser
 import Foundation
+import NNCluster
 import NNData
 
 /// `torchrun --nproc_per_node` for nn: a coordinator and N workers on this host, their output merged with a
@@ -22,6 +23,9 @@ public struct Launch: AsyncParsableCommand {
     @Option(help: "Loopback port for the coordinator (default: a free one).")
     var port: Int?
 
+    @Flag(help: "Run without CURVE encryption (by default the launcher makes throwaway keys for its processes).")
+    var insecure = false
+
     @OptionGroup var dataOptions: DataOptions
 
     @Argument(parsing: .allUnrecognized, help: "Options for the coordinator.")
@@ -31,9 +35,11 @@ public struct Launch: AsyncParsableCommand {
         guard workers >= 1 else { throw ValidationError("--workers must be at least 1") }
         if let port, !(1...65535).contains(port) { throw ValidationError("--port must be 1…65535") }
         // Fail here, with the coordinator's own message, rather than in a child process.
-        _ = try CoordinatorCommand.parse(try coordinatorArguments(port: 1))
+        let coordinator = try CoordinatorCommand.parse(try coordinatorArguments(port: 1))
+        if coordinator.security.key != nil || coordinator.security.insecure {
+            throw ValidationError("the launcher makes its own keys; drop --key, --allow and --insecure from the coordinator's options (nn launch --insecure runs without encryption)")
+        }
     }
-
 
     private func coordinatorArguments(port: Int) throws -> [String] {
         ["--bind", "tcp://127.0.0.1:\(port)", "--workers", String(workers)] + dataOptions.arguments + coordinatorOptions
@@ -45,11 +51,14 @@ public struct Launch: AsyncParsableCommand {
         // Workers load the experiment's data set, when there is one.
         let experiment = try CoordinatorCommand.parse(try coordinatorArguments(port: port)).experimentOptions.load()
         let dataArguments = try experiment.map { try dataOptions.fixing($0).arguments } ?? dataOptions.arguments
+        let keys = insecure ? nil : try ThrowawayKeys(workers: workers)
+        defer { keys?.remove() }
         let group = ProcessGroup()
-        try group.start(label: "coordinator", executable: executable, arguments: ["coordinator"] + (try coordinatorArguments(port: port)))
+        try group.start(label: "coordinator", executable: executable,
+                        arguments: ["coordinator"] + (try coordinatorArguments(port: port)) + (keys?.coordinatorArguments ?? []))
         for i in 0..<workers {
             try group.start(label: "worker \(i)", executable: executable,
-                            arguments: ["worker", "--connect", "tcp://127.0.0.1:\(port)", "--name", "worker-\(i)"] + dataArguments)
+                            arguments: ["worker", "--connect", "tcp://127.0.0.1:\(port)", "--name", "worker-\(i)"] + dataArguments + (keys?.workerArguments(i) ?? []))
         }
         let status = group.waitForCoordinator()
         guard status == 0 else { throw ExitCode(status) }

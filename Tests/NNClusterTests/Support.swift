@@ -15,9 +15,13 @@ func mnistSubset(_ count: Int) throws -> (train: Dataset, test: Dataset) {
     return (train.subset(Array(0..<count)), test.subset(Array(0..<500)))
 }
 
-enum Wire: String, CaseIterable, Sendable { case inProcess, zeroMQ }
+enum Wire: String, CaseIterable, Sendable { case inProcess, zeroMQ, curve }
 
-/// A server for a run of `network` and a way to connect clients to it (by routing id), over either transport.
+/// Key pairs for tests: a coordinator's and eight workers'.
+let testKeys = (coordinator: try! CurveKeyPair.generate(), workers: (0..<8).map { _ in try! CurveKeyPair.generate() })
+
+/// A server for a run of `network` and a way to connect clients to it (by routing id), over any transport;
+/// with CURVE, each client gets the next of the test keys.
 func makeNetwork(_ wire: Wire, for network: Network) throws -> (server: ServerTransport, connect: (String) throws -> ClientTransport) {
     switch wire {
     case .inProcess:
@@ -27,6 +31,17 @@ func makeNetwork(_ wire: Wire, for network: Network) throws -> (server: ServerTr
         let server = try ZmqServer(bind: "tcp://127.0.0.1:*", settings: .coordinator(for: network))
         let endpoint = server.endpoint
         return (server, { name in try ZmqClient(connect: endpoint, identity: Array(name.utf8), settings: .worker) })
+    case .curve:
+        let allowlist = Allowlist(Dictionary(uniqueKeysWithValues: testKeys.workers.map { ($0.publicKey, nil) }))
+        let server = try ZmqServer(bind: "tcp://127.0.0.1:*", settings: .coordinator(for: network),
+                                   security: ServerSecurity(keys: testKeys.coordinator, allowlist: allowlist), logger: quiet)
+        let endpoint = server.endpoint
+        var next = 0
+        return (server, { name in
+            defer { next += 1 }
+            return try ZmqClient(connect: endpoint, identity: Array(name.utf8), settings: .worker,
+                                 security: ClientSecurity(keys: testKeys.workers[next % 8], serverKey: testKeys.coordinator.publicKey))
+        })
     }
 }
 

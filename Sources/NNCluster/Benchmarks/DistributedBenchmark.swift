@@ -26,13 +26,16 @@ public struct DistributedBenchmark {
                          dataset: "mnist")
     }
 
-    public func measure(workers: Int, batch: Int) throws -> Figures {
+    /// `curve`: encrypted and authenticated, with throwaway keys.
+    public func measure(workers: Int, batch: Int, curve: Bool = false) throws -> Figures {
         let cluster = CoordinatorSettings(expectedWorkers: workers, timing: ClusterTiming(timeout: .seconds(10)))
         let run = SyncTrainingRun(settings: settings(batch: batch), cluster: cluster, train: train, test: nil,
                                   logger: Logger(label: "bench", factory: { _ in SwiftLogNoOpLogHandler() }))
-        let server = try ZmqServer(bind: "tcp://127.0.0.1:*", settings: .coordinator(for: run.network))
+        let keys = curve ? try ThrowawayKeys(workers: workers) : nil
+        defer { keys?.remove() }
+        let server = try ZmqServer(bind: "tcp://127.0.0.1:*", settings: .coordinator(for: run.network), security: try keys?.serverSecurity())
         defer { server.close() }
-        let children = WorkerProcesses(processes: try launch(workers, server.endpoint))
+        let children = WorkerProcesses(processes: try launch(workers, server.endpoint, keys))
         defer { children.stop() }
         let outcome = try run.run(over: server)
         children.wait()

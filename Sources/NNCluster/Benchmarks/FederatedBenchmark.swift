@@ -50,7 +50,7 @@ public struct FederatedBenchmark {
         let run = try FederatedRun(experiment: timed, train: train, test: nil, logger: quiet)
         let server = try ZmqServer(bind: "tcp://127.0.0.1:*", settings: .coordinator(for: run.network))
         defer { server.close() }
-        let children = WorkerProcesses(processes: try launch(workers, server.endpoint))
+        let children = WorkerProcesses(processes: try launch(workers, server.endpoint, nil))
         defer { children.stop() }
         var times: [Double] = []
         _ = try run.run(over: server, cluster: CoordinatorSettings(expectedWorkers: workers, timing: ClusterTiming(timeout: .seconds(10)))) { round in

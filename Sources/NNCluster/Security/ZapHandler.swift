@@ -7,9 +7,6 @@ final class Gate: @unchecked Sendable {
     let allowlist: Allowlist
     private let logger: Logger
     private let lock = NSLock()
-    /// The key each routing id first connected with: a connection that brings the id with another key is
-    /// refused, so no peer can take over a worker's connection (ROUTER handover stays for the same key).
-    private var bindings: [[UInt8]: CurvePublicKey] = [:]
     private var logged: Set<String> = []
     private var counts: [String: Int] = [:]
     /// Connections refused so far.
@@ -17,16 +14,12 @@ final class Gate: @unchecked Sendable {
 
     init(allowlist: Allowlist, logger: Logger) { self.allowlist = allowlist; self.logger = logger }
 
-    /// Whether a peer at `address` with routing id `identity` and `key` may connect; nil admits, else the reason.
-    func decide(address: String, identity: [UInt8], key: CurvePublicKey?) -> String? {
+    /// Whether a peer at `address` with `key` may connect; nil admits, else the reason. (ZAP's identity frame
+    /// carries the server's own routing id, not the peer's, so routing ids are guarded by the ROUTER instead.)
+    func decide(address: String, key: CurvePublicKey?) -> String? {
         lock.lock(); defer { lock.unlock() }
         guard let key else { return refuse(address, "no CURVE key") }
         guard allowlist.keys[key] != nil else { return refuse(address, "unknown key \(key)") }
-        guard !identity.isEmpty else { return nil }
-        if let bound = bindings[identity], bound != key {
-            return refuse(address, "routing id \(PeerID(identity)) belongs to another key (\(bound)); this one is \(key)")
-        }
-        if bindings.count < 1 << 16 { bindings[identity] = key }
         return nil
     }
 
@@ -151,7 +144,7 @@ final class ZapHandler: @unchecked Sendable {
         let key = mechanism == "CURVE" && request.count >= 7 ? CurvePublicKey(bytes: request[6]) : nil
         let refusal: String?
         if let gate = gate(domain) {
-            refusal = gate.decide(address: address, identity: request[4], key: key)
+            refusal = gate.decide(address: address, key: key)
         } else {
             refusal = "no such server"
         }

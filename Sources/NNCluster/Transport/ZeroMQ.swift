@@ -216,10 +216,13 @@ public final class ZmqServer: ServerTransport {
         try socket.set(ZMQ_SNDTIMEO, Int32(0))
         // An unroutable send is an error (the worker is gone), not a silent drop.
         try socket.set(ZMQ_ROUTER_MANDATORY, Int32(1))
-        // A worker that reconnects with its routing id takes over its old connection (with CURVE, only with the
-        // key it first connected with: the ZAP handler refuses the id with any other).
-        try socket.set(ZMQ_ROUTER_HANDOVER, Int32(1))
+        // Plain: a worker that reconnects with its routing id takes over its old connection. With CURVE a
+        // connection never takes over another: the first one with a routing id keeps it until it dies (ZMTP
+        // heartbeats find a dead one within seconds), so no admitted peer can steal a worker's tasks.
+        try socket.set(ZMQ_ROUTER_HANDOVER, Int32(security == nil ? 1 : 0))
         if let security {
+            try socket.set(ZMQ_HEARTBEAT_IVL, Int32(1000))
+            try socket.set(ZMQ_HEARTBEAT_TIMEOUT, Int32(3000))
             let gate = Gate(allowlist: security.allowlist, logger: logger)
             let (domain, monitor) = try ZapHandler.shared.register(gate)
             zap = (domain, monitor, gate)

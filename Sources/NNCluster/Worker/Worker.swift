@@ -176,7 +176,9 @@ public final class Worker {
         while ContinuousClock.now < deadline {
             if let refusal = transport.refusal() { throw ClusterError(refusal) }
             if ContinuousClock.now >= nextHello {
-                try send(hello)
+                do { try send(hello) } catch {
+                    throw ClusterError("no connection to the coordinator took this worker's hello (\(error)); is it running and reachable? (one started with --key admits only workers given --key and --server-key)")
+                }
                 nextHello = .now + .seconds(1)
             }
             guard let frames = try transport.receive(timeout: .milliseconds(100)) else { continue }
