@@ -63,6 +63,7 @@ public struct CoordinatorCommand: AsyncParsableCommand {
     @OptionGroup var dataOptions: DataOptions
     @OptionGroup var timing: ClusterTimingOptions
     @OptionGroup var security: ServerSecurityOptions
+    @OptionGroup var runState: RunStateOptions
     @OptionGroup var global: GlobalOptions
 
     public func validate() throws {
@@ -100,7 +101,7 @@ public struct CoordinatorCommand: AsyncParsableCommand {
         let (train, test) = try dataOptions.load(logger)
         try check(experiment.model, fits: train)
         let run = try FederatedRun(experiment: experiment, train: train, test: test, checkpoint: output.out,
-                                   stopAtTarget: experimentOptions.stopAtTarget, logger: logger)
+                                   stopAtTarget: experimentOptions.stopAtTarget, runState: runState.settings(defaultEvery: 1), logger: logger)
         let server = try listen(run.network)
         defer { server.close() }
         logger.info("listening on \(server.endpoint); \(experiment.summary(parameters: run.network.parameterCount))")
@@ -114,7 +115,8 @@ public struct CoordinatorCommand: AsyncParsableCommand {
         let settings = try training.settings(dataset: dataOptions.kind.rawValue, checkpoint: output.out)
         let (train, test) = try dataOptions.load(logger)
         try check(settings.model, fits: train)
-        let run = SyncTrainingRun(settings: settings, cluster: cluster, train: train, test: test, logger: logger)
+        let run = SyncTrainingRun(settings: settings, cluster: cluster, train: train, test: test, runState: runState.settings(defaultEvery: 100),
+                                  logger: logger)
         let server = try listen(run.network)
         defer { server.close() }
         logger.info("listening on \(server.endpoint); model \(settings.model.description), \(run.network.parameterCount) parameters; sync SGD, global batch \(run.globalBatch) (\(workers) × \(settings.batch)), \(settings.epochs) epochs")

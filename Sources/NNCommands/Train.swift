@@ -10,6 +10,7 @@ public struct Train: AsyncParsableCommand {
     @OptionGroup var training: TrainingOptions
     @OptionGroup var output: OutputOptions
     @OptionGroup var dataOptions: DataOptions
+    @OptionGroup var runState: RunStateOptions
     @OptionGroup var global: GlobalOptions
 
     public func run() async throws {
@@ -18,7 +19,7 @@ public struct Train: AsyncParsableCommand {
         if settings.model.batchNorm && settings.batch < 2 { throw ValidationError("batch normalisation needs --batch 2 or more") }
         let (train, test) = try dataOptions.load(logger)
         try check(settings.model, fits: train)
-        let run = LocalTrainingRun(settings: settings, train: train, test: test, logger: logger)
+        let run = LocalTrainingRun(settings: settings, train: train, test: test, runState: runState.settings(defaultEvery: 1), logger: logger)
         logger.info("model \(settings.model.description): \(run.network.parameterCount) parameters; \(settings.optimizer.kind.rawValue) lr \(settings.schedule.base), batch \(settings.batch), \(settings.epochs) epochs, seed \(settings.seed)")
         var metrics = try MetricsLog(path: output.metrics)
         var bar = ProgressBar(label: "", total: 0), barEpoch = 0

@@ -1,5 +1,5 @@
 /// Mean loss and confusion matrix of a network on a data set.
-public struct Evaluation: Sendable {
+public struct Evaluation: Codable, Sendable {
     public var loss: Double
     public var confusion: ConfusionMatrix
     public var accuracy: Double { confusion.accuracy }

@@ -1,5 +1,5 @@
 /// Counts of (true class, predicted class) pairs, and the metrics derived from them.
-public struct ConfusionMatrix: Equatable, Sendable {
+public struct ConfusionMatrix: Equatable, Codable, Sendable {
     public let classes: Int
     /// Row-major: `counts[truth * classes + predicted]`.
     public private(set) var counts: [Int]
@@ -7,6 +7,18 @@ public struct ConfusionMatrix: Equatable, Sendable {
     public init(classes: Int) {
         self.classes = classes
         counts = Array(repeating: 0, count: classes * classes)
+    }
+
+    private enum CodingKeys: String, CodingKey { case classes, counts }
+
+    /// Checks that the counts fill a classes × classes matrix of non-negative numbers.
+    public init(from decoder: Decoder) throws {
+        let container = try decoder.container(keyedBy: CodingKeys.self)
+        classes = try container.decode(Int.self, forKey: .classes)
+        counts = try container.decode([Int].self, forKey: .counts)
+        guard (1...65536).contains(classes), counts.count == classes * classes, counts.allSatisfy({ $0 >= 0 }) else {
+            throw DecodingError.dataCorruptedError(forKey: .counts, in: container, debugDescription: "not a \(classes) × \(classes) matrix of counts")
+        }
     }
 
     public mutating func add(truth: Int, predicted: Int) { counts[truth * classes + predicted] += 1 }

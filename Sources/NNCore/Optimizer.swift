@@ -39,6 +39,20 @@ public final class Optimizer {
         _ = update(parameters: parameters, gradients: gradients, learningRate: lr, dryRun: false)
     }
 
+    /// The step count and moments, for a run state under `prefix`.
+    public func save(into state: inout RunState, as prefix: String) {
+        state.values["\(prefix).steps"] = String(steps)
+        state.vectors["\(prefix).first"] = first.array
+        state.vectors["\(prefix).second"] = second.array
+    }
+
+    public func restore(from state: RunState, as prefix: String) throws {
+        let savedFirst = try state.vector("\(prefix).first", count: first.count), savedSecond = try state.vector("\(prefix).second", count: second.count)
+        steps = try state.integer("\(prefix).steps")
+        savedFirst.withUnsafeBufferPointer { if let b = $0.baseAddress { first.base.update(from: b, count: $0.count) } }
+        savedSecond.withUnsafeBufferPointer { if let b = $0.baseAddress { second.base.update(from: b, count: $0.count) } }
+    }
+
     /// Whether `step` would leave every parameter and every value of the optimizer's state finite; changes nothing.
     public func staysFinite(parameters: FloatBuffer, gradients: FloatBuffer, learningRate lr: Float) -> Bool {
         steps += 1

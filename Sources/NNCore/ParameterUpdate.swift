@@ -1,7 +1,7 @@
 /// The optimisation step on a network's gradient vector: clipping of the global norm, the scheduled learning
 /// rate and the optimizer. Separate from `Backpropagation` so that a distributed run can average gradients
 /// from many workers before one update.
-public final class ParameterUpdate {
+public final class ParameterUpdate: Resumable {
     public let network: Network
     public let optimizer: Optimizer
     public let schedule: LearningRateSchedule
@@ -17,6 +17,22 @@ public final class ParameterUpdate {
         self.optimizer = Optimizer(optimizer, parameterCount: network.parameterCount)
         self.schedule = schedule
         self.clipNorm = clipNorm
+    }
+
+    /// The network, the optimizer and the position in the schedule, for a run state.
+    public func save(into state: inout RunState) {
+        state.set(network, as: "model")
+        optimizer.save(into: &state, as: "optimizer")
+        state.values["update.step"] = String(step)
+        state.values["update.learning_rate"] = String(learningRate.bitPattern)
+    }
+
+    public func restore(from state: RunState) throws {
+        try state.restore(network, from: "model")
+        try optimizer.restore(from: state, as: "optimizer")
+        step = try state.integer("update.step")
+        guard let bits = UInt32(try state.value("update.learning_rate")) else { throw FileError("the run state's learning rate is not a number") }
+        learningRate = Float(bitPattern: bits)
     }
 
     /// Clips and applies `network.gradients` with the scheduled learning rate, then advances the step.

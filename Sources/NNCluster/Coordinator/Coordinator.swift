@@ -60,14 +60,15 @@ public final class Coordinator<S: Strategy> {
     /// The live workers that have shown they work; only these get work and count towards `expectedWorkers`.
     private var ready: [WorkerRecord] { live.filter(\.ready) }
 
-    /// Runs the strategy's rounds while `onRound` (evaluate, log, checkpoint there) returns true.
-    public func run(onRound: (RoundReport) throws -> Bool) throws {
+    /// Runs the strategy's rounds from `first` (a resumed run's next round) while `onRound` (evaluate, log,
+    /// checkpoint there) returns true.
+    public func run(from first: Int = 0, onRound: (RoundReport) throws -> Bool) throws {
         try register()
         let unhosted = strategy.clientCount - ready.reduce(0) { $0 + $1.clients.count }
         if unhosted > 0 {
             logger.warning("\(unhosted) of the \(strategy.clientCount) clients have no worker to host them; rounds sample among the others")
         }
-        for round in 0..<strategy.rounds {
+        for round in first..<max(first, strategy.rounds) {
             var report = RoundReport(round: round)
             let start = ContinuousClock.now
             let sentBefore = bytesSent, receivedBefore = bytesReceived

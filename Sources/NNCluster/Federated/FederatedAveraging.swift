@@ -34,6 +34,16 @@ public final class FederatedAveraging: Strategy {
         try self.init(experiment: experiment, network: Network(spec: experiment.model, seed: experiment.seed), partitions: partitions)
     }
 
+    public func save(into state: inout RunState) {
+        state.set(network, as: "model")
+        server?.optimizer.save(into: &state, as: "server")
+    }
+
+    public func restore(from state: RunState) throws {
+        try state.restore(network, from: "model")
+        try server?.optimizer.restore(from: state, as: "server")
+    }
+
     public var rounds: Int { experiment.rounds }
     public var job: Job { Job(mode: experiment.strategy.kind.rawValue, seed: experiment.seed, globalBatch: 0, experiment: experiment) }
     public var clientCount: Int { experiment.clients }

@@ -13,17 +13,20 @@ public final class FederatedRun {
     private let train: Dataset, test: Dataset?
     private let checkpoint: String?
     private let stopAtTarget: Bool
+    private let runState: RunStateSettings?
     private let logger: Logger
 
-    /// `test`: nil skips the evaluations (benchmarks).
-    public init(experiment: Experiment, train: Dataset, test: Dataset?, checkpoint: String? = nil, stopAtTarget: Bool = false, logger: Logger) throws {
+    /// `test`: nil skips the evaluations (benchmarks). `runState`: where a coordinated run keeps the state that
+    /// lets it be resumed, and whether to resume it.
+    public init(experiment: Experiment, train: Dataset, test: Dataset?, checkpoint: String? = nil, stopAtTarget: Bool = false,
+                runState: RunStateSettings? = nil, logger: Logger) throws {
         self.experiment = experiment; self.train = train; self.test = test; self.checkpoint = checkpoint
-        self.stopAtTarget = stopAtTarget; self.logger = logger
+        self.stopAtTarget = stopAtTarget; self.runState = runState; self.logger = logger
         strategy = try FederatedAveraging(experiment: experiment, trainingLabels: train.labels, classes: train.classes)
     }
 
     /// A round as it ran, with the test evaluation after it.
-    public struct Round: Sendable {
+    public struct Round: Codable, Sendable {
         public var report: RoundReport
         public var evaluation: Evaluation?
         public var evaluationSeconds: Double
@@ -32,7 +35,7 @@ public final class FederatedRun {
     }
 
     /// What the run came to.
-    public struct Outcome: Sendable {
+    public struct Outcome: Codable, Sendable {
         public var rounds = 0
         public var last: Evaluation?
         public var bestAccuracy = 0.0
@@ -41,22 +44,47 @@ public final class FederatedRun {
     }
 
     /// Runs over `transport` with workers that host the clients.
+    /// The reports a run state keeps.
+    struct History: Codable {
+        var rounds: [Round] = []
+        var outcome = Outcome()
+    }
+
+    /// Runs over `transport` with workers that host the clients. A resumed run first repeats `onRound` for the
+    /// rounds it had done.
     public func run(over transport: ServerTransport, cluster: CoordinatorSettings, onRound: (Round) throws -> Void = { _ in }) throws -> Outcome {
         if let checkpoint { try AtomicFile.checkWritable(checkpoint) }
+        let store = try runState.map { try RunStateStore($0, settings: experiment, data: train.identity) }
+        var history = History()
+        if let store, let (roundsDone, saved) = try store.resume(strategy, history: History.self) {
+            history = saved
+            logger.info("resuming \(store.settings.directory) after round \(roundsDone) of \(strategy.rounds)")
+            for round in history.rounds { try onRound(round) }
+        }
         let coordinator = Coordinator(transport: transport, strategy: strategy, data: train.identity, settings: cluster, logger: logger)
-        var outcome = Outcome()
         do {
-            try coordinator.run { try record($0, into: &outcome, evaluate: { network.evaluate($0) }, onRound) }
+            // A run that had stopped at its target is done.
+            let first = stopAtTarget && history.outcome.roundToTarget != nil ? strategy.rounds : history.rounds.count
+            if first < strategy.rounds { try coordinator.run(from: first) { report in
+                let goOn = try record(report, into: &history.outcome, evaluate: { network.evaluate($0) }) { round in
+                    history.rounds.append(round)
+                    try onRound(round)
+                }
+                if let store, !goOn || store.due(roundsDone: report.round + 1) || cluster.stop?.reason != nil || report.round + 1 == strategy.rounds {
+                    try store.save(strategy, roundsDone: report.round + 1, history: history)
+                }
+                return goOn
+            } }
         } catch {
             coordinator.shutdown(reason: "the coordinator stopped: \(error)")
-            if let path = checkpoint, let last = outcome.last {
+            if let path = checkpoint, let last = history.outcome.last {
                 try CheckpointMetadata.save(network, experiment: experiment, mode: "federated", evaluation: last, to: path)
-                logger.error("stopped after \(outcome.rounds) rounds; wrote the model so far to \(path)")
+                logger.error("stopped after \(history.outcome.rounds) rounds; wrote the model so far to \(path)")
             }
             throw error
         }
-        try finish(outcome, mode: "federated")
-        return outcome
+        try finish(history.outcome, mode: "federated")
+        return history.outcome
     }
 
     /// Runs with every client in this process, trained on `threads` threads (which also share the evaluation).

@@ -11,11 +11,14 @@ public final class SyncTrainingRun {
     public let strategy: SynchronousSGD
     public var network: Network { strategy.network }
     private let train: Dataset, test: Dataset?
+    private let runState: RunStateSettings?
     private let logger: Logger
 
-    /// `test`: nil skips the evaluations (benchmarks).
-    public init(settings: TrainingSettings, cluster: CoordinatorSettings, train: Dataset, test: Dataset?, logger: Logger) {
-        self.settings = settings; self.cluster = cluster; self.train = train; self.test = test; self.logger = logger
+    /// `test`: nil skips the evaluations (benchmarks). `runState`: where to keep the state that lets the run be
+    /// resumed, and whether to resume it.
+    public init(settings: TrainingSettings, cluster: CoordinatorSettings, train: Dataset, test: Dataset?, runState: RunStateSettings? = nil,
+                logger: Logger) {
+        self.settings = settings; self.cluster = cluster; self.train = train; self.test = test; self.runState = runState; self.logger = logger
         let update = ParameterUpdate(network: Network(spec: settings.model, seed: settings.seed), optimizer: settings.optimizer,
                                      schedule: settings.schedule, clipNorm: settings.clip)
         strategy = SynchronousSGD(update: update, seed: settings.seed, trainingSamples: train.sampleCount,
@@ -32,29 +35,47 @@ public final class SyncTrainingRun {
         public var epochs: [EpochReport]
     }
 
+    /// The reports a run state keeps: the finished epochs, and the one in progress.
+    struct History: Codable {
+        var epochs: [EpochReport] = []
+        var current = EpochReport(epoch: 1)
+    }
+
     /// Runs every step over `transport`. `onStep` gets the epoch so far after each step, `onEpoch` each
-    /// epoch's report with its evaluation.
+    /// epoch's report with its evaluation (a resumed run first repeats those of the epochs it had finished).
     public func run(over transport: ServerTransport, onStep: (EpochReport, Int) -> Void = { _, _ in },
                     onEpoch: (EpochReport) throws -> Void = { _ in }) throws -> Outcome {
         if let path = settings.checkpoint { try AtomicFile.checkWritable(path) }
+        let store = try runState.map {
+            try RunStateStore($0, settings: TrainingRecord(settings, mode: "sync", workers: cluster.expectedWorkers), model: settings.model, data: train.identity)
+        }
+        var history = History(), first = 0
+        if let store, let (roundsDone, saved) = try store.resume(strategy, history: History.self) {
+            (first, history) = (roundsDone, saved)
+            logger.info("resuming \(store.settings.directory) after step \(roundsDone) of \(strategy.rounds)")
+            for epoch in history.epochs { try onEpoch(epoch) }
+        }
         let coordinator = Coordinator(transport: transport, strategy: strategy, data: train.identity, settings: cluster, logger: logger)
-        var evaluation: Evaluation?
-        var epochs: [EpochReport] = []
-        var report = EpochReport(epoch: 1)
+        var evaluation = history.epochs.last?.evaluation
         do {
-            try coordinator.run { round in
-                report.add(round)
+            // A finished run resumed has nothing left to do, and no workers to wait for.
+            if first < strategy.rounds { try coordinator.run(from: first) { round in
+                history.current.add(round)
                 let done = round.round % stepsPerEpoch + 1
-                onStep(report, done)
-                guard done == stepsPerEpoch else { return true }
-                report.learningRate = strategy.update.learningRate
-                evaluation = test.map { network.evaluate($0) }
-                report.evaluation = evaluation
-                try onEpoch(report)
-                epochs.append(report)
-                report = EpochReport(epoch: report.epoch + 1)
+                onStep(history.current, done)
+                if done == stepsPerEpoch {
+                    history.current.learningRate = strategy.update.learningRate
+                    evaluation = test.map { network.evaluate($0) }
+                    history.current.evaluation = evaluation
+                    try onEpoch(history.current)
+                    history.epochs.append(history.current)
+                    history.current = EpochReport(epoch: history.current.epoch + 1)
+                }
+                if let store, done == stepsPerEpoch || store.due(roundsDone: round.round + 1) || cluster.stop?.reason != nil {
+                    try store.save(strategy, roundsDone: round.round + 1, history: history)
+                }
                 return true
-            }
+            } }
         } catch {
             coordinator.shutdown(reason: "the coordinator stopped: \(error)")
             if let path = settings.checkpoint, let test, strategy.update.step > 0 {
@@ -63,6 +84,7 @@ public final class SyncTrainingRun {
             }
             throw error
         }
+        let epochs = history.epochs
         // Stopped before the last epoch's evaluation: evaluate the model as it is.
         if epochs.count < settings.epochs, let test { evaluation = network.evaluate(test) }
         if let path = settings.checkpoint, let evaluation {

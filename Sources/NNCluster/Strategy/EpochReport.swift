@@ -2,7 +2,7 @@ import NNCore
 
 /// One epoch of training, in one process or by synchronous SGD: its rounds summed, and the test evaluation
 /// after it.
-public struct EpochReport: Sendable {
+public struct EpochReport: Codable, Sendable {
     /// From 1.
     public var epoch: Int
     /// The epoch's rounds added up: samples, losses, times (compute time too, not its maximum) and bytes; workers

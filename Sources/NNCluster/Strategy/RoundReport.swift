@@ -1,5 +1,5 @@
 /// What a round's (or an epoch's) results add up to, for metrics.
-public struct RoundResult: Sendable {
+public struct RoundResult: Codable, Sendable {
     public var samples = 0
     public var lossSum = 0.0
     public var correct = 0
@@ -22,7 +22,7 @@ public struct RoundResult: Sendable {
 }
 
 /// One round as the coordinator (or the simulation) ran it.
-public struct RoundReport: Sendable {
+public struct RoundReport: Codable, Sendable {
     /// From 0.
     public var round: Int
     public var result = RoundResult()

@@ -4,8 +4,8 @@ import NNCore
 /// `configure_fit` and `aggregate_fit`). Synchronous SGD and the FedAvg family are peers behind it. The
 /// coordinator (or the simulation) does the bookkeeping: registration, sending, collecting, deadlines,
 /// failures; a strategy never touches a transport and keeps nothing between calls but the global model and
-/// its optimizer state: a round's results come in as arguments.
-public protocol Strategy: AnyObject {
+/// its optimizer state (which, as `Resumable`, it saves for a resumed run): a round's results come in as arguments.
+public protocol Strategy: Resumable {
     associatedtype Work: Instruction
     associatedtype Result: WorkResult
 

@@ -23,6 +23,9 @@ public final class SynchronousSGD: Strategy {
         self.epochs = epochs
     }
 
+    public func save(into state: inout RunState) { update.save(into: &state) }
+    public func restore(from state: RunState) throws { try update.restore(from: state) }
+
     public var roundsPerEpoch: Int { (trainingSamples + globalBatch - 1) / globalBatch }
     public var rounds: Int { roundsPerEpoch * epochs }
     public var job: Job { Job(mode: "sync", seed: seed, globalBatch: globalBatch) }
