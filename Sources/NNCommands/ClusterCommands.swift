@@ -209,7 +209,8 @@ public struct WorkerCommand: AsyncParsableCommand {
         let worker = Worker(transport: client, data: train, session: session,
                             settings: .init(name: name, registrationTimeout: .seconds(registrationTimeout), reconnectTimeout: .seconds(reconnectTimeout),
                                             clientFirst: range?.lowerBound,
-                                            clientCount: range?.count ?? clientsPerWorker ?? 0, clientThreads: clientThreads),
+                                            clientCount: range?.count ?? clientsPerWorker ?? 0, clientThreads: clientThreads,
+                                            stop: stopRequestOnSignals()),
                             logger: logger)
         let reason = try worker.run()
         logger.info("done after \(worker.tasksDone) tasks: \(reason)")

@@ -216,6 +216,8 @@ public struct ErrorReport: Equatable, Sendable {
         case badMessage = 2
         /// The sender failed; the session ends.
         case fatal = 3
+        /// The worker leaves on purpose (it was told to stop, e.g. by SIGTERM): a clean departure, not a failure.
+        case leaving = 4
     }
     public var code: Code
     public var text: String

@@ -111,6 +111,25 @@ func lastAccuracy(_ metrics: String) throws -> Double {
         #expect(metrics.contains("\"workers\":2"))
     }
 
+    /// SIGTERM to a worker (a scheduler's preemption): it says it leaves and exits 0 within a second; the
+    /// coordinator logs a departure, not a failure, and finishes the run with the others.
+    @Test func workerSigtermIsACleanDeparture() throws {
+        let dir = temporaryDirectory()
+        let port = freePort()
+        let run = try coordinator(port: port, workers: 2, dir: dir, name: "run")
+        let workers = try (0..<2).map { try worker(port: port, dir: dir, name: "w\($0)") }
+        #expect(waitUntil(seconds: 120) { FileManager.default.fileExists(atPath: "\(dir)/run.jsonl") })
+        workers[1].kill(SIGTERM)
+        let sent = Date()
+        #expect(workers[1].wait(seconds: 5) && workers[1].status == 0, "\(workers[1].output)")
+        #expect(Date().timeIntervalSince(sent) < 1.5, "took \(Date().timeIntervalSince(sent)) s")
+        #expect(workers[1].output.contains("leaving: received SIGTERM"), "\(workers[1].output)")
+        #expect(run.wait(seconds: 120) && run.status == 0, "\(run.output)")
+        #expect(workers[0].wait(seconds: 10) && workers[0].status == 0, "\(workers[0].output)")
+        #expect(run.output.contains("worker w1 (w1#") && run.output.contains("left (w1 is leaving: received SIGTERM)"), "\(run.output)")
+        #expect(!run.output.contains("lost worker"), "\(run.output)")
+    }
+
     @Test func coordinatorKilledWorkersExit() throws {
         let dir = temporaryDirectory()
         let port = freePort()

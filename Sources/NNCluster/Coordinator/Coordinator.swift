@@ -400,6 +400,9 @@ public final class Coordinator<S: Strategy> {
         switch message {
         case .heartbeat:
             return nil
+        case .error(let report) where report.code == .leaving:
+            drop(worker, because: report.text, departed: true)
+            return nil
         case .error(let report):
             logger.warning("worker \(worker.label) reports: \(report.text)")
             if report.code == .fatal { drop(worker, because: "it failed: \(report.text)") }
@@ -450,9 +453,14 @@ public final class Coordinator<S: Strategy> {
     private func speculationDelay(_ first: Duration?) -> Duration { first.map { $0 * 3 + .milliseconds(20) } ?? timing.heartbeat }
 
     /// Removes a worker. `penalize`: it left work unanswered, so a new hello of its waits (the timeout, doubled
-    /// with each time), and after `banAfter` times it is refused for the rest of the run.
-    private func drop(_ worker: WorkerRecord, because reason: String, penalize: Bool = false) {
+    /// with each time), and after `banAfter` times it is refused for the rest of the run. `departed`: it said
+    /// it leaves, which is no failure.
+    private func drop(_ worker: WorkerRecord, because reason: String, penalize: Bool = false, departed: Bool = false) {
         guard workers.removeValue(forKey: worker.peer) != nil else { return }
+        if departed {
+            logger.info("worker \(worker.label) left (\(reason)); \(ready.count) live")
+            return
+        }
         if penalize {
             let failures = (penalties[worker.peer]?.failures ?? 0) + 1
             penalties[worker.peer] = (failures, .now + timing.timeout * (1 << min(failures - 1, 10)))

@@ -53,7 +53,8 @@ public final class ClientHost: @unchecked Sendable {
 
     /// Trains every client the request names and returns their updates in the request's order. `onProgress`
     /// is called on the calling thread every few local steps (a worker heartbeats there during long rounds).
-    public func train(_ request: TrainRequest, onProgress: () -> Void = {}) throws -> [ClientUpdate] {
+    /// Once `stop` is set no further client starts, and the request is abandoned with an error.
+    public func train(_ request: TrainRequest, stop: StopRequest? = nil, onProgress: () -> Void = {}) throws -> [ClientUpdate] {
         try validate(request)
         var results = [ClientUpdate?](repeating: nil, count: request.clients.count)
         let queue = JobQueue(count: request.clients.count)
@@ -64,12 +65,13 @@ public final class ClientHost: @unchecked Sendable {
                 nonisolated(unsafe) let slots = slots
                 DispatchQueue.concurrentPerform(iterations: min(contexts.count, request.clients.count)) { t in
                     let onCaller = pthread_equal(pthread_self(), caller) != 0
-                    while let j = queue.take() {
+                    while stop?.reason == nil, let j = queue.take() {
                         slots[j] = trainClient(request.clients[j], request: request, context: contexts[t], progress: onCaller ? progress : nil)
                     }
                 }
             }
         }
+        if let reason = stop?.reason, results.contains(where: { $0 == nil }) { throw ClusterError("abandoned the round's training: \(reason)") }
         return results.map { $0! }
     }
 

@@ -22,11 +22,14 @@ public final class Worker {
         public var clientCount: Int
         /// Threads that train this worker's clients of a round in parallel.
         public var clientThreads: Int
+        /// Once set (SIGTERM), the worker finishes its current task or abandons a long one, tells the
+        /// coordinator it leaves, and returns.
+        public var stop: StopRequest?
 
         public init(name: String, registrationTimeout: Duration = .seconds(30), reconnectTimeout: Duration = .seconds(60),
-                    clientFirst: Int? = nil, clientCount: Int = 0, clientThreads: Int = 1) {
+                    clientFirst: Int? = nil, clientCount: Int = 0, clientThreads: Int = 1, stop: StopRequest? = nil) {
             self.name = name; self.registrationTimeout = registrationTimeout; self.reconnectTimeout = reconnectTimeout
-            self.clientFirst = clientFirst; self.clientCount = clientCount; self.clientThreads = clientThreads
+            self.clientFirst = clientFirst; self.clientCount = clientCount; self.clientThreads = clientThreads; self.stop = stop
         }
     }
 
@@ -71,6 +74,11 @@ public final class Worker {
         var (heartbeat, timeout) = (session.timing.heartbeat, session.timing.timeout)
         var lastHeard = ContinuousClock.now, lastSent = ContinuousClock.now
         while true {
+            if let reason = settings.stop?.reason {
+                logger.info("leaving: \(reason)")
+                try send(.error(ErrorReport(code: .leaving, text: "\(settings.name) is leaving: \(reason)")))
+                return "left: \(reason)"
+            }
             let received = try transport.receive(timeout: heartbeat)
             // Heartbeat whenever nothing else went out for an interval, even while the coordinator's own
             // heartbeats keep arriving: each side must hear from the other.
@@ -124,7 +132,7 @@ public final class Worker {
                     continue
                 }
                 do {
-                    let updates = try host.train(request) {
+                    let updates = try host.train(request, stop: settings.stop) {
                         // Long rounds: keep the coordinator hearing from this worker.
                         if ContinuousClock.now - lastSent >= heartbeat {
                             try? send(.heartbeat(Heartbeat(session: self.session)))
@@ -134,7 +142,7 @@ public final class Worker {
                     for update in updates { try send(.update(update)) }
                     lastSent = .now
                     tasksDone += updates.count
-                } catch let error as ClusterError {
+                } catch let error as ClusterError where settings.stop?.reason == nil {
                     logger.warning("rejected train request for round \(request.round + 1): \(error)")
                     try send(.error(ErrorReport(code: .badMessage, text: error.description)))
                 }
@@ -174,6 +182,7 @@ public final class Worker {
         let deadline = ContinuousClock.now + wait
         var nextHello = ContinuousClock.now
         while ContinuousClock.now < deadline {
+            if let reason = settings.stop?.reason { return .shutdown("stopped before joining: \(reason)") }
             if let refusal = transport.refusal() { throw ClusterError(refusal) }
             if ContinuousClock.now >= nextHello {
                 do { try send(hello) } catch {
