@@ -62,6 +62,18 @@ public struct CoordinatorCommand: AsyncParsableCommand {
     @OptionGroup var output: OutputOptions
     @OptionGroup var dataOptions: DataOptions
     @OptionGroup var timing: ClusterTimingOptions
+    @Option(help: "Synchronous SGD: combine gradients robustly, for workers that may be wrong: \(RobustGradients.Rule.allCases.map(\.rawValue).joined(separator: ", ")) (median and trimmed-mean need 3 or more workers). Default: the exact mean.")
+    var robust: RobustGradients.Rule?
+
+    @Option(help: "With --robust: a gradient whose norm exceeds this many times the step's median norm is an outlier (bounded to it by norm-bound).")
+    var outlierFactor: Float = 3
+
+    @Option(help: "With --robust trimmed-mean: the fraction of values cut at each end of every coordinate.")
+    var trim: Double = 0.2
+
+    @Option(help: "With --robust: drop a worker whose gradients were outliers this many steps in a row (default: report it only).")
+    var dropOutliersAfter: Int?
+
     @OptionGroup var security: ServerSecurityOptions
     @OptionGroup var runState: RunStateOptions
     @OptionGroup var global: GlobalOptions
@@ -76,6 +88,19 @@ public struct CoordinatorCommand: AsyncParsableCommand {
             throw ValidationError("with --config the experiment fixes the model, optimizer, batch, epochs and seed; drop \(first), or use --set-seed, --set-lr, --set-rounds")
         }
         _ = try experimentOptions.load()
+        if let robust {
+            guard experimentOptions.config == nil else { throw ValidationError("--robust is for synchronous SGD; a federated experiment names its aggregation in its strategy (fedmedian, fedtrimmedavg)") }
+            let rule = RobustGradients(rule: robust)
+            guard workers >= rule.minimumWorkers else { throw ValidationError("--robust \(robust.rawValue) needs --workers \(rule.minimumWorkers) or more") }
+            guard outlierFactor >= 1, outlierFactor.isFinite else { throw ValidationError("--outlier-factor must be at least 1") }
+            guard (0..<0.5).contains(trim) else { throw ValidationError("--trim must be in 0..<0.5") }
+            if robust == .trimmedMean, Int(trim * Double(workers)) < 1 {
+                throw ValidationError("--trim \(trim) cuts nothing with \(workers) workers (⌊trim × workers⌋ = 0): give at least \(String(format: "%.2f", 1 / Double(workers)))")
+            }
+        } else if dropOutliersAfter != nil {
+            throw ValidationError("--drop-outliers-after goes with --robust")
+        }
+        if let dropOutliersAfter, dropOutliersAfter < 1 { throw ValidationError("--drop-outliers-after must be at least 1") }
     }
 
     public func run() async throws {
@@ -84,7 +109,7 @@ public struct CoordinatorCommand: AsyncParsableCommand {
         let secure = try security.load()
         let cluster = CoordinatorSettings(expectedWorkers: workers, minimumWorkers: minWorkers, timing: try timing.timing,
                                           stop: stopRequestOnSignals(),
-                                          boundClients: secure?.allowlist.keys.compactMapValues { $0 } ?? [:])
+                                          boundClients: secure?.allowlist.keys.compactMapValues { $0 } ?? [:], dropFlaggedAfter: dropOutliersAfter)
         if let secure { logger.info("CURVE on: \(secure.allowlist.keys.count) worker key\(secure.allowlist.keys.count == 1 ? "" : "s") admitted") }
         let listen = { (network: Network) in
             try ZmqServer(bind: bind, settings: .coordinator(for: network), security: secure, insecure: security.insecure, logger: logger)
@@ -112,7 +137,8 @@ public struct CoordinatorCommand: AsyncParsableCommand {
     }
 
     private func runSynchronous(cluster: CoordinatorSettings, listen: (Network) throws -> ZmqServer, logger: Logger) throws {
-        let settings = try training.settings(dataset: dataOptions.kind.rawValue, checkpoint: output.out)
+        var settings = try training.settings(dataset: dataOptions.kind.rawValue, checkpoint: output.out)
+        settings.robust = robust.map { RobustGradients(rule: $0, factor: outlierFactor, trim: trim) }
         let (train, test) = try dataOptions.load(logger)
         try check(settings.model, fits: train)
         let run = SyncTrainingRun(settings: settings, cluster: cluster, train: train, test: test, runState: runState.settings(defaultEvery: 100),

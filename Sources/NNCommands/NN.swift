@@ -52,6 +52,7 @@ struct DataOptions: ParsableArguments {
 extension DatasetKind: ExpressibleByArgument {}
 extension Activation.Kind: ExpressibleByArgument {}
 extension Initializer: ExpressibleByArgument {}
+extension RobustGradients.Rule: ExpressibleByArgument {}
 extension Loss: ExpressibleByArgument {}
 extension OptimizerSettings.Kind: ExpressibleByArgument {}
 extension LearningRateSchedule.Kind: ExpressibleByArgument {}

@@ -34,10 +34,12 @@ public struct CoordinatorSettings: Sendable {
     /// Federated clients bound to worker keys (from the allowlist): a worker with such a key hosts exactly
     /// those, and no other worker may.
     public var boundClients: [CurvePublicKey: Range<Int>]
+    /// Drop a worker whose gradients a robust rule flagged this many steps in a row (nil: only report it).
+    public var dropFlaggedAfter: Int?
 
     public init(expectedWorkers: Int, minimumWorkers: Int = 1, timing: ClusterTiming = ClusterTiming(), stop: StopRequest? = nil,
-                boundClients: [CurvePublicKey: Range<Int>] = [:]) {
+                boundClients: [CurvePublicKey: Range<Int>] = [:], dropFlaggedAfter: Int? = nil) {
         self.expectedWorkers = expectedWorkers; self.minimumWorkers = minimumWorkers; self.timing = timing; self.stop = stop
-        self.boundClients = boundClients
+        self.boundClients = boundClients; self.dropFlaggedAfter = dropFlaggedAfter
     }
 }

@@ -20,6 +20,8 @@ public final class Coordinator<S: Strategy> {
         var ready = false
         /// Steps in a row whose work of this worker another worker had to answer (it was mute, slow or unusable).
         var leftToOthers = 0
+        /// Steps in a row in which a robust rule flagged this worker's gradient.
+        var flaggedInARow = 0
         init(peer: PeerID, index: Int, name: String, session: UInt64, clients: Range<Int>, now: ContinuousClock.Instant) {
             self.peer = peer; self.index = index; self.name = name; self.session = session; self.clients = clients
             lastHeard = now; lastSent = now
@@ -72,9 +74,12 @@ public final class Coordinator<S: Strategy> {
             var report = RoundReport(round: round)
             let start = ContinuousClock.now
             let sentBefore = bytesSent, receivedBefore = bytesReceived
-            let results = try collect(round: round, into: &report)
+            let (results, answeredBy) = try collect(round: round, into: &report)
             let aggregationStart = ContinuousClock.now
-            if !report.skipped { report.result = try strategy.aggregate(round: round, results: results, failures: report.missed) }
+            if !report.skipped {
+                report.result = try strategy.aggregate(round: round, results: results, failures: report.missed)
+                judge(flagged: report.result.flagged, answeredBy: answeredBy, round: round)
+            }
             report.aggregationSeconds = aggregationStart.duration(to: .now).seconds
             report.rejectedSoFar = rejected
             report.communicationSeconds = max(start.duration(to: aggregationStart).seconds - report.result.computeSeconds, 0)
@@ -232,9 +237,10 @@ public final class Coordinator<S: Strategy> {
     /// counts as a lost worker (a peer that keeps talking but never delivers must not stall the run); with one,
     /// the round ends at the deadline at the latest, and a round with fewer results than the strategy's minimum
     /// is skipped: the global model stays as it was.
-    private func collect(round: Int, into report: inout RoundReport) throws -> [S.Result] {
+    private func collect(round: Int, into report: inout RoundReport) throws -> (results: [S.Result], answeredBy: [Int: PeerID]) {
         var pending: [Int: Assignment<S.Work>] = [:]
         var results: [Int: S.Result] = [:]
+        var answeredBy: [Int: PeerID] = [:]
         var nonFinite: Set<PeerID> = [], nonFiniteCount = 0
         var sentAt: [Int: ContinuousClock.Instant] = [:]
         // Speculative re-execution (synchronous SGD): work still out when the others have answered goes to an idle
@@ -282,6 +288,7 @@ public final class Coordinator<S: Strategy> {
                         pending[result.key] = nil
                         helpers[result.key] = nil
                         results[result.key] = result
+                        answeredBy[result.key] = peer
                         firstAnswer = firstAnswer ?? start.duration(to: .now)
                         if peer == assignment.worker { answeredOwn.insert(peer) } else { tookOver.insert(assignment.worker) }
                     } catch where peer != assignment.worker {
@@ -356,7 +363,23 @@ public final class Coordinator<S: Strategy> {
             logger.warning("round \(round + 1) got \(results.count) result\(results.count == 1 ? "" : "s"), fewer than the minimum of \(strategy.minimumResults); the global model stays as it was")
         }
         // In key order, whatever order they arrived in: the same results give the same model.
-        return results.sorted { $0.key < $1.key }.map(\.value)
+        return (results.sorted { $0.key < $1.key }.map(\.value), answeredBy)
+    }
+
+    /// Counts, per worker, the steps in a row whose gradients a robust rule flagged; reports a worker when it
+    /// starts and every 10 steps, and drops it (as for unanswered work) after `dropFlaggedAfter` if set.
+    private func judge(flagged: [Int], answeredBy: [Int: PeerID], round: Int) {
+        let offenders = Set(flagged.compactMap { answeredBy[$0] })
+        for worker in ready {
+            guard offenders.contains(worker.peer) else { worker.flaggedInARow = 0; continue }
+            worker.flaggedInARow += 1
+            let n = worker.flaggedInARow
+            if let limit = settings.dropFlaggedAfter, n >= limit {
+                drop(worker, because: "its gradients were outliers \(n) steps in a row", penalize: true)
+            } else if n == 1 || n % 10 == 0 {
+                logger.warning("worker \(worker.label): its gradient was an outlier in step \(round + 1) (\(n) in a row)")
+            }
+        }
     }
 
     private var participants: [Participant] { ready.map { Participant(peer: $0.peer, clients: $0.clients) } }

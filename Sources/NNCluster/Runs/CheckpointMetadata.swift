@@ -12,10 +12,12 @@ struct TrainingRecord: Codable {
     var batch: Int
     var epochs: Int
     var seed: UInt64
+    var robust: RobustGradients?
 
     init(_ settings: TrainingSettings, mode: String, workers: Int?) {
         dataset = settings.dataset; self.mode = mode; self.workers = workers; optimizer = settings.optimizer
         schedule = settings.schedule; clip = settings.clip; batch = settings.batch; epochs = settings.epochs; seed = settings.seed
+        robust = settings.robust
     }
 }
 

@@ -14,6 +14,8 @@ public struct TrainingSettings: Sendable {
     public var dataset: String
     /// Write the model here (safetensors) at the end, and on a failure after training started.
     public var checkpoint: String?
+    /// Synchronous SGD: combine the workers' gradients robustly instead of by their exact mean.
+    public var robust: RobustGradients?
 
     public init(model: ModelSpec, optimizer: OptimizerSettings, schedule: LearningRateSchedule, clip: Float? = nil, seed: UInt64,
                 batch: Int, epochs: Int, dataset: String, checkpoint: String? = nil) {

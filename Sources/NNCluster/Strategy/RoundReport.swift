@@ -5,6 +5,8 @@ public struct RoundResult: Codable, Sendable {
     public var correct = 0
     /// The slowest result's compute time in a round; summed over an epoch's rounds.
     public var computeSeconds = 0.0
+    /// Keys of the results a robust rule flagged as outliers (bounded or outvoted).
+    public var flagged: [Int] = []
     public var meanLoss: Double { samples == 0 ? 0 : lossSum / Double(samples) }
     public var accuracy: Double { samples == 0 ? 0 : Double(correct) / Double(samples) }
 

@@ -12,11 +12,14 @@ public final class SynchronousSGD: Strategy {
     public let trainingSamples: Int
     public let globalBatch: Int
     public let epochs: Int
+    /// nil: the exact sample-weighted mean of the gradients.
+    public let robust: RobustGradients?
     /// A cache of the sample order of the epoch the current step is in.
     private var order: (epoch: Int, indices: [UInt32]) = (0, [])
 
-    public init(update: ParameterUpdate, seed: UInt64, trainingSamples: Int, globalBatch: Int, epochs: Int) {
+    public init(update: ParameterUpdate, seed: UInt64, trainingSamples: Int, globalBatch: Int, epochs: Int, robust: RobustGradients? = nil) {
         self.update = update
+        self.robust = robust
         self.seed = seed
         self.trainingSamples = trainingSamples
         self.globalBatch = globalBatch
@@ -78,13 +81,21 @@ public final class SynchronousSGD: Strategy {
     public func aggregate(round: Int, results: [GradientResult], failures: [Int]) throws -> RoundResult {
         let total = Float(results.reduce(0) { $0 + Int($1.count) })
         let weights = results.map { Float($0.count) / total }
-        BLAS.weightedSum(results.map(\.gradient), weights: weights, into: network.gradients.base, count: network.parameterCount)
+        var flagged: [Int] = []
+        if let robust {
+            flagged = robust.combine(results.map(\.gradient), weights: weights, count: network.parameterCount, into: network.gradients.base)
+                .map { results[$0].key }
+        } else {
+            BLAS.weightedSum(results.map(\.gradient), weights: weights, into: network.gradients.base, count: network.parameterCount)
+        }
         if network.state.count > 0 {
             BLAS.weightedSum(results.map(\.state), weights: weights, into: network.state.base, count: network.state.count)
         }
         guard update.applyIfFinite(stepsPerEpoch: roundsPerEpoch, totalSteps: rounds) else {
             throw TrainingError.nonFiniteUpdate(step: round + 1)
         }
-        return RoundResult(round: results)
+        var result = RoundResult(round: results)
+        result.flagged = flagged
+        return result
     }
 }
