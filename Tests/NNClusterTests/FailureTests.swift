@@ -48,9 +48,10 @@ import Testing
         }
     }
 
-    /// A peer that registers like a worker, then answers every task with damaged or random frames, and sends
-    /// thousands of random frames besides: every one is rejected, the run completes, and the model is the
-    /// single-process one (to 1e-4: the rejected slices are recomputed by the others, split differently).
+    /// A peer that registers like a worker, then answers every task with damaged or random frames, and floods
+    /// random frames besides: every one is rejected until the peer is ignored and dropped, the run completes,
+    /// and the model is the single-process one (to 1e-4: the rejected slices are recomputed by the others, split
+    /// differently).
     @Test func garbageFromARegisteredPeer() throws {
         let data = try mnistSubset(600)
         let run = SyncRun(spec: try ModelSpec(widths: [784, 16, 10]), perWorkerBatch: 25, epochs: 3)
@@ -65,8 +66,9 @@ import Testing
             default: g.step += 1
             }
         }
-        #expect(sent > 100, "only \(sent) hostile messages")
-        #expect(outcome.rejectedMessages > 50)
+        // The flood gets the peer ignored (and dropped) after `AdmissionLimits.badMessages` rejections.
+        #expect(sent > 30, "only \(sent) hostile messages")
+        #expect(outcome.rejectedMessages > 30)
         #expect(relativeDifference(network, try run.singleProcess(workers: 3, data: data)) < 1e-4)
     }
 }

@@ -86,9 +86,10 @@ func smallExperiment(_ strategy: StrategySpec = StrategySpec(kind: .fedavg), par
         #expect(reports.last?.rejectedSoFar == 0)
     }
 
-    /// A registered peer hosting clients 5…9 that answers every train request with damaged updates (NaN, wrong
-    /// sample count, short, another worker's client, a future round) and floods random frames: all are rejected,
-    /// its clients are left out, and the model is exactly the one of a run in which that peer never answers.
+    /// A registered peer hosting clients 5…9 that answers its first train request with damaged updates (NaN,
+    /// wrong sample count, short, another worker's client, a future round) and floods random frames: all are
+    /// rejected or, once it is ignored, dropped unread; its clients are left out, and the model is exactly the one
+    /// of a run in which that peer leaves at its first train request.
     @Test func garbageUpdatesFromARegisteredPeer() throws {
         let data = try mnistSubset(2000).train
         var experiment = try smallExperiment(rounds: 5)
@@ -104,7 +105,8 @@ func smallExperiment(_ strategy: StrategySpec = StrategySpec(kind: .fedavg), par
             threads.start {
                 peer.run(hello: Hello(session: 2, name: "peer", dataFingerprint: data.fingerprint, inputWidth: 784, classes: 10, clientFirst: 5, clientCount: 5),
                          heartbeats: true, noise: hostile, seed: 5) { message, rng in
-                    guard hostile, case .train(let request) = message else { return [] }
+                    guard case .train(let request) = message else { return [] }
+                    guard hostile else { return [.error(ErrorReport(code: .leaving, text: "peer is leaving"))] }
                     return request.clients.map { work in
                         var u = ClientUpdate(round: request.round, client: work.client, samples: UInt32(sizes[Int(work.client)]),
                                              correct: 0, lossSum: 1, computeNanoseconds: 0, parameters: request.parameters, state: [])
@@ -128,11 +130,11 @@ func smallExperiment(_ strategy: StrategySpec = StrategySpec(kind: .fedavg), par
             #expect(threads.wait())
             return (run.network.parameters.array, rejected, missed)
         }
-        let garbage = try run(hostile: true), mute = try run(hostile: false)
+        let garbage = try run(hostile: true), leaving = try run(hostile: false)
         #expect(garbage.rejected > 100, "only \(garbage.rejected) rejected")
         #expect(!garbage.missed.isEmpty && garbage.missed.allSatisfy { (5..<10).contains($0) }, "\(garbage.missed)")
-        #expect(garbage.missed == mute.missed)
-        #expect(garbage.parameters == mute.parameters)
+        #expect(garbage.missed == leaving.missed)
+        #expect(garbage.parameters == leaving.parameters)
     }
 
     /// Workers asking for clients outside the experiment or already hosted are refused with the reason.

@@ -186,7 +186,7 @@ final class SilenceableClient: ClientTransport, @unchecked Sendable {
 }
 
 /// A peer that registers like a worker and then misbehaves: each received message goes to `answer`, and
-/// between messages it sends heartbeats (when `heartbeats`) and `noise` frames, until stopped.
+/// between messages it sends heartbeats (when `heartbeats`) and, from its first work on, `noise` frames, until stopped.
 final class HostilePeer: @unchecked Sendable {
     let transport: ClientTransport
     let stop = Locked(false)
@@ -206,15 +206,17 @@ final class HostilePeer: @unchecked Sendable {
         var rng = SeededRandom(seed: seed)
         try? transport.send(WireCodec.encode(.hello(hello)))
         var lastBeat = ContinuousClock.now
+        var working = false
         while !stop.get() {
             if heartbeats && ContinuousClock.now - lastBeat > .milliseconds(50) {
                 try? transport.send(WireCodec.encode(.heartbeat(Heartbeat(session: hello.session))))
                 lastBeat = .now
             }
             if let frames = try? transport.receive(timeout: .milliseconds(1)), let message = try? WireCodec.decode(frames) {
+                switch message { case .task, .train: working = true; default: break }
                 for reply in answer(message, &rng) { try? transport.send(WireCodec.encode(reply)) }
             }
-            if noise {
+            if noise && working {
                 try? transport.send(HostilePeer.noise(&rng))
                 sent.update { $0 += 1 }
             }

@@ -52,7 +52,9 @@ import Testing
         #expect(worker.wait(seconds: 10) && worker.status == 0, "\(worker.output)")
         let log = run.output
         #expect(log.contains("unknown key"), "\(log)")
-        #expect(log.contains("no CURVE"), "\(log)")
+        // The plain peer's handshake fails before ZAP is asked: libzmq reports it as a mechanism mismatch or
+        // without detail, depending on timing.
+        #expect(log.contains("refused a connection from a peer of"), "\(log)")
         #expect(!log.contains("stranger") && !log.contains("plain ("), "\(log)")
         #expect(log.contains("registered as #0; 1 live"), "\(log)")
     }

@@ -46,6 +46,13 @@ public final class Coordinator<S: Strategy> {
     private var rejectionLog = RejectionLog()
     /// Peers dropped for leaving work unanswered: how often, and until when a new hello of theirs waits.
     private var penalties: [PeerID: (failures: Int, until: ContinuousClock.Instant)] = [:]
+    /// Rejected messages per peer, and the peers ignored for sending too many (see `AdmissionLimits`).
+    private var badMessages: [PeerID: Int] = [:]
+    private var ignored: Set<PeerID> = []
+    private var ignoredSinceLog = 0
+    /// Hello tokens: refilled at `AdmissionLimits.hellosPerSecond`.
+    private var helloTokens = Double(AdmissionLimits.hellosPerSecond)
+    private var tokensRefilled = ContinuousClock.now
     /// Drops for unanswered work after which a peer is refused for the rest of the run.
     static var banAfter: Int { 3 }
     /// Steps in a row a worker may leave its work to others before it is dropped.
@@ -130,6 +137,12 @@ public final class Coordinator<S: Strategy> {
             send(welcomeMessage(existing), to: existing)
             return
         }
+        // A crowd of new peers is taken at a bounded pace: the rest repeat their hellos.
+        let now = ContinuousClock.now
+        helloTokens = min(helloTokens + tokensRefilled.duration(to: now).seconds * Double(AdmissionLimits.hellosPerSecond), Double(AdmissionLimits.hellosPerSecond))
+        tokensRefilled = now
+        guard helloTokens >= 1, live.count(where: { !$0.ready }) < AdmissionLimits.unconfirmedPeers else { return }
+        helloTokens -= 1
         if let penalty = penalties[peer] {
             if penalty.failures >= Self.banAfter {
                 sendRaw(.refuse(Refuse(reason: "refused for the rest of this run: its work went unanswered \(penalty.failures) times")), to: peer)
@@ -395,6 +408,11 @@ public final class Coordinator<S: Strategy> {
     /// handles everything else here.
     private func handle(_ peer: PeerID, _ frames: [Frame]) -> Message? {
         bytesReceived += frames.reduce(0) { $0 + $1.byteCount }
+        if ignored.contains(peer) {
+            rejected += 1
+            ignoredSinceLog += 1
+            return nil
+        }
         let message: Message
         do {
             message = try WireCodec.decode(frames)
@@ -445,6 +463,18 @@ public final class Coordinator<S: Strategy> {
     private func reject(_ text: String, from peer: PeerID, reply: Bool) {
         rejected += 1
         if rejectionLog.record(peer) { logger.warning("rejected \(text)") }
+        badMessages[peer, default: 0] += 1
+        if badMessages[peer]! >= AdmissionLimits.badMessages, ignored.count < AdmissionLimits.ignoredPeers {
+            ignored.insert(peer)
+            badMessages[peer] = nil
+            logger.warning("ignoring \(label(peer)) for the rest of the run: \(AdmissionLimits.badMessages) of its messages were rejected")
+            if let worker = workers[peer] {
+                penalties[peer] = (Self.banAfter, .now)
+                drop(worker, because: "it sent \(AdmissionLimits.badMessages) rejected messages")
+            }
+            return
+        }
+        if badMessages.count > AdmissionLimits.ignoredPeers { badMessages.removeAll() }
         if reply, workers[peer] != nil {
             sendRaw(.error(ErrorReport(code: .badMessage, text: "rejected: \(text)")), to: peer)
         }
@@ -454,6 +484,10 @@ public final class Coordinator<S: Strategy> {
     private func summariseRejections() {
         for (peer, count, over) in rejectionLog.due() {
             logger.warning("rejected \(count) more message\(count == 1 ? "" : "s") from \(label(peer)) in the last \(over)")
+        }
+        if ignoredSinceLog > 0, rejectionLog.ignoredDue() {
+            logger.warning("dropped \(ignoredSinceLog) message\(ignoredSinceLog == 1 ? "" : "s") of \(ignored.count) ignored peer\(ignored.count == 1 ? "" : "s") unread")
+            ignoredSinceLog = 0
         }
     }
 

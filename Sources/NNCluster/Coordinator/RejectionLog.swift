@@ -9,6 +9,7 @@ struct RejectionLog {
         var since = ContinuousClock.now
     }
     private var entries: [PeerID: Entry] = [:]
+    private var ignoredLogged = ContinuousClock.now
 
     /// Records a rejection of `peer`'s; true when it is to be logged in full.
     mutating func record(_ peer: PeerID) -> Bool {
@@ -21,6 +22,13 @@ struct RejectionLog {
         }
         entry.counted += 1
         return false
+    }
+
+    /// Whether the summary of ignored peers' messages is due (once an interval).
+    mutating func ignoredDue() -> Bool {
+        guard ContinuousClock.now - ignoredLogged >= Limits.interval else { return false }
+        ignoredLogged = .now
+        return true
     }
 
     /// The peers with counted rejections whose interval has passed, with the count and the time it covers; their
@@ -44,4 +52,20 @@ public enum RejectionLogLimits {
     public static let interval = Duration.seconds(10)
     /// Peers remembered at most; beyond that the memory starts again.
     public static let peers = 10_000
+}
+
+/// What one peer, or a crowd of them, can make a coordinator hold or do.
+public enum AdmissionLimits {
+    /// New hellos answered per second, in bursts of as many; the rest wait (their senders repeat them).
+    public static let hellosPerSecond = 100
+    /// Peers welcomed but not yet heard from again at once; further hellos wait until some confirm or time out.
+    public static let unconfirmedPeers = 64
+    /// Rejected messages after which a peer is ignored for the rest of the run: its messages are dropped unread,
+    /// without an answer (a registered worker is dropped and banned first).
+    public static let badMessages = 50
+    /// Ignored peers remembered at most.
+    public static let ignoredPeers = 10_000
+    /// Messages queued per peer in each direction in the socket; with the largest message size this bounds the
+    /// bytes a peer can make the coordinator hold.
+    public static let queuedMessages: Int32 = 16
 }

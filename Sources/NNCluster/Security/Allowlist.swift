@@ -9,7 +9,8 @@ public struct Allowlist: Sendable {
     public init(_ keys: [CurvePublicKey: Range<Int>?]) { self.keys = keys }
 
     /// A directory: every public certificate (`*.key`) in it. A file: one key a line, each optionally followed
-    /// by the client ids it hosts (`KEY 0-49`); `#` starts a comment. A czmq certificate file is one key.
+    /// by the client ids it hosts (`KEY 0-49`); a word starting with `#` starts a comment. A czmq certificate
+    /// file is one key.
     public static func load(_ path: String) throws -> Allowlist {
         var isDirectory: ObjCBool = false
         guard FileManager.default.fileExists(atPath: path, isDirectory: &isDirectory) else {
@@ -24,9 +25,11 @@ public struct Allowlist: Sendable {
         } else {
             let text = String(decoding: try AtomicFile.read(path, limit: 16 << 20), as: UTF8.self)
             for (number, line) in text.split(separator: "\n", omittingEmptySubsequences: false).enumerated() {
-                let content = line.split(separator: "#", maxSplits: 1, omittingEmptySubsequences: false).first ?? ""
-                let words = content.split(whereSeparator: \.isWhitespace).map(String.init)
-                guard !words.isEmpty else { continue }
+                // Z85 has '#' among its characters: a comment is a line, or the end of a line after the key and
+                // range, that starts with one.
+                var words = line.split(whereSeparator: \.isWhitespace).map(String.init)
+                if let comment = words.indices.first(where: { $0 > 0 && words[$0].hasPrefix("#") }) { words.removeSubrange(comment...) }
+                guard let first = words.first, !(first.hasPrefix("#") && !CurveKeyPair.decodes(first)) else { continue }
                 do {
                     guard words.count <= 2 else { throw ClusterError("expected KEY or KEY FIRST-LAST") }
                     let key = try CurvePublicKey(z85: words[0])

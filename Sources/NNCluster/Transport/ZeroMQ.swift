@@ -214,6 +214,8 @@ public final class ZmqServer: ServerTransport {
         try socket.set(ZMQ_MAXMSGSIZE, settings.maximumMessageBytes)
         try socket.set(ZMQ_LINGER, settings.lingerMilliseconds)
         try socket.set(ZMQ_SNDTIMEO, Int32(0))
+        try socket.set(ZMQ_SNDHWM, AdmissionLimits.queuedMessages)
+        try socket.set(ZMQ_RCVHWM, AdmissionLimits.queuedMessages)
         // An unroutable send is an error (the worker is gone), not a silent drop.
         try socket.set(ZMQ_ROUTER_MANDATORY, Int32(1))
         // Plain: a worker that reconnects with its routing id takes over its old connection. With CURVE a
