@@ -5,11 +5,12 @@ It implements these sections of the document: Sockets; Frames (header, index and
 versions); Hello and welcome (capabilities: none, so the coordinator gives it no dropout, batch norm, residual
 blocks or adversarial clients; the data fingerprint; the configuration); What a worker computes (inputs, the
 network with dense layers, relu/sigmoid/tanh and the cross-entropy, bce and mse losses, the flat vectors);
-Synchronous SGD; Federated rounds; Errors and state machines (the worker's). Nothing in it is taken from the Swift
+Synchronous SGD; Federated rounds; Errors and state machines (the worker's); Security (CURVE keys). Nothing in it is taken from the Swift
 sources. It is the executable example of the protocol and is run beside Swift workers by
 Tests/interop/worker_interop.py.
 
 Usage: reference_worker.py --connect tcp://HOST:PORT --data DIR [--name NAME] [--clients FIRST-LAST]
+                           [--key NAME.key_secret --server-key COORDINATOR.key]
 """
 import argparse
 import gzip
@@ -23,6 +24,7 @@ import zlib
 
 import numpy as np
 import zmq
+import zmq.auth
 
 VERSION = 3
 HELLO, WELCOME, REFUSE, TASK, GRADIENT, HEARTBEAT, ERROR, SHUTDOWN, TRAIN, UPDATE = range(1, 11)
@@ -208,10 +210,14 @@ def vector(frame, dtype):
 # --- The worker (state machines) ---
 
 class Worker:
-    def __init__(self, endpoint, data, name, clients):
+    def __init__(self, endpoint, data, name, clients, key=None, server_key=None):
         self.data, self.name, self.clients = data, name, clients
         self.session = int.from_bytes(os.urandom(8), "little") or 1
         self.socket = zmq.Context.instance().socket(zmq.DEALER)
+        if key:  # Security: CURVE with this worker's certificate and the coordinator's public key
+            public, secret = zmq.auth.load_certificate(key)
+            self.socket.curve_publickey, self.socket.curve_secretkey = public, secret
+            self.socket.curve_serverkey = zmq.auth.load_certificate(server_key)[0]
         self.socket.setsockopt(zmq.ROUTING_ID, f"{name}#{self.session:x}".encode())
         self.socket.setsockopt(zmq.MAXMSGSIZE, 256 << 20)
         self.socket.setsockopt(zmq.RECONNECT_IVL, 100)
@@ -378,12 +384,16 @@ def main():
     parser.add_argument("--data", required=True, help="folder with the MNIST IDX files, raw or .gz")
     parser.add_argument("--name", default=f"python-{os.getpid()}")
     parser.add_argument("--clients", help="federated clients to host, FIRST-LAST")
+    parser.add_argument("--key", help="this worker's secret certificate (nn keygen's NAME.key_secret), for CURVE")
+    parser.add_argument("--server-key", help="the coordinator's public certificate (NAME.key)")
     args = parser.parse_args()
+    if bool(args.key) != bool(args.server_key):
+        sys.exit("--key and --server-key go together")
     clients = None
     if args.clients:
         first, last = map(int, args.clients.split("-"))
         clients = (first, last - first + 1)
-    Worker(args.connect, TrainingSet(args.data), args.name, clients).run()
+    Worker(args.connect, TrainingSet(args.data), args.name, clients, args.key, args.server_key).run()
 
 
 if __name__ == "__main__":

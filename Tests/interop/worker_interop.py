@@ -55,20 +55,30 @@ def compare(name, mixed, reference):
     passed, failed = passed + ok, failed + (not ok)
 
 
-def sync(name, model_flags):
+def keys(folder):
+    """`nn keygen` pairs for a coordinator and two workers: the options each process takes for CURVE."""
+    for name, out in (("coordinator", folder), ("swift", f"{folder}/workers"), ("python", f"{folder}/workers")):
+        subprocess.run([f"{build}/nn", "keygen", "--out", out, "--name", name], check=True, stdout=subprocess.DEVNULL)
+    worker = lambda name: ["--key", f"{folder}/workers/{name}.key_secret", "--server-key", f"{folder}/coordinator.key"]
+    return ["--key", f"{folder}/coordinator.key_secret", "--allow", f"{folder}/workers"], worker("swift"), worker("python")
+
+
+def sync(name, model_flags, curve=False):
     flags = ["--optimizer", "sgd", "--lr", "0.1", "--batch", "32", "--epochs", "1", "--seed", "3",
              "--data", data, "--heartbeat", "0.5", "--timeout", "20"] + model_flags
     port = free_port()
     endpoint = f"tcp://127.0.0.1:{port}"
+    security = keys(f"{scratch}/keys-{port}") if curve else ([], [], [])
     logs = [f"{scratch}/sync-{n}.log" for n in ("coordinator", "swift", "python")]
-    processes = [start([f"{build}/nn-coordinator", "--bind", endpoint, "--workers", "2", "--out", f"{scratch}/sync-mixed.safetensors"] + flags, logs[0]),
-                 start([f"{build}/nn-worker", "--connect", endpoint, "--name", "swift", "--data", data], logs[1]),
-                 start([sys.executable, worker_py, "--connect", endpoint, "--name", "python", "--data", data], logs[2])]
+    processes = [start([f"{build}/nn-coordinator", "--bind", endpoint, "--workers", "2", "--out", f"{scratch}/sync-mixed.safetensors"] + flags + security[0], logs[0]),
+                 start([f"{build}/nn-worker", "--connect", endpoint, "--name", "swift", "--data", data] + security[1], logs[1]),
+                 start([sys.executable, worker_py, "--connect", endpoint, "--name", "python", "--data", data] + security[2], logs[2])]
     finish(processes, logs)
     reference = subprocess.run([f"{build}/nn", "launch", "--workers", "2", "--out", f"{scratch}/sync-swift.safetensors"] + flags,
                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=env)
     assert reference.returncode == 0, "the all-Swift sync run failed"
-    compare(f"sync SGD ({name}), a Swift and a Python worker", f"{scratch}/sync-mixed.safetensors", f"{scratch}/sync-swift.safetensors")
+    compare(f"sync SGD ({name}), a Swift and a Python worker{' over CURVE' if curve else ''}", f"{scratch}/sync-mixed.safetensors",
+            f"{scratch}/sync-swift.safetensors")
 
 
 def federated():
@@ -93,7 +103,7 @@ def federated():
             f"{scratch}/fed-swift.safetensors")
 
 
-cases = [("sync, relu", lambda: sync("784-64-10, relu, cross-entropy", ["--model", "784-64-10"])),
+cases = [("sync, relu", lambda: sync("784-64-10, relu, cross-entropy", ["--model", "784-64-10"], curve=True)),
          ("sync, sigmoid", lambda: sync("784-32-32-10, sigmoid, bce", ["--model", "784-32-32-10", "--activation", "sigmoid", "--loss", "bce"])),
          ("federated", federated)]
 for name, case in cases:
