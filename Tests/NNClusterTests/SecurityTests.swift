@@ -199,6 +199,34 @@ func curveClient(_ endpoint: String, name: String, keys: CurveKeyPair) throws ->
         #expect(!lines.get().contains { $0.contains("intruder") }, "\(lines.get())")
     }
 
+    /// Federated clients bound to keys in the allowlist: an admitted peer with an unbound key that says hello
+    /// first cannot grab them (it is refused: every client is bound), and each bound worker hosts its own range.
+    @Test func boundClientsCannotBeGrabbed() throws {
+        let data = try mnistSubset(1000).train
+        let lines = Locked<[String]>([])
+        let run = try FederatedRun(experiment: try smallExperiment(rounds: 2), train: data, test: nil,
+                                   logger: Logger(label: "test", factory: { _ in CapturingLogHandler(lines: lines) }))
+        let allowlist = Allowlist([testKeys.workers[0].publicKey: 5..<10, testKeys.workers[1].publicKey: 0..<5, testKeys.workers[2].publicKey: nil])
+        let server = try ZmqServer(bind: "tcp://127.0.0.1:*", settings: .coordinator(for: run.network),
+                                   security: ServerSecurity(keys: testKeys.coordinator, allowlist: allowlist), logger: quiet)
+        defer { server.close() }
+        let greedy = Locked("")
+        let threads = WorkerThreads()
+        threads.start(transport: try curveClient(server.endpoint, name: "greedy", keys: testKeys.workers[2]), data: data, name: "greedy", session: 9,
+                      settings: .init(name: "greedy", registrationTimeout: .seconds(5))) { greedy.set($0) }
+        Thread.sleep(forTimeInterval: 0.5)
+        for i in 0..<2 {
+            threads.start(transport: try curveClient(server.endpoint, name: "bound-\(i)", keys: testKeys.workers[i]), data: data, name: "bound-\(i)",
+                          session: UInt64(i + 1))
+        }
+        _ = try run.run(over: server, cluster: CoordinatorSettings(expectedWorkers: 2, timing: quickTiming,
+                                                                   boundClients: allowlist.keys.compactMapValues { $0 }))
+        #expect(threads.wait())
+        #expect(greedy.get().contains("every one of the 10 clients is already hosted"), "\(greedy.get())")
+        #expect(lines.get().contains { $0.contains("bound-0 (") && $0.contains("hosting clients 5…9") }, "\(lines.get())")
+        #expect(lines.get().contains { $0.contains("bound-1 (") && $0.contains("hosting clients 0…4") }, "\(lines.get())")
+    }
+
     /// On the wire, a CURVE run shows neither the hello (magic, version, type and session) nor any sampled 64-byte
     /// run of the initial parameters, nor the data fingerprint; the same run in plain text shows all of them.
     @Test(arguments: [false, true])

@@ -139,7 +139,8 @@ final class ZmqSocket {
                 if zmq_errno() == EINTR { continue }
                 throw ZmqSocket.error("receive from \(endpoint)")
             }
-            if parts.isEmpty, let value = zmq_msg_gets(&message, "User-Id") { userID = String(cString: value) }
+            // The ROUTER's routing-id frame carries no metadata; the peer's own frames do.
+            if userID == nil, let value = zmq_msg_gets(&message, "User-Id") { userID = String(cString: value) }
             let size = zmq_msg_size(&message)
             let bytes = UnsafeRawBufferPointer(start: zmq_msg_data(&message), count: size)
             if parts.count >= floatFramesFrom && size % 4 == 0 {
