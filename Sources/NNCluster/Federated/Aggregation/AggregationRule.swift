@@ -15,3 +15,16 @@ extension Array where Element == [Float] {
         return try nest(0, [])
     }
 }
+
+extension [UnsafeBufferPointer<Float>] {
+    /// Coordinate `i` of every model, sorted into `column` (room for `count` values). Insertion sort: a handful
+    /// of values per coordinate, and no allocation.
+    func sortColumn(_ i: Int, into column: UnsafeMutablePointer<Float>) {
+        for k in indices {
+            let v = self[k][i]
+            var j = k
+            while j > 0 && column[j - 1] > v { column[j] = column[j - 1]; j -= 1 }
+            column[j] = v
+        }
+    }
+}

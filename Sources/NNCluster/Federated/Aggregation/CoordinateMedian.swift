@@ -5,11 +5,11 @@ public struct CoordinateMedian: AggregationRule {
 
     public func combine(_ models: [[Float]], weights: [Float], count: Int, into out: UnsafeMutablePointer<Float>) {
         let n = models.count
-        var column = [Float](repeating: 0, count: n)
+        let column = UnsafeMutablePointer<Float>.allocate(capacity: n)
+        defer { column.deallocate() }
         models.withUnsafeBuffers { models in
             for i in 0..<count {
-                for k in 0..<n { column[k] = models[k][i] }
-                column.sort()
+                models.sortColumn(i, into: column)
                 out[i] = n % 2 == 1 ? column[n / 2] : (column[n / 2 - 1] + column[n / 2]) / 2
             }
         }

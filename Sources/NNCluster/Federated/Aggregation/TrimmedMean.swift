@@ -8,11 +8,11 @@ public struct TrimmedMean: AggregationRule {
         let n = models.count
         let cut = min(Int(trim * Double(n)), (n - 1) / 2)
         let kept = Float(n - 2 * cut)
-        var column = [Float](repeating: 0, count: n)
+        let column = UnsafeMutablePointer<Float>.allocate(capacity: n)
+        defer { column.deallocate() }
         models.withUnsafeBuffers { models in
             for i in 0..<count {
-                for k in 0..<n { column[k] = models[k][i] }
-                column.sort()
+                models.sortColumn(i, into: column)
                 var sum: Float = 0
                 for k in cut..<(n - cut) { sum += column[k] }
                 out[i] = sum / kept
