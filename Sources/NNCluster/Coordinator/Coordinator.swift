@@ -212,7 +212,7 @@ public final class Coordinator<S: Strategy> {
                 throw ClusterError("its key hosts clients \(wanted.lowerBound)…\(wanted.upperBound - 1), outside the experiment's 0…\(total - 1)")
             }
             if let clash = taken.first(where: { $0.0.overlaps(wanted) }) {
-                throw ClusterError("it asks for clients \(first)…\(first + count - 1), but \(clash.1) hosts \(clash.0.lowerBound)…\(clash.0.upperBound - 1)")
+                throw ClusterError("it asks for clients \(wanted.lowerBound)…\(wanted.upperBound - 1), but \(clash.1) hosts \(clash.0.lowerBound)…\(clash.0.upperBound - 1)")
             }
             return tentative.contains { $0.overlaps(wanted) } ? nil : wanted
         }

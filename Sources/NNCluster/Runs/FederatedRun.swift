@@ -43,7 +43,6 @@ public final class FederatedRun {
         public var roundToTarget: Int?
     }
 
-    /// Runs over `transport` with workers that host the clients.
     /// The reports a run state keeps.
     struct History: Codable {
         var rounds: [Round] = []
@@ -56,7 +55,7 @@ public final class FederatedRun {
         if let checkpoint { try AtomicFile.checkWritable(checkpoint) }
         let store = try runState.map { try RunStateStore($0, settings: experiment, data: train.identity) }
         var history = History()
-        if let store, let (roundsDone, saved) = try store.resume(strategy, history: History.self) {
+        if let store, let (roundsDone, saved) = try store.resume(strategy, rounds: strategy.rounds, history: History.self) {
             history = saved
             logger.info("resuming \(store.settings.directory) after round \(roundsDone) of \(strategy.rounds)")
             for round in history.rounds { try onRound(round) }

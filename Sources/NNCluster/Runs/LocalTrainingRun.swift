@@ -29,7 +29,7 @@ public final class LocalTrainingRun {
             try RunStateStore($0, settings: TrainingRecord(settings, mode: "local", workers: nil), model: settings.model, data: train.identity)
         }
         var history: [EpochReport] = []
-        if let store, let (done, saved) = try store.resume(trainer.update, history: [EpochReport].self) {
+        if let store, let (done, saved) = try store.resume(trainer.update, rounds: settings.epochs, history: [EpochReport].self) {
             history = saved
             logger.info("resuming \(store.settings.directory) after epoch \(done) of \(settings.epochs)")
             for report in history { try onEpoch(report) }

@@ -47,9 +47,9 @@ struct RunStateStore {
         try state.save(in: settings.directory)
     }
 
-    /// The saved state when resuming (nil otherwise), after checking that it belongs to this run; restores
-    /// `strategy` from it and returns the rounds done and the history.
-    func resume<History: Decodable>(_ strategy: Resumable, history: History.Type) throws -> (roundsDone: Int, history: History)? {
+    /// The saved state when resuming (nil otherwise), after checking that it belongs to this run of `rounds`
+    /// rounds; restores `strategy` from it and returns the rounds done and the history.
+    func resume<History: Decodable>(_ strategy: Resumable, rounds: Int, history: History.Type) throws -> (roundsDone: Int, history: History)? {
         guard settings.resume else { return nil }
         let state = try RunState.load(from: settings.directory)
         let saved = try state.json("identity", as: [String: String].self)
@@ -57,7 +57,9 @@ struct RunStateStore {
         guard differences.isEmpty else {
             throw ClusterError("the run in \(settings.directory) cannot be resumed with these settings; they differ in: \(differences.joined(separator: "; "))")
         }
+        let roundsDone = try state.integer("rounds_done")
+        guard (0...rounds).contains(roundsDone) else { throw ClusterError("the run state in \(settings.directory) says \(roundsDone) rounds were done, of \(rounds)") }
         try strategy.restore(from: state)
-        return (try state.integer("rounds_done"), try state.json("history", as: History.self))
+        return (roundsDone, try state.json("history", as: History.self))
     }
 }

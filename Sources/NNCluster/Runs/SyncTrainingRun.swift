@@ -50,7 +50,7 @@ public final class SyncTrainingRun {
             try RunStateStore($0, settings: TrainingRecord(settings, mode: "sync", workers: cluster.expectedWorkers), model: settings.model, data: train.identity)
         }
         var history = History(), first = 0
-        if let store, let (roundsDone, saved) = try store.resume(strategy, history: History.self) {
+        if let store, let (roundsDone, saved) = try store.resume(strategy, rounds: strategy.rounds, history: History.self) {
             (first, history) = (roundsDone, saved)
             logger.info("resuming \(store.settings.directory) after step \(roundsDone) of \(strategy.rounds)")
             for epoch in history.epochs { try onEpoch(epoch) }

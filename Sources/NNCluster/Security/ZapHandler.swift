@@ -9,8 +9,12 @@ final class Gate: @unchecked Sendable {
     private let lock = NSLock()
     private var logged: Set<String> = []
     private var counts: [String: Int] = [:]
+    private var refusals = 0
     /// Connections refused so far.
-    private(set) var refusals = 0
+    var refusalCount: Int {
+        lock.lock(); defer { lock.unlock() }
+        return refusals
+    }
 
     init(allowlist: Allowlist, logger: Logger) { self.allowlist = allowlist; self.logger = logger }
 

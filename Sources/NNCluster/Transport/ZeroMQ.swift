@@ -249,7 +249,7 @@ public final class ZmqServer: ServerTransport {
     public var endpoint: String { socket.lastEndpoint }
 
     /// Connections refused so far by the CURVE handshake or the allowlist.
-    public var refusedConnections: Int { zap?.gate.refusals ?? 0 }
+    public var refusedConnections: Int { zap?.gate.refusalCount ?? 0 }
 
     public func send(_ frames: [Frame], to peer: PeerID) throws {
         try socket.send(frames, prefix: peer.bytes)
