@@ -1,3 +1,4 @@
+#include <stdio.h>
 #include "CSystem.h"
 #if defined(__linux__)
 #include <sys/prctl.h>
@@ -11,3 +12,5 @@ int nn_set_parent_death_signal(int signal) {
     return 0;
 #endif
 }
+
+void nn_line_buffer_stdout(void) { setvbuf(stdout, NULL, _IOLBF, 0); }

@@ -1,4 +1,5 @@
 import ArgumentParser
+import CSystem
 import Foundation
 import Logging
 import NNCluster
@@ -62,16 +63,26 @@ struct GlobalOptions: ParsableArguments {
     @Option(help: "Log level: trace, debug, info, notice, warning, error, critical.")
     var logLevel: String = "info"
 
+    @Option(help: "Log format on standard error: text, or json (one object a line, for log collectors).")
+    var logFormat: LogFormat = .text
+
     @Option(help: "OpenBLAS threads for this process.")
     var threads: Int = 1
 
-    /// Sets up logging to standard error and the BLAS thread count; returns the command's logger.
+    enum LogFormat: String, ExpressibleByArgument, CaseIterable { case text, json }
+
+    /// Sets up logging to standard error, line-buffered standard output (so that a pipe or a file sees each line
+    /// when it is written, not when the process ends) and the BLAS thread count; returns the command's logger.
     func start(_ label: String) throws -> Logger {
         guard let level = Logger.Level(rawValue: logLevel) else {
             throw ValidationError("unknown log level '\(logLevel)'")
         }
         guard threads >= 1 else { throw ValidationError("--threads must be at least 1") }
-        LoggingSystem.bootstrap { StreamLogHandler.standardError(label: $0) }
+        nn_line_buffer_stdout()
+        switch logFormat {
+        case .text: LoggingSystem.bootstrap { StreamLogHandler.standardError(label: $0) }
+        case .json: LoggingSystem.bootstrap { JSONLogHandler(label: $0) }
+        }
         var logger = Logger(label: label)
         logger.logLevel = level
         BLAS.setThreads(threads)
