@@ -14,6 +14,7 @@ let package = Package(
     dependencies: [
         .package(url: "https://github.com/apple/swift-argument-parser", from: "1.5.0"),
         .package(url: "https://github.com/apple/swift-log", from: "1.16.0"),
+        .package(url: "https://github.com/apple/swift-protobuf", from: "1.39.0"),
     ],
     targets: [
         // System libraries. Headers and libraries sit on the default search paths on Debian,
@@ -34,10 +35,15 @@ let package = Package(
         .target(
             name: "NNCluster",
             dependencies: ["NNCore", "NNData", "NNProtocol", "CZmq", .product(name: "Logging", package: "swift-log")]),
+        // TensorBoard event files; the protobuf code is generated from tensorboard.proto and committed.
+        .target(
+            name: "NNTensorBoard",
+            dependencies: [.product(name: "SwiftProtobuf", package: "swift-protobuf")],
+            exclude: ["tensorboard.proto"]),
         .target(
             name: "NNCommands",
             dependencies: [
-                "NNCore", "NNData", "NNProtocol", "NNCluster", "CSystem",
+                "NNCore", "NNData", "NNProtocol", "NNCluster", "NNTensorBoard", "CSystem",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Logging", package: "swift-log"),
             ]),
@@ -60,6 +66,7 @@ let package = Package(
         .testTarget(name: "NNCoreTests", dependencies: ["NNCore"]),
         .testTarget(name: "NNDataTests", dependencies: ["NNData", "CZlib", "TestSupport"]),
         .testTarget(name: "NNProtocolTests", dependencies: ["NNProtocol"]),
+        .testTarget(name: "NNTensorBoardTests", dependencies: ["NNTensorBoard", "TestSupport"]),
         .testTarget(name: "FuzzSeedsTests", dependencies: ["FuzzSeeds", "NNCluster", "NNCore", "NNProtocol"]),
         .testTarget(
             name: "NNClusterTests",

@@ -40,7 +40,7 @@ public struct ClusterCommand: AsyncParsableCommand {
         print("nn cluster: rank \(role.rank) of \(role.worldSize) (from \(role.source.rawValue)); coordinator at \(role.connectEndpoint)")
         if role.isCoordinator {
             let keyArguments = keys.map { ["--key", "\($0)/coordinator.key_secret", "--allow", "\($0)/worker.key"] } ?? []
-            var command = try CoordinatorCommand.parse(["--bind", role.bindEndpoint, "--workers", String(role.workers)]
+            let command = try CoordinatorCommand.parse(["--bind", role.bindEndpoint, "--workers", String(role.workers)]
                                                        + dataOptions.arguments + keyArguments + coordinatorOptions)
             try await command.run()
         } else {
@@ -48,7 +48,7 @@ public struct ClusterCommand: AsyncParsableCommand {
             let experiment = try CoordinatorCommand.parse(["--workers", "1"] + coordinatorOptions).experimentOptions.load()
             let dataArguments = try experiment.map { try dataOptions.fixing($0).arguments } ?? dataOptions.arguments
             let keyArguments = keys.map { ["--key", "\($0)/worker.key_secret", "--server-key", "\($0)/coordinator.key"] } ?? []
-            var command = try WorkerCommand.parse(["--connect", role.connectEndpoint, "--name", "rank-\(role.rank)"] + dataArguments + keyArguments)
+            let command = try WorkerCommand.parse(["--connect", role.connectEndpoint, "--name", "rank-\(role.rank)"] + dataArguments + keyArguments)
             try await command.run()
         }
     }

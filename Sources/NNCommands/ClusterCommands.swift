@@ -130,7 +130,7 @@ public struct CoordinatorCommand: AsyncParsableCommand {
         let server = try listen(run.network)
         defer { server.close() }
         logger.info("listening on \(server.endpoint); \(experiment.summary(parameters: run.network.parameterCount))")
-        var log = try FederatedLog(experiment: experiment, metricsPath: output.metrics)
+        var log = try FederatedLog(experiment: experiment, output: output, network: run.network)
         let outcome = try run.run(over: server, cluster: cluster) { try log.record($0) }
         try log.finish(outcome)
         if let evaluation = outcome.last { printFinalReport(evaluation, test: test, classNames: dataOptions.kind.classNames) }
@@ -146,7 +146,7 @@ public struct CoordinatorCommand: AsyncParsableCommand {
         let server = try listen(run.network)
         defer { server.close() }
         logger.info("listening on \(server.endpoint); model \(settings.model.description), \(run.network.parameterCount) parameters; sync SGD, global batch \(run.globalBatch) (\(workers) × \(settings.batch)), \(settings.epochs) epochs")
-        var metrics = try MetricsLog(path: output.metrics)
+        var metrics = try MetricsLog(output)
         var bar = ProgressBar(label: "epoch 1/\(settings.epochs)", total: run.stepsPerEpoch)
         let outcome = try run.run(over: server, onStep: { epoch, done in
             bar.update(done: done, detail: String(format: "loss %.4f acc %@", epoch.total.result.meanLoss, Format.percent(epoch.total.result.accuracy)))
@@ -159,6 +159,7 @@ public struct CoordinatorCommand: AsyncParsableCommand {
                 "aggregation_seconds": total.aggregationSeconds, "bytes_sent": total.bytesSent, "bytes_received": total.bytesReceived,
                 "workers": total.workers, "rejected_messages": total.rejectedSoFar,
             ]) { $1 })
+            try metrics.histograms(of: run.network, step: report.epoch)
             bar = ProgressBar(label: "epoch \(report.epoch + 1)/\(settings.epochs)", total: run.stepsPerEpoch)
         })
         printFinalReport(outcome.evaluation!, test: test, classNames: dataOptions.kind.classNames)

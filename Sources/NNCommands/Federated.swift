@@ -45,12 +45,15 @@ struct ExperimentOptions: ParsableArguments {
 struct FederatedLog {
     let experiment: Experiment
     private var metrics: MetricsLog
+    /// The global model, for the weights' histograms.
+    private let network: Network
     private var bytesTotal = 0
     private let started = ContinuousClock.now
 
-    init(experiment: Experiment, metricsPath: String?) throws {
+    init(experiment: Experiment, output: OutputOptions, network: Network) throws {
         self.experiment = experiment
-        metrics = try MetricsLog(path: metricsPath)
+        self.network = network
+        metrics = try MetricsLog(output)
     }
 
     mutating func record(_ round: FederatedRun.Round) throws {
@@ -73,6 +76,7 @@ struct FederatedLog {
             "learning_rate": Double(experiment.learningRate(round: report.round)), "workers": report.workers, "rejected_messages": report.rejectedSoFar,
             "elapsed_seconds": started.duration(to: .now).seconds,
         ])
+        try metrics.histograms(of: network, step: number)
         if round.reachedTarget, let target = experiment.targetAccuracy {
             print("reached the target of \(Format.percent(target)) test accuracy in round \(number)")
         }
@@ -136,7 +140,7 @@ public struct Simulate: AsyncParsableCommand {
         let run = try FederatedRun(experiment: experiment, train: train, test: test, checkpoint: output.out,
                                    stopAtTarget: experimentOptions.stopAtTarget, logger: logger)
         logger.info("\(experiment.summary()); \(clientThreads) client thread\(clientThreads == 1 ? "" : "s")")
-        var log = try FederatedLog(experiment: experiment, metricsPath: output.metrics)
+        var log = try FederatedLog(experiment: experiment, output: output, network: run.network)
         let outcome = try run.simulate(threads: clientThreads) { try log.record($0) }
         try log.finish(outcome)
     }

@@ -142,6 +142,10 @@ struct OutputOptions: ParsableArguments {
 
     @Option(help: "Write one JSON object per epoch (or round) to this file.")
     var metrics: String?
+
+    @Option(help: ArgumentHelp("Write TensorBoard event files to this folder: every metric as a scalar, and the weights' histograms, per epoch or round (`tensorboard --logdir FOLDER`).", valueName: "folder"),
+            completion: .directory)
+    var tensorboard: String?
 }
 
 /// The model, optimisation and run flags of a training command, as the settings of a run.

@@ -3,20 +3,31 @@ import Foundation
 import NNCluster
 import NNCore
 import NNData
+import NNTensorBoard
 
-/// One JSON object per epoch or round, the whole file rewritten atomically each time.
+/// One JSON object per epoch or round, the whole file rewritten atomically each time; and the same numbers as
+/// TensorBoard scalars (tag = field name, step = the epoch or round), with the weights' histograms.
 struct MetricsLog {
     let path: String?
     private var lines: [String] = []
+    private let tensorboard: EventFile?
 
-    /// Checks at once that `path` can be written, so that a bad path fails before training, not after.
-    init(path: String?) throws {
-        if let path { try AtomicFile.checkWritable(path) }
-        self.path = path
+    /// Checks at once that the outputs can be written, so that a bad path fails before training, not after.
+    init(_ output: OutputOptions) throws {
+        if let path = output.metrics { try AtomicFile.checkWritable(path) }
+        path = output.metrics
+        tensorboard = try output.tensorboard.map { try EventFile(directory: $0) }
     }
 
     /// Non-finite numbers (a diverged loss) are written as null: JSON has no NaN.
     mutating func append(_ fields: [String: Any]) throws {
+        if let tensorboard, let step = (fields["epoch"] ?? fields["round"]) as? Int {
+            let scalars = fields.compactMap { tag, value -> (tag: String, value: Double)? in
+                guard tag != "epoch", tag != "round", !(value is Bool) else { return nil }
+                return ((value as? Double) ?? (value as? Int).map(Double.init)).map { (tag, $0) }
+            }
+            try tensorboard.scalars(scalars.sorted { $0.tag < $1.tag }, step: step)
+        }
         guard let path else { return }
         let clean = fields.mapValues { value -> Any in
             if let x = value as? Double, !x.isFinite { return NSNull() }
@@ -24,6 +35,14 @@ struct MetricsLog {
         }
         lines.append(String(decoding: try JSONSerialization.data(withJSONObject: clean, options: [.sortedKeys]), as: UTF8.self))
         try AtomicFile.write(lines.joined(separator: "\n") + "\n", to: path)
+    }
+
+    /// A histogram of each parameter tensor of `network` (`weights/NAME`) at `step`, for TensorBoard.
+    func histograms(of network: Network, step: Int) throws {
+        guard let tensorboard else { return }
+        for slot in network.parameterLayout {
+            try tensorboard.histogram("weights/\(slot.tensor.name)", values: UnsafeBufferPointer(start: network.parameters.base + slot.offset, count: slot.tensor.count), step: step)
+        }
     }
 }
 

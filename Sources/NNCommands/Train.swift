@@ -21,7 +21,7 @@ public struct Train: AsyncParsableCommand {
         try check(settings.model, fits: train)
         let run = LocalTrainingRun(settings: settings, train: train, test: test, runState: runState.settings(defaultEvery: 1), logger: logger)
         logger.info("model \(settings.model.description): \(run.network.parameterCount) parameters; \(settings.optimizer.kind.rawValue) lr \(settings.schedule.base), batch \(settings.batch), \(settings.epochs) epochs, seed \(settings.seed)")
-        var metrics = try MetricsLog(path: output.metrics)
+        var metrics = try MetricsLog(output)
         var bar = ProgressBar(label: "", total: 0), barEpoch = 0
         let evaluation = try run.run(onStep: { epoch, progress in
             if epoch != barEpoch { (bar, barEpoch) = (ProgressBar(label: "epoch \(epoch)/\(settings.epochs)", total: progress.totalSamples), epoch) }
@@ -30,6 +30,7 @@ public struct Train: AsyncParsableCommand {
             bar.finish()
             print(epochLine(report, of: settings.epochs))
             try metrics.append(epochFields(report))
+            try metrics.histograms(of: run.network, step: report.epoch)
         })
         printFinalReport(evaluation, test: test, classNames: dataOptions.kind.classNames)
         logger.info("peak resident memory \(peakResidentBytes() >> 20) MiB")
