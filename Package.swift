@@ -15,6 +15,9 @@ let package = Package(
         .package(url: "https://github.com/apple/swift-argument-parser", from: "1.5.0"),
         .package(url: "https://github.com/apple/swift-log", from: "1.16.0"),
         .package(url: "https://github.com/apple/swift-protobuf", from: "1.39.0"),
+        .package(url: "https://github.com/apple/swift-metrics", from: "2.13.0"),
+        .package(url: "https://github.com/swift-server/swift-prometheus", from: "2.4.1"),
+        .package(url: "https://github.com/hummingbird-project/hummingbird", from: "2.28.1"),
     ],
     targets: [
         // System libraries. Headers and libraries sit on the default search paths on Debian,
@@ -28,13 +31,16 @@ let package = Package(
         .target(
             name: "CKernels",
             cSettings: [.unsafeFlags(["-O3", "-fno-math-errno", "-ffp-contract=off"])]),
-        .target(name: "CSystem"),
+        .target(name: "CNNSystem"),
         .target(name: "NNCore", dependencies: ["CBLAS", "CKernels"]),
         .target(name: "NNData", dependencies: ["CZlib", "CSodium", "NNCore"]),
         .target(name: "NNProtocol", dependencies: ["NNCore"]),
         .target(
             name: "NNCluster",
-            dependencies: ["NNCore", "NNData", "NNProtocol", "CZmq", .product(name: "Logging", package: "swift-log")]),
+            dependencies: [
+                "NNCore", "NNData", "NNProtocol", "CZmq", .product(name: "Logging", package: "swift-log"),
+                .product(name: "Metrics", package: "swift-metrics"),
+            ]),
         // TensorBoard event files; the protobuf code is generated from tensorboard.proto and committed.
         .target(
             name: "NNTensorBoard",
@@ -43,9 +49,12 @@ let package = Package(
         .target(
             name: "NNCommands",
             dependencies: [
-                "NNCore", "NNData", "NNProtocol", "NNCluster", "NNTensorBoard", "CSystem",
+                "NNCore", "NNData", "NNProtocol", "NNCluster", "NNTensorBoard", "CNNSystem",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Logging", package: "swift-log"),
+                .product(name: "Metrics", package: "swift-metrics"),
+                .product(name: "Prometheus", package: "swift-prometheus"),
+                .product(name: "Hummingbird", package: "hummingbird"),
             ]),
         // Thin executables over the commands.
         .executableTarget(name: "nn", dependencies: ["NNCommands"]),

@@ -1,5 +1,5 @@
 import ArgumentParser
-import CSystem
+import CNNSystem
 import Foundation
 import NNCluster
 
@@ -29,6 +29,9 @@ public struct ClusterCommand: AsyncParsableCommand {
             completion: .directory)
     var keys: String?
 
+    @Option(help: "Serve each process's Prometheus metrics: rank r at port PORT + r (loopback; see nn coordinator --help).")
+    var metricsPort: Int?
+
     @OptionGroup var dataOptions: DataOptions
 
     @Argument(parsing: .allUnrecognized, help: "Options for the coordinator.")
@@ -38,17 +41,18 @@ public struct ClusterCommand: AsyncParsableCommand {
         let role = try ClusterRole.discover(environment: ProcessInfo.processInfo.environment, coordinator: coordinator, port: port)
         nn_line_buffer_stdout()
         print("nn cluster: rank \(role.rank) of \(role.worldSize) (from \(role.source.rawValue)); coordinator at \(role.connectEndpoint)")
+        let monitoring = metricsPort.map { ["--metrics-port", String($0 + role.rank)] } ?? []
         if role.isCoordinator {
             let keyArguments = keys.map { ["--key", "\($0)/coordinator.key_secret", "--allow", "\($0)/worker.key"] } ?? []
             let command = try CoordinatorCommand.parse(["--bind", role.bindEndpoint, "--workers", String(role.workers)]
-                                                       + dataOptions.arguments + keyArguments + coordinatorOptions)
+                                                       + dataOptions.arguments + keyArguments + monitoring + coordinatorOptions)
             try await command.run()
         } else {
             // Workers load the experiment's data set, when there is one.
             let experiment = try CoordinatorCommand.parse(["--workers", "1"] + coordinatorOptions).experimentOptions.load()
             let dataArguments = try experiment.map { try dataOptions.fixing($0).arguments } ?? dataOptions.arguments
             let keyArguments = keys.map { ["--key", "\($0)/worker.key_secret", "--server-key", "\($0)/coordinator.key"] } ?? []
-            let command = try WorkerCommand.parse(["--connect", role.connectEndpoint, "--name", "rank-\(role.rank)"] + dataArguments + keyArguments)
+            let command = try WorkerCommand.parse(["--connect", role.connectEndpoint, "--name", "rank-\(role.rank)"] + dataArguments + keyArguments + monitoring)
             try await command.run()
         }
     }

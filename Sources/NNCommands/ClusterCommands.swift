@@ -1,5 +1,5 @@
 import ArgumentParser
-import CSystem
+import CNNSystem
 import Foundation
 import Logging
 import NNCluster
@@ -76,6 +76,7 @@ public struct CoordinatorCommand: AsyncParsableCommand {
 
     @OptionGroup var security: ServerSecurityOptions
     @OptionGroup var runState: RunStateOptions
+    @OptionGroup var monitoring: MonitoringOptions
     @OptionGroup var global: GlobalOptions
 
     public func validate() throws {
@@ -106,6 +107,7 @@ public struct CoordinatorCommand: AsyncParsableCommand {
     public func run() async throws {
         followLauncher()
         let logger = try global.start("nn.coordinator")
+        monitoring.start(logger: logger)
         let secure = try security.load()
         let cluster = CoordinatorSettings(expectedWorkers: workers, minimumWorkers: minWorkers, timing: try timing.timing,
                                           stop: stopRequestOnSignals(),
@@ -219,11 +221,13 @@ public struct WorkerCommand: AsyncParsableCommand {
 
     @OptionGroup var dataOptions: DataOptions
     @OptionGroup var security: ClientSecurityOptions
+    @OptionGroup var monitoring: MonitoringOptions
     @OptionGroup var global: GlobalOptions
 
     public func run() async throws {
         followLauncher()
         let logger = try global.start("nn.worker")
+        monitoring.start(logger: logger)
         let secure = try security.load()
         let (train, _) = try dataOptions.load(logger)
         let session = UInt64.random(in: 1...UInt64.max)

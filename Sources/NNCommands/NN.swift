@@ -1,5 +1,5 @@
 import ArgumentParser
-import CSystem
+import CNNSystem
 import Foundation
 import Logging
 import NNCluster

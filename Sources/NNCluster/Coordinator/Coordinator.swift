@@ -44,6 +44,7 @@ public final class Coordinator<S: Strategy> {
     /// Messages rejected so far (malformed, unexpected, from unknown peers).
     public private(set) var rejected = 0
     private var rejectionLog = RejectionLog()
+    private let metrics = CoordinatorMetrics()
     /// Peers dropped for leaving work unanswered: how often, and until when a new hello of theirs waits.
     private var penalties: [PeerID: (failures: Int, until: ContinuousClock.Instant)] = [:]
     /// Rejected messages per peer, and the peers ignored for sending too many (see `AdmissionLimits`).
@@ -77,6 +78,7 @@ public final class Coordinator<S: Strategy> {
         if unhosted > 0 {
             logger.warning("\(unhosted) of the \(strategy.clientCount) clients have no worker to host them; rounds sample among the others")
         }
+        var previousRejected = 0
         for round in first..<max(first, strategy.rounds) {
             var report = RoundReport(round: round)
             let start = ContinuousClock.now
@@ -94,6 +96,8 @@ public final class Coordinator<S: Strategy> {
             report.bytesSent = bytesSent - sentBefore
             report.bytesReceived = bytesReceived - receivedBefore
             report.workers = ready.count
+            metrics.record(report, newlyRejected: rejected - previousRejected)
+            previousRejected = rejected
             guard try onRound(report) else { break }
             if let reason = settings.stop?.reason {
                 logger.warning("stopping after round \(round + 1) of \(strategy.rounds): \(reason)")
@@ -523,6 +527,7 @@ public final class Coordinator<S: Strategy> {
             penalties[worker.peer] = (failures, .now + timing.timeout * (1 << min(failures - 1, 10)))
         }
         if worker.ready {
+            metrics.lostWorker()
             logger.warning("lost worker \(worker.label): \(reason); \(ready.count) live")
         } else {
             logger.warning("dropped \(worker.label), welcomed but not heard from since: \(reason)")

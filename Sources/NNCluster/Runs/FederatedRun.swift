@@ -1,4 +1,5 @@
 import Logging
+import Metrics
 import NNCore
 import NNData
 
@@ -106,6 +107,7 @@ public final class FederatedRun {
         var round = Round(report: report, evaluation: evaluation, evaluationSeconds: start.duration(to: .now).seconds, reachedTarget: false)
         outcome.rounds = report.round + 1
         if let evaluation {
+            Gauge(label: "nn_test_accuracy").record(evaluation.accuracy)
             outcome.last = evaluation
             outcome.bestAccuracy = max(outcome.bestAccuracy, evaluation.accuracy)
             if outcome.roundToTarget == nil, let target = experiment.targetAccuracy, evaluation.accuracy >= target {

@@ -1,4 +1,5 @@
 import Logging
+import Metrics
 import NNCore
 import NNData
 
@@ -67,6 +68,8 @@ public final class SyncTrainingRun {
                     history.current.learningRate = strategy.update.learningRate
                     evaluation = test.map { network.evaluate($0) }
                     history.current.evaluation = evaluation
+                    Gauge(label: "nn_epoch").record(history.current.epoch)
+                    if let evaluation { Gauge(label: "nn_test_accuracy").record(evaluation.accuracy) }
                     try onEpoch(history.current)
                     history.epochs.append(history.current)
                     history.current = EpochReport(epoch: history.current.epoch + 1)

@@ -1,5 +1,6 @@
 import Foundation
 import Logging
+import Metrics
 import NNCore
 import NNData
 import NNProtocol
@@ -40,7 +41,12 @@ public final class Worker {
     private let settings: Settings
     private var logger: Logger
     /// Gradients computed and clients trained so far.
-    public private(set) var tasksDone = 0
+    public private(set) var tasksDone = 0 {
+        didSet { tasksCounter.increment(by: Int64(tasksDone - oldValue)) }
+    }
+    /// For a Prometheus endpoint (`--metrics-port`); no-ops without a metrics backend.
+    private let tasksCounter = Counter(label: "nn_worker_tasks_total")
+    private let registrations = Counter(label: "nn_worker_registrations_total")
 
     public init(transport: ClientTransport, data: Dataset, session: UInt64, settings: Settings, logger: Logger) {
         self.transport = transport; self.data = data; identity = data.identity
@@ -197,6 +203,7 @@ public final class Worker {
                     let session = try start(welcome)
                     // Confirms the welcome: the coordinator counts a worker once it hears from it again.
                     try send(.heartbeat(Heartbeat(session: self.session)))
+                    registrations.increment()
                     return .welcomed(session)
                 } catch {
                     // Tell the coordinator at once rather than leave it waiting for the timeout.

@@ -1,5 +1,5 @@
-#ifndef NN_CSYSTEM_H
-#define NN_CSYSTEM_H
+#ifndef NN_CNNSYSTEM_H
+#define NN_CNNSYSTEM_H
 
 /// Asks the kernel to send `signal` to this process when its parent dies (Linux; a no-op elsewhere), so a
 /// launcher killed outright leaves no orphans. prctl is variadic, which Swift cannot call directly.

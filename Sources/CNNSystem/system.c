@@ -1,5 +1,5 @@
 #include <stdio.h>
-#include "CSystem.h"
+#include "CNNSystem.h"
 #if defined(__linux__)
 #include <sys/prctl.h>
 #endif
