@@ -67,7 +67,8 @@ struct FederatedLog {
         if report.skipped { line += "  skipped: fewer than \(experiment.minimumResults) results" }
         print(line)
         try metrics.append([
-            "round": number, "sampled": report.expected, "answered": report.answered, "missed": report.missed, "late": report.late, "skipped": report.skipped,
+            "round": number, "sampled": report.expected, "answered": report.answered, "missed": report.missed, "missed_count": report.missed.count,
+            "late": report.late, "skipped": report.skipped,
             "train_loss": report.result.meanLoss, "train_accuracy": report.result.accuracy,
             "test_loss": evaluation.loss, "test_accuracy": evaluation.accuracy,
             "seconds": report.seconds, "evaluation_seconds": round.evaluationSeconds, "compute_seconds": report.result.computeSeconds,
