@@ -51,13 +51,29 @@ prometheus = subprocess.Popen(["prometheus", f"--config.file={config}", f"--stor
                               stdout=open(f"{scratch}/prometheus.log", "w"), stderr=subprocess.STDOUT)
 failures = []
 try:
+    # The run starts once the server is ready to scrape, so that its first seconds are seen too.
+    deadline = time.time() + 60
+    while True:
+        try:
+            with urllib.request.urlopen(f"http://127.0.0.1:{prometheus_port}/-/ready", timeout=2) as response:
+                if response.status == 200:
+                    break
+        except OSError:
+            pass
+        if time.time() > deadline:
+            raise RuntimeError("prometheus did not become ready in 60 s: " + open(f"{scratch}/prometheus.log").read()[-2000:])
+        time.sleep(0.2)
     endpoint = f"tcp://127.0.0.1:{zmq_port}"
     processes = [subprocess.Popen([f"{build}/nn-coordinator", "--bind", endpoint, "--workers", "2", "--model", "784-128-10",
-                                   "--batch", "32", "--epochs", "4", "--metrics-port", str(ports[0])],
+                                   "--batch", "32", "--epochs", "6", "--metrics-port", str(ports[0])],
                                   stdout=open(f"{scratch}/prom-coordinator.log", "w"), stderr=subprocess.STDOUT, env=env)]
     processes += [subprocess.Popen([f"{build}/nn-worker", "--connect", endpoint, "--name", f"w{i}", "--metrics-port", str(ports[i + 1])],
                                    stdout=open(f"{scratch}/prom-w{i}.log", "w"), stderr=subprocess.STDOUT, env=env)
                   for i in range(2)]
+    # Scraped every second while the run goes on (about ten seconds).
+    deadline = time.time() + 30
+    while time.time() < deadline and len([r for r in query(prometheus_port, "up") if r["value"][1] == "1"]) < 3:
+        time.sleep(0.5)
     statuses = [p.wait(timeout=300) for p in processes]
     if statuses != [0, 0, 0]:
         failures.append(f"the run's processes exited with {statuses}")
@@ -66,8 +82,8 @@ try:
     if sorted(r["metric"]["instance"] for r in up if float(r["value"][1]) == 1) != sorted(f"127.0.0.1:{p}" for p in ports):
         failures.append(f"not every target was scraped: {up}")
     for expression, instances, check in [
-        ("max_over_time(nn_round[10m])", 1, lambda v: 0 < v <= 4 * 938),
-        ("max_over_time(nn_epoch[10m])", 1, lambda v: 1 <= v <= 4),
+        ("max_over_time(nn_round[10m])", 1, lambda v: 0 < v <= 6 * 938),
+        ("max_over_time(nn_epoch[10m])", 1, lambda v: 1 <= v <= 6),
         ("max_over_time(nn_workers_live[10m])", 1, lambda v: v == 2),
         ("max_over_time(nn_samples_per_second[10m])", 1, lambda v: v > 0),
         ("max_over_time(nn_round_seconds{part=\"compute\"}[10m])", 1, lambda v: v > 0),
