@@ -447,6 +447,7 @@ public final class Coordinator<S: Strategy> {
             return nil
         case .error(let report) where report.code == .leaving:
             drop(worker, because: report.text, departed: true)
+            sendRaw(.shutdown(Shutdown(reason: "goodbye")), to: peer)
             return nil
         case .error(let report):
             logger.warning("worker \(worker.label) reports: \(report.text)")

@@ -83,6 +83,12 @@ public final class Worker {
             if let reason = settings.stop?.reason {
                 logger.info("leaving: \(reason)")
                 try send(.error(ErrorReport(code: .leaving, text: "\(settings.name) is leaving: \(reason)")))
+                // Stay connected until the coordinator has read it (it answers with shutdown), for at most a
+                // second: a connection that closed first would look like a lost worker.
+                let deadline = ContinuousClock.now + .seconds(1)
+                while ContinuousClock.now < deadline, let frames = try transport.receive(timeout: deadline - .now) {
+                    if case .shutdown? = try? WireCodec.decode(frames) { break }
+                }
                 return "left: \(reason)"
             }
             let received = try transport.receive(timeout: heartbeat)
