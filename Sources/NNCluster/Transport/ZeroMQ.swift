@@ -122,7 +122,8 @@ final class ZmqSocket {
     /// As `receive(timeout:)`; `userID` gets the User-Id the ZAP handler gave the sender's connection (its key).
     func receive(timeout: Duration, userID: inout String?) throws -> [Frame]? {
         var item = zmq_pollitem_t(socket: handle, fd: 0, events: Int16(ZMQ_POLLIN), revents: 0)
-        let milliseconds = Int(timeout.components.seconds * 1000 + timeout.components.attoseconds / 1_000_000_000_000_000)
+        // Never negative: zmq_poll would wait for ever.
+        let milliseconds = max(Int(timeout.components.seconds * 1000 + timeout.components.attoseconds / 1_000_000_000_000_000), 0)
         let ready = zmq_poll(&item, 1, milliseconds)
         if ready < 0 {
             if zmq_errno() == EINTR { return nil }

@@ -86,7 +86,7 @@ public final class Worker {
                 // Stay connected until the coordinator has read it (it answers with shutdown), for at most a
                 // second: a connection that closed first would look like a lost worker.
                 let deadline = ContinuousClock.now + .seconds(1)
-                while ContinuousClock.now < deadline, let frames = try transport.receive(timeout: deadline - .now) {
+                while ContinuousClock.now < deadline, let frames = try transport.receive(timeout: max(deadline - .now, .zero)) {
                     if case .shutdown? = try? WireCodec.decode(frames) { break }
                 }
                 return "left: \(reason)"
