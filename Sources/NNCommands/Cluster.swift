@@ -49,7 +49,7 @@ public struct ClusterCommand: AsyncParsableCommand {
             try await command.run()
         } else {
             // Workers load the experiment's data set, when there is one.
-            let experiment = try CoordinatorCommand.parse(["--workers", "1"] + coordinatorOptions).experimentOptions.load()
+            let experiment = try CoordinatorCommand.parse(["--workers", String(role.workers)] + coordinatorOptions).experimentOptions.load()
             let dataArguments = try experiment.map { try dataOptions.fixing($0).arguments } ?? dataOptions.arguments
             let keyArguments = keys.map { ["--key", "\($0)/worker.key_secret", "--server-key", "\($0)/coordinator.key"] } ?? []
             let command = try WorkerCommand.parse(["--connect", role.connectEndpoint, "--name", "rank-\(role.rank)"] + dataArguments + keyArguments + monitoring)
