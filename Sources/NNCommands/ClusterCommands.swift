@@ -200,12 +200,7 @@ public struct WorkerCommand: AsyncParsableCommand {
 
     /// `--clients first-last` as a range.
     private func clientRange() throws -> Range<Int>? {
-        guard let clients else { return nil }
-        let parts = clients.split(separator: "-", omittingEmptySubsequences: false).map { Int($0) }
-        guard parts.count == 2, let first = parts[0], let last = parts[1], first >= 0, last >= first else {
-            throw ValidationError("--clients takes first-last, e.g. 0-49, not '\(clients)'")
-        }
-        return first..<(last + 1)
+        do { return try clients.map(Allowlist.clientRange) } catch { throw ValidationError("--clients: \(error)") }
     }
 
     public func validate() throws {

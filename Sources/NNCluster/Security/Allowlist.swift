@@ -54,8 +54,8 @@ public struct Allowlist: Sendable {
     /// Every bound range, which no unbound worker may take.
     public var boundRanges: [Range<Int>] { keys.values.compactMap { $0 } }
 
-    /// `first-last` as a range.
-    static func clientRange(_ text: String) throws -> Range<Int> {
+    /// `first-last` (client ids, as an allowlist line and `nn-worker --clients` give them) as a range.
+    public static func clientRange(_ text: String) throws -> Range<Int> {
         let parts = text.split(separator: "-", omittingEmptySubsequences: false).map { Int($0) }
         guard parts.count == 2, let first = parts[0], let last = parts[1], first >= 0, last >= first else {
             throw ClusterError("client ids are given as first-last, e.g. 0-49, not '\(text)'")

@@ -5,13 +5,11 @@ import Foundation
 /// its own workers are admitted.
 public struct ThrowawayKeys: Sendable {
     public let folder: String
-    public let workers: Int
 
     public init(workers: Int) throws {
         var template = Array("\(NSTemporaryDirectory())/nn-keys-XXXXXX".utf8CString)
         guard let made = mkdtemp(&template) else { throw ClusterError("cannot make a private folder for the run's keys") }
         folder = String(cString: made)
-        self.workers = workers
         try CurveKeyPair.generate().write(to: folder, name: "coordinator")
         for i in 0..<workers { try CurveKeyPair.generate().write(to: workerFolder, name: "worker-\(i)") }
     }
