@@ -46,10 +46,15 @@ let package = Package(
             name: "NNTensorBoard",
             dependencies: [.product(name: "SwiftProtobuf", package: "swift-protobuf")],
             exclude: ["tensorboard.proto"]),
+        // ONNX export; the protobuf code is generated from onnx.proto (a subset of ONNX's) and committed.
+        .target(
+            name: "NNONNX",
+            dependencies: ["NNCore", .product(name: "SwiftProtobuf", package: "swift-protobuf")],
+            exclude: ["onnx.proto"]),
         .target(
             name: "NNCommands",
             dependencies: [
-                "NNCore", "NNData", "NNProtocol", "NNCluster", "NNTensorBoard", "CNNSystem",
+                "NNCore", "NNData", "NNProtocol", "NNCluster", "NNTensorBoard", "NNONNX", "CNNSystem",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "Metrics", package: "swift-metrics"),

@@ -65,6 +65,7 @@ public struct Predict: AsyncParsableCommand {
             if json {
                 var object: [String: Any] = [
                     "input": input.name, "predicted": ranked.first!, "logits": logits.map(Double.init),
+                    "probabilities": probabilities.map(Double.init),
                     "top": ranked.map { ["class": $0, "probability": Double(probabilities[$0])] as [String: Any] },
                 ]
                 if let label = input.label { object["label"] = label }
