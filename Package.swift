@@ -18,11 +18,14 @@ let package = Package(
         .package(url: "https://github.com/apple/swift-metrics", from: "2.13.0"),
         .package(url: "https://github.com/swift-server/swift-prometheus", from: "2.4.1"),
         .package(url: "https://github.com/hummingbird-project/hummingbird", from: "2.28.1"),
+        .package(url: "https://github.com/apple/swift-nio", from: "2.101.2"),
+        .package(url: "https://github.com/apple/swift-nio-extras", from: "1.35.2"),
     ],
     targets: [
         // System libraries. Headers and libraries sit on the default search paths on Debian,
         // so the module maps link them directly instead of going through pkg-config.
         .systemLibrary(name: "CBLAS", path: "Sources/CBLAS"),
+        .systemLibrary(name: "CPNG", path: "Sources/CPNG"),
         .systemLibrary(name: "CSodium", path: "Sources/CSodium"),
         .systemLibrary(name: "CZlib", path: "Sources/CZlib"),
         .systemLibrary(name: "CZmq", path: "Sources/CZmq"),
@@ -51,10 +54,19 @@ let package = Package(
             name: "NNONNX",
             dependencies: ["NNCore", .product(name: "SwiftProtobuf", package: "swift-protobuf")],
             exclude: ["onnx.proto"]),
+        // Inference over HTTP for `nn serve`.
+        .target(
+            name: "NNServing",
+            dependencies: [
+                "NNCore", "NNData", "CPNG", .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOPosix", package: "swift-nio"), .product(name: "NIOHTTP1", package: "swift-nio"),
+                .product(name: "NIOExtras", package: "swift-nio-extras"), .product(name: "Logging", package: "swift-log"),
+                .product(name: "Metrics", package: "swift-metrics"),
+            ]),
         .target(
             name: "NNCommands",
             dependencies: [
-                "NNCore", "NNData", "NNProtocol", "NNCluster", "NNTensorBoard", "NNONNX", "CNNSystem",
+                "NNCore", "NNData", "NNProtocol", "NNCluster", "NNTensorBoard", "NNONNX", "NNServing", "CNNSystem",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "Metrics", package: "swift-metrics"),

@@ -11,7 +11,7 @@ public struct NN: AsyncParsableCommand {
     public static let configuration = CommandConfiguration(
         commandName: "nn",
         abstract: "Train, evaluate and run multilayer perceptrons on MNIST-style data.",
-        subcommands: [Train.self, Eval.self, Predict.self, Export.self, Bench.self, DataCommand.self, Launch.self, Simulate.self, Plot.self,
+        subcommands: [Train.self, Eval.self, Predict.self, Export.self, Serve.self, Bench.self, DataCommand.self, Launch.self, Simulate.self, Plot.self,
                       CoordinatorCommand.self, WorkerCommand.self, ClusterCommand.self, Keygen.self])
 }
 
