@@ -17,7 +17,7 @@ public struct InkImage: Equatable {
             self = try Self.png(bytes)
         } else if bytes.starts(with: [UInt8(ascii: "P"), UInt8(ascii: "5")]) || bytes.starts(with: [UInt8(ascii: "P"), UInt8(ascii: "2")]) {
             let image: PGMImage
-            do { image = try PGMImage(parsing: bytes, name: "the image") } catch { throw RequestError.badRequest("\(error)") }
+            do { image = try PGMImage(parsing: bytes, name: "the PGM image") } catch { throw RequestError.badRequest("\(error)") }
             self = Self(brightness: image.pixels, width: image.width, height: image.height)
         } else {
             throw RequestError.unsupportedMediaType("not an image: expected PNG or PGM bytes, or JSON {\"instances\": [[…], …]}")

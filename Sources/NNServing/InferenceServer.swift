@@ -119,10 +119,10 @@ private final class HTTPConnection: ChannelInboundHandler, RemovableChannelHandl
     func channelRead(context: ChannelHandlerContext, data: NIOAny) {
         switch unwrapInboundIn(data) {
         case .head(let request):
+            guard !refused else { return }
             started = .now
             head = request
             body = nil
-            refused = false
             if let length = request.headers.first(name: "content-length").flatMap(Int.init), length > bodyLimit {
                 refuse(context, "the body is \(length) bytes; the limit is \(bodyLimit)")
             }
@@ -139,30 +139,39 @@ private final class HTTPConnection: ChannelInboundHandler, RemovableChannelHandl
             head = nil
             let reply = routes.answer(request, body: body ?? ByteBuffer())
             body = nil
-            write(reply, for: request, context: context, close: false)
+            write(reply, for: request, context: context)
         }
     }
 
-    /// An oversized body is answered at once and the connection closed, instead of reading what is left of it.
+    /// An oversized body is answered at once, without storing the rest of it. The connection then stops sending
+    /// and reads what the client still sends into the void for a few seconds: closing at once would make the
+    /// kernel reset the connection, and a client still sending would lose the answer.
     private func refuse(_ context: ChannelHandlerContext, _ message: String) {
         guard let request = head else { return }
         refused = true
+        head = nil
         body = nil
-        write(.error(.payloadTooLarge, message), for: request, context: context, close: true)
+        write(.error(.payloadTooLarge, message), for: request, context: context)
     }
 
-    private func write(_ reply: Reply, for request: HTTPRequestHead, context: ChannelHandlerContext, close: Bool) {
+    private func write(_ reply: Reply, for request: HTTPRequestHead, context: ChannelHandlerContext) {
         var headers = HTTPHeaders()
         headers.add(name: "content-type", value: reply.type)
         headers.add(name: "content-length", value: String(reply.body.count))
-        let keepAlive = request.isKeepAlive && !close
+        let keepAlive = request.isKeepAlive && !refused
         if !keepAlive { headers.add(name: "connection", value: "close") }
         var buffer = context.channel.allocator.buffer(capacity: reply.body.count)
         buffer.writeBytes(reply.body)
         context.write(wrapOutboundOut(.head(HTTPResponseHead(version: request.version, status: reply.status, headers: headers))), promise: nil)
         context.write(wrapOutboundOut(.body(.byteBuffer(buffer))), promise: nil)
         let done = context.writeAndFlushPromise(wrapOutboundOut(.end(nil)))
-        if !keepAlive {
+        if refused {
+            let channel = context.channel
+            done.futureResult.whenComplete { _ in
+                channel.close(mode: .output, promise: nil)
+                channel.eventLoop.scheduleTask(in: .seconds(5)) { channel.close(promise: nil) }
+            }
+        } else if !keepAlive {
             let channel = context.channel
             done.futureResult.whenComplete { _ in channel.close(promise: nil) }
         }
