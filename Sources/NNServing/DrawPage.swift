@@ -23,9 +23,9 @@ enum DrawPage {
   #answer { font-size: 3rem; font-weight: bold; min-height: 3.5rem; }
   #seen { image-rendering: pixelated; border: 1px solid #ccc; width: 84px; height: 84px; background: #000; }
   button { font-size: 1rem; padding: .4rem 1.2rem; margin-top: .6rem; }
-  #model { font-size: .85rem; color: #555; max-width: 36rem; }
-  #model dt { font-weight: bold; float: left; clear: left; width: 9rem; }
-  #model dd { margin-left: 9.5rem; }
+  #model { font-size: .85rem; color: #555; max-width: 26rem; }
+  #model dt { font-weight: bold; float: left; clear: left; width: 7rem; }
+  #model dd { margin-left: 7.5rem; overflow-wrap: anywhere; }
   #status { color: #a33; min-height: 1.2rem; }
 </style>
 </head>
