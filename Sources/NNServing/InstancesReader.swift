@@ -25,6 +25,7 @@ public struct InstancesReader {
     private init(bytes: UnsafeBufferPointer<UInt8>, width: Int) {
         self.bytes = bytes
         self.width = width
+        values.reserveCapacity(64 * width)
     }
 
     private mutating func read() throws -> (values: [Float], count: Int) {
@@ -63,32 +64,38 @@ public struct InstancesReader {
         let width = self.width
         try expect(UInt8(ascii: "["), "instance \(index) to be a list of \(width) numbers")
         let start = values.count
-        values.reserveCapacity(start + width)
-        skipSpace()
-        if peek != UInt8(ascii: "]") {
-            repeat {
-                skipSpace()
-                guard values.count - start < width else {
+        let bytes = self.bytes, end = bytes.count
+        var i = Self.skipSpace(bytes, position), n = 0
+        if i < end && bytes[i] == UInt8(ascii: "]") {
+            i += 1
+        } else {
+            while true {
+                i = Self.skipSpace(bytes, i)
+                guard n < width else {
                     throw RequestError.badRequest("instance \(index) has more than \(width) values; the model takes \(width)")
                 }
-                values.append(Float(try number(instance: index)))
-            } while try !next(UInt8(ascii: "]"), "',' or ']' in instance \(index)")
-        } else {
-            position += 1
+                values.append(Float(try Self.number(bytes, &i, instance: index)))
+                n += 1
+                i = Self.skipSpace(bytes, i)
+                guard i < end else { throw Self.malformed(at: i, "expected ',' or ']' in instance \(index)") }
+                if bytes[i] == UInt8(ascii: ",") { i += 1; continue }
+                if bytes[i] == UInt8(ascii: "]") { i += 1; break }
+                throw Self.malformed(at: i, "expected ',' or ']' in instance \(index)")
+            }
         }
-        let n = values.count - start
+        position = i
         guard n == width else { throw RequestError.badRequest("instance \(index) has \(n) values; the model takes \(width)") }
         var largest: Float = 0
-        for i in start..<values.count {
-            let v = values[i]
+        for k in start..<values.count {
+            let v = values[k]
             guard v >= 0 && v <= 255 else {
-                throw RequestError.badRequest("instance \(index), value \(i - start) is \(v): values must lie in 0…1 or 0…255")
+                throw RequestError.badRequest("instance \(index), value \(k - start) is \(v): values must lie in 0…1 or 0…255")
             }
             largest = max(largest, v)
         }
         if largest > 1 {
             let scale: Float = 1 / 255
-            for i in start..<values.count { values[i] *= scale }
+            for k in start..<values.count { values[k] *= scale }
         }
     }
 
@@ -96,13 +103,18 @@ public struct InstancesReader {
 
     private var peek: UInt8? { position < bytes.count ? bytes[position] : nil }
 
-    private mutating func skipSpace() {
-        while position < bytes.count {
-            switch bytes[position] {
-            case 0x20, 0x0A, 0x0D, 0x09: position += 1
-            default: return
+    private mutating func skipSpace() { position = Self.skipSpace(bytes, position) }
+
+    @inline(__always)
+    private static func skipSpace(_ bytes: UnsafeBufferPointer<UInt8>, _ start: Int) -> Int {
+        var i = start
+        while i < bytes.count {
+            switch bytes[i] {
+            case 0x20, 0x0A, 0x0D, 0x09: i += 1
+            default: return i
             }
         }
+        return i
     }
 
     private mutating func expect(_ byte: UInt8, _ what: @autoclosure () -> String) throws {
@@ -137,65 +149,87 @@ public struct InstancesReader {
     }
 
     /// A JSON number: -?(0|[1-9][0-9]*)(.[0-9]+)?([eE][+-]?[0-9]+)?
-    private mutating func number(instance: Int) throws -> Double {
-        let start = position
-        var negative = false
-        if peek == UInt8(ascii: "-") { negative = true; position += 1 }
-        var mantissa: UInt64 = 0
-        var digits = 0, exponent = 0
-        func isDigit(_ b: UInt8?) -> Bool { b.map { $0 &- 0x30 < 10 } ?? false }
-        guard isDigit(peek) else {
-            throw position < bytes.count && [UInt8(ascii: "\""), UInt8(ascii: "["), UInt8(ascii: "n"), UInt8(ascii: "t"), UInt8(ascii: "f")].contains(bytes[position])
-                ? RequestError.badRequest("instance \(instance) holds something that is not a number at byte \(position)")
-                : malformed(peek == UInt8(ascii: "N") || peek == UInt8(ascii: "I") ? "expected a number (JSON has no NaN or Infinity)" : "expected a number")
+    private static func number(_ bytes: UnsafeBufferPointer<UInt8>, _ i: inout Int, instance: Int) throws -> Double {
+        let start = i, end = bytes.count
+        @inline(__always) func digit(_ i: Int) -> UInt64? {
+            guard i < end else { return nil }
+            let d = bytes[i] &- 0x30
+            return d < 10 ? UInt64(d) : nil
         }
-        if peek == UInt8(ascii: "0") {
-            position += 1
-            guard !isDigit(peek) else { throw malformed("a number with a leading zero") }
+        let negative = i < end && bytes[i] == UInt8(ascii: "-")
+        if negative { i += 1 }
+        guard let first = digit(i) else {
+            let b = i < end ? bytes[i] : 0
+            if [UInt8(ascii: "\""), UInt8(ascii: "["), UInt8(ascii: "{"), UInt8(ascii: "n"), UInt8(ascii: "t"), UInt8(ascii: "f")].contains(b) {
+                throw RequestError.badRequest("instance \(instance) holds something that is not a number at byte \(i)")
+            }
+            throw malformed(at: i, b == UInt8(ascii: "N") || b == UInt8(ascii: "I") ? "expected a number (JSON has no NaN or Infinity)" : "expected a number")
+        }
+        // Up to 19 significant digits fit the mantissa exactly; a number with more goes to strtod.
+        var mantissa: UInt64 = 0, significant = 0, exponent = 0
+        i += 1
+        if first == 0 {
+            if digit(i) != nil { throw malformed(at: i, "a number with a leading zero") }
         } else {
-            while let b = peek, b &- 0x30 < 10 {
-                if digits < 19 { mantissa = mantissa * 10 + UInt64(b - 0x30) } else { exponent += 1 }
-                if mantissa != 0 { digits += 1 }
-                position += 1
+            mantissa = first
+            significant = 1
+            while let d = digit(i) {
+                if significant < 19 { mantissa = mantissa &* 10 &+ d; significant += 1 } else { exponent += 1; significant += 1 }
+                i += 1
             }
         }
-        if peek == UInt8(ascii: ".") {
-            position += 1
-            guard isDigit(peek) else { throw malformed("a number with no digits after '.'") }
-            while let b = peek, b &- 0x30 < 10 {
-                if digits < 19 { mantissa = mantissa * 10 + UInt64(b - 0x30); exponent -= 1; if mantissa != 0 { digits += 1 } }
-                position += 1
+        if i < end && bytes[i] == UInt8(ascii: ".") {
+            i += 1
+            guard digit(i) != nil else { throw malformed(at: i, "a number with no digits after '.'") }
+            while let d = digit(i) {
+                if significant < 19 {
+                    mantissa = mantissa &* 10 &+ d
+                    exponent -= 1
+                    if mantissa != 0 { significant += 1 }
+                } else {
+                    significant += 1
+                }
+                i += 1
             }
         }
-        if peek == UInt8(ascii: "e") || peek == UInt8(ascii: "E") {
-            position += 1
+        if i < end && (bytes[i] | 0x20) == UInt8(ascii: "e") {
+            i += 1
             var sign = 1
-            if peek == UInt8(ascii: "+") || peek == UInt8(ascii: "-") { sign = peek == UInt8(ascii: "-") ? -1 : 1; position += 1 }
-            guard isDigit(peek) else { throw malformed("a number with no digits in its exponent") }
+            if i < end && (bytes[i] == UInt8(ascii: "+") || bytes[i] == UInt8(ascii: "-")) { sign = bytes[i] == UInt8(ascii: "-") ? -1 : 1; i += 1 }
+            guard digit(i) != nil else { throw malformed(at: i, "a number with no digits in its exponent") }
             var e = 0
-            while let b = peek, b &- 0x30 < 10 {
-                e = min(e * 10 + Int(b - 0x30), 100_000)
-                position += 1
-            }
+            while let d = digit(i) { e = min(e * 10 + Int(d), 100_000); i += 1 }
             exponent += sign * e
         }
         let value: Double
-        if digits < 19 && mantissa < 1 << 53 && abs(exponent) <= 22 {
+        if significant < 19 && mantissa < 1 << 53 && exponent >= -22 && exponent <= 22 {
             // Both operands exact, one rounding: the correctly rounded result.
             let m = Double(mantissa)
-            value = exponent < 0 ? m / Self.powersOfTen[-exponent] : m * Self.powersOfTen[exponent]
+            value = exponent < 0 ? m / powerOfTen(-exponent) : m * powerOfTen(exponent)
         } else {
-            value = UnsafeBufferPointer(rebasing: bytes[start..<position]).withMemoryRebound(to: CChar.self) { text in
-                var copy = Array(text) + [0]
-                return strtod(&copy, nil)
+            var text = Array(UnsafeRawBufferPointer(rebasing: UnsafeRawBufferPointer(bytes)[start..<i])) + [0]
+            value = text.withUnsafeMutableBufferPointer { buffer in
+                buffer.withMemoryRebound(to: CChar.self) { strtod($0.baseAddress!, nil) }
             }
+            return value
         }
         return negative ? -value : value
     }
 
-    private static let powersOfTen: [Double] = (0...22).map { (0..<$0).reduce(1.0) { acc, _ in acc * 10 } }
+    /// 10ⁿ for n in 0…22, each exact in a Double (a switch, not a global table: no lazy-initialisation check per number).
+    @inline(__always)
+    private static func powerOfTen(_ n: Int) -> Double {
+        switch n {
+        case 0: 1e0; case 1: 1e1; case 2: 1e2; case 3: 1e3; case 4: 1e4; case 5: 1e5; case 6: 1e6; case 7: 1e7
+        case 8: 1e8; case 9: 1e9; case 10: 1e10; case 11: 1e11; case 12: 1e12; case 13: 1e13; case 14: 1e14
+        case 15: 1e15; case 16: 1e16; case 17: 1e17; case 18: 1e18; case 19: 1e19; case 20: 1e20; case 21: 1e21
+        default: 1e22
+        }
+    }
 
-    private func malformed(_ what: String) -> RequestError {
+    private func malformed(_ what: String) -> RequestError { Self.malformed(at: position, what) }
+
+    private static func malformed(at position: Int, _ what: String) -> RequestError {
         .badRequest("malformed JSON at byte \(position): \(what)")
     }
 }

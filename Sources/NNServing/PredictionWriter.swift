@@ -6,22 +6,41 @@
 enum PredictionWriter {
     static func json(logits: [Float], count: Int, model: ServedModel, top: Int, inputs: [Float]?) -> [UInt8] {
         let classes = model.spec.classes
-        var out = "{\"predictions\":["
-        out.reserveCapacity(count * (classes * 40 + 200))
+        var out: [UInt8] = []
+        out.reserveCapacity(count * (classes * 30 + 120) + (inputs?.count ?? 0) * 12)
+        out.append(contentsOf: #"{"predictions":["#.utf8)
         for row in 0..<count {
             let z = Array(logits[(row * classes)..<((row + 1) * classes)])
             let p = model.spec.loss.probabilities(z)
             let ranked = p.indices.sorted { p[$0] > p[$1] || (p[$0] == p[$1] && $0 < $1) }.prefix(top)
-            if row > 0 { out += "," }
-            out += "{\"class\":\(ranked.first!),\"top\":["
-            out += ranked.map { "{\"class\":\($0),\"probability\":\(p[$0])}" }.joined(separator: ",")
-            out += "],\"probabilities\":[\(list(p))],\"logits\":[\(list(z))]"
-            if let inputs { out += ",\"input\":[\(list(inputs))]" }
-            out += "}"
+            if row > 0 { out.append(UInt8(ascii: ",")) }
+            out.append(contentsOf: #"{"class":\#(ranked.first!),"top":["#.utf8)
+            for (k, c) in ranked.enumerated() {
+                if k > 0 { out.append(UInt8(ascii: ",")) }
+                out.append(contentsOf: #"{"class":\#(c),"probability":"#.utf8)
+                out.append(contentsOf: p[c].description.utf8)
+                out.append(UInt8(ascii: "}"))
+            }
+            out.append(contentsOf: #"],"probabilities":"#.utf8)
+            append(p, to: &out)
+            out.append(contentsOf: #","logits":"#.utf8)
+            append(z, to: &out)
+            if let inputs {
+                out.append(contentsOf: #","input":"#.utf8)
+                append(inputs, to: &out)
+            }
+            out.append(UInt8(ascii: "}"))
         }
-        out += "]}\n"
-        return Array(out.utf8)
+        out.append(contentsOf: "]}\n".utf8)
+        return out
     }
 
-    private static func list(_ values: [Float]) -> String { values.map { "\($0)" }.joined(separator: ",") }
+    private static func append(_ values: [Float], to out: inout [UInt8]) {
+        out.append(UInt8(ascii: "["))
+        for (i, v) in values.enumerated() {
+            if i > 0 { out.append(UInt8(ascii: ",")) }
+            out.append(contentsOf: v.description.utf8)
+        }
+        out.append(UInt8(ascii: "]"))
+    }
 }

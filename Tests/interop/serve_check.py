@@ -262,7 +262,7 @@ def load():
             c = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
 
 
-threads = [threading.Thread(target=load) for _ in range(3)]
+threads = [threading.Thread(target=load, daemon=True) for _ in range(3)]
 for t in threads:
     t.start()
 time.sleep(0.3)
