@@ -92,6 +92,7 @@ let package = Package(
         .testTarget(name: "NNCoreTests", dependencies: ["NNCore"]),
         .testTarget(name: "NNDataTests", dependencies: ["NNData", "CZlib", "TestSupport"]),
         .testTarget(name: "NNProtocolTests", dependencies: ["NNProtocol"]),
+        .testTarget(name: "NNServingTests", dependencies: ["NNServing", "NNCore", "CPNG"]),
         .testTarget(name: "NNTensorBoardTests", dependencies: ["NNTensorBoard", "TestSupport"]),
         .testTarget(name: "FuzzSeedsTests", dependencies: ["FuzzSeeds", "NNCluster", "NNCore", "NNProtocol"]),
         .testTarget(
