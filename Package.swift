@@ -80,11 +80,12 @@ let package = Package(
         // libFuzzer target for the frame decoder; it has no main of its own, so build it only with
         // `--sanitize fuzzer` (see scripts/fuzz).
         .executableTarget(name: "nn-fuzz-codec", dependencies: ["NNProtocol"]),
-        // libFuzzer targets for the checkpoint reader and experiment files, built like nn-fuzz-codec.
+        // libFuzzer targets for the checkpoint reader, experiment files and prediction requests, built like nn-fuzz-codec.
         .executableTarget(name: "nn-fuzz-checkpoint", dependencies: ["NNCore"]),
         .executableTarget(name: "nn-fuzz-experiment", dependencies: ["NNCluster"]),
+        .executableTarget(name: "nn-fuzz-request", dependencies: ["NNServing"]),
         // The fuzz targets' seed corpora, made from the code's own types, and the tool that writes them.
-        .target(name: "FuzzSeeds", dependencies: ["NNCluster", "NNCore", "NNData", "NNProtocol"]),
+        .target(name: "FuzzSeeds", dependencies: ["NNCluster", "NNCore", "NNData", "NNProtocol", "CPNG"]),
         .executableTarget(name: "nn-fuzz-seeds", dependencies: ["FuzzSeeds"]),
 
         // Helpers shared by the test targets.
@@ -92,9 +93,9 @@ let package = Package(
         .testTarget(name: "NNCoreTests", dependencies: ["NNCore"]),
         .testTarget(name: "NNDataTests", dependencies: ["NNData", "CZlib", "TestSupport"]),
         .testTarget(name: "NNProtocolTests", dependencies: ["NNProtocol"]),
-        .testTarget(name: "NNServingTests", dependencies: ["NNServing", "NNCore", "CPNG"]),
+        .testTarget(name: "NNServingTests", dependencies: ["NNServing", "NNCore", "FuzzSeeds"]),
         .testTarget(name: "NNTensorBoardTests", dependencies: ["NNTensorBoard", "TestSupport"]),
-        .testTarget(name: "FuzzSeedsTests", dependencies: ["FuzzSeeds", "NNCluster", "NNCore", "NNProtocol"]),
+        .testTarget(name: "FuzzSeedsTests", dependencies: ["FuzzSeeds", "NNCluster", "NNCore", "NNProtocol", "NNServing"]),
         .testTarget(
             name: "NNClusterTests",
             dependencies: ["NNCluster", "NNCore", "NNData", "NNProtocol", "TestSupport", .product(name: "Logging", package: "swift-log")]),

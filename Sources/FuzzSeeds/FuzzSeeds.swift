@@ -1,3 +1,4 @@
+import CPNG
 import Foundation
 import NNCluster
 import NNCore
@@ -7,7 +8,7 @@ import NNProtocol
 /// The starting corpora of the fuzz targets, made from the code's own types so that they follow every change:
 /// each seed decodes and validates (a test checks it), and the fuzzer mutates from there.
 public enum FuzzSeeds {
-    public enum Target: String, CaseIterable, Sendable { case codec, checkpoint, experiment }
+    public enum Target: String, CaseIterable, Sendable { case codec, checkpoint, experiment, request }
 
     public static func seeds(_ target: Target) throws -> [(name: String, bytes: [UInt8])] {
         switch target {
@@ -20,7 +21,37 @@ public enum FuzzSeeds {
             }
         case .experiment:
             return try experiments.map { ($0.name, Array(try JSONEncoder.sorted.encode($0))) }
+        case .request:
+            // Bodies for a model of 4 inputs: JSON in both scales, and a small digit as PGM and as PNG.
+            var ell = [UInt8](repeating: 255, count: 12 * 10)
+            for y in 2..<10 { ell[y * 10 + 3] = 0 }
+            for x in 3..<8 { ell[9 * 10 + x] = 0 }
+            return [
+                ("json-unit", Array(#"{"instances": [[0, 0.25, 1e-1, 1], [0.5, 0.5, 0.5, 0.5]]}"#.utf8)),
+                ("json-bytes", Array(#"{"instances":[[0,128,255,17]]}"#.utf8)),
+                ("pgm", Array("P5\n10 12\n255\n".utf8) + ell),
+                ("png-gray", try png(ell, width: 10, height: 12, format: UInt32(PNG_FORMAT_GRAY))),
+                ("png-rgba", try png(ell.flatMap { [$0, $0, 0, 255 - $0] }, width: 10, height: 12, format: UInt32(PNG_FORMAT_FLAG_COLOR | PNG_FORMAT_FLAG_ALPHA))),
+            ]
         }
+    }
+
+    /// `pixels` (8-bit, in libpng's simplified `format`) as PNG bytes, written by libpng.
+    public static func png(_ pixels: [UInt8], width: Int, height: Int, format: UInt32) throws -> [UInt8] {
+        var image = png_image()
+        image.version = UInt32(PNG_IMAGE_VERSION)
+        image.width = UInt32(width)
+        image.height = UInt32(height)
+        image.format = format
+        var size = 0
+        guard pixels.withUnsafeBytes({ png_image_write_to_memory(&image, nil, &size, 0, $0.baseAddress, 0, nil) }) != 0 else {
+            throw DataError("libpng cannot size a \(width)×\(height) PNG")
+        }
+        var out = [UInt8](repeating: 0, count: size)
+        guard out.withUnsafeMutableBytes({ o in pixels.withUnsafeBytes { png_image_write_to_memory(&image, o.baseAddress, &size, 0, $0.baseAddress, 0, nil) } }) != 0 else {
+            throw DataError("libpng cannot write a \(width)×\(height) PNG")
+        }
+        return Array(out.prefix(size))
     }
 
     /// Small models with every kind of layer.

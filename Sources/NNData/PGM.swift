@@ -30,7 +30,7 @@ public struct PGMImage {
             throw DataError("\(name): not a PGM image (magic '\(magic.prefix(8))'; expected P5 or P2)")
         }
         guard let width = Int(try token()), let height = Int(try token()), let maxValue = Int(try token()),
-              width > 0, height > 0, width * height <= 1 << 24, (1...255).contains(maxValue)
+              (1...1 << 24).contains(width), (1...1 << 24).contains(height), width * height <= 1 << 24, (1...255).contains(maxValue)
         else { throw DataError("\(name): bad PGM header (width, height and a maximum value of 1…255 expected)") }
         let count = width * height
         // The same scaling as `Dataset.gather`, so a PGM of a test image gives the same input to the bit.

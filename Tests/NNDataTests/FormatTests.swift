@@ -80,5 +80,6 @@ import Testing
         expectDataError("not a PGM") { _ = try PGMImage(parsing: Array("P6 1 1 255\n".utf8) + [0, 0, 0], name: "c.ppm") }
         expectDataError("truncated") { _ = try PGMImage(parsing: Array("P5 2 2 255\n".utf8) + [0], name: "t.pgm") }
         expectDataError("bad PGM header") { _ = try PGMImage(parsing: Array("P5 2 2 65535\n".utf8), name: "w.pgm") }
+        expectDataError("bad PGM header") { _ = try PGMImage(parsing: Array("P5 166666333333 11666666333333 255\n".utf8), name: "huge.pgm") }
     }
 }

@@ -1,5 +1,6 @@
 import CPNG
 import Foundation
+import FuzzSeeds
 import Testing
 @testable import NNServing
 
@@ -51,30 +52,15 @@ import Testing
         let w = 16, h = 12
         var gray = [UInt8](repeating: 250, count: w * h)
         gray[5 * w + 7] = 10
-        let paper = try InkImage(decoding: png(gray, width: w, height: h, format: UInt32(PNG_FORMAT_GRAY)))
+        let paper = try InkImage(decoding: FuzzSeeds.png(gray, width: w, height: h, format: UInt32(PNG_FORMAT_GRAY)))
         #expect(paper.width == w && paper.height == h)
         #expect(abs(paper.ink[5 * w + 7] - 245 / 255) < 1e-6 && abs(paper.ink[0] - 5 / 255) < 1e-6)
 
         var rgba = [UInt8](repeating: 0, count: w * h * 4)  // transparent black
         for i in [3 * w + 4, 3 * w + 5] { rgba[4 * i ..< 4 * i + 4] = [255, 255, 255, 200] }  // translucent white strokes
-        let clear = try InkImage(decoding: png(rgba, width: w, height: h, format: UInt32(PNG_FORMAT_FLAG_COLOR | PNG_FORMAT_FLAG_ALPHA)))
+        let clear = try InkImage(decoding: FuzzSeeds.png(rgba, width: w, height: h, format: UInt32(PNG_FORMAT_FLAG_COLOR | PNG_FORMAT_FLAG_ALPHA)))
         #expect(abs(clear.ink[3 * w + 4] - 200 / 255) < 1e-6 && clear.ink[0] == 0)
 
-        #expect(throws: RequestError.self) { try InkImage(decoding: Array(png(gray, width: w, height: h, format: UInt32(PNG_FORMAT_GRAY)).prefix(40))) }
-    }
-
-    func png(_ pixels: [UInt8], width: Int, height: Int, format: UInt32) throws -> [UInt8] {
-        var image = png_image()
-        image.version = UInt32(PNG_IMAGE_VERSION)
-        image.width = UInt32(width)
-        image.height = UInt32(height)
-        image.format = format
-        var size = 0
-        guard pixels.withUnsafeBytes({ png_image_write_to_memory(&image, nil, &size, 0, $0.baseAddress, 0, nil) }) != 0 else { throw RequestError.badRequest("size") }
-        var out = [UInt8](repeating: 0, count: size)
-        guard out.withUnsafeMutableBytes({ o in pixels.withUnsafeBytes { png_image_write_to_memory(&image, o.baseAddress, &size, 0, $0.baseAddress, 0, nil) } }) != 0 else {
-            throw RequestError.badRequest("write")
-        }
-        return Array(out.prefix(size))
+        #expect(throws: RequestError.self) { try InkImage(decoding: Array(FuzzSeeds.png(gray, width: w, height: h, format: UInt32(PNG_FORMAT_GRAY)).prefix(40))) }
     }
 }
