@@ -72,6 +72,12 @@ struct NNProcess {
         try AtomicFile.write(Array("this is not a checkpoint at all".utf8), to: dir + "/junk.safetensors")
         try expectFailure(["eval", "--model", dir + "/junk.safetensors"], mentioning: ["junk.safetensors", "not a safetensors file"])
         try expectFailure(["predict", "--model", dir + "/missing.safetensors", "--index", "0"], mentioning: ["missing.safetensors"])
+        try expectFailure(["export", "--model", dir + "/junk.safetensors", "-o", dir + "/junk.onnx"], mentioning: ["junk.safetensors"])
+        #expect(!FileManager.default.fileExists(atPath: dir + "/junk.onnx"))
+        try expectFailure(["export", "--model", dir + "/junk.safetensors", "--format", "tflite", "-o", "x"], mentioning: ["tflite"])
+        try expectFailure(["serve", "--model", dir + "/junk.safetensors"], mentioning: ["junk.safetensors", "not a safetensors file"])
+        try expectFailure(["serve", "--model", dir + "/junk.safetensors", "--bind", "8080"], mentioning: ["--bind takes HOST:PORT"])
+        try expectFailure(["serve", "--model", dir + "/junk.safetensors", "--bind", "127.0.0.1:70000"], mentioning: ["--bind takes HOST:PORT"])
     }
 
     /// Train, evaluate and predict end to end; the same seed gives a byte-identical checkpoint.
