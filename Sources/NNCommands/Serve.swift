@@ -1,6 +1,4 @@
 import ArgumentParser
-import Dispatch
-import Foundation
 import NNServing
 
 public struct Serve: AsyncParsableCommand {
@@ -40,19 +38,7 @@ public struct Serve: AsyncParsableCommand {
         let logger = try global.start("nn.serve")
         let store = try ModelStore(path: model, logger: logger)
         let render = MonitoringOptions.bootstrapPrometheus()
-        onHangUp { store.reloadIfChanged(force: true, reason: "SIGHUP") }
         let (host, port) = address!
         try await InferenceServer(store: store, settings: .init(host: host, port: port, bodyLimit: bodyLimit), logger: logger, metrics: render).run()
     }
-}
-
-nonisolated(unsafe) private var hangUpSource: DispatchSourceSignal?
-
-/// Runs `action` on every SIGHUP, the usual "read your files again" signal.
-private func onHangUp(_ action: @escaping @Sendable () -> Void) {
-    signal(SIGHUP, SIG_IGN)
-    let source = DispatchSource.makeSignalSource(signal: SIGHUP, queue: .global())
-    source.setEventHandler(handler: action)
-    source.resume()
-    hangUpSource = source
 }
