@@ -173,8 +173,10 @@ final class FloatsBox {
 public struct ZmqSettings: Sendable {
     /// Largest message a peer may send; bigger ones make libzmq drop the connection. Set from the model size.
     public var maximumMessageBytes: Int64
-    /// How long closing waits to deliver queued messages (the shutdown notices).
-    public var lingerMilliseconds: Int32 = 1000
+    /// How long closing waits to deliver queued messages (the shutdown notices). With several processes a core, a
+    /// slow worker's queue (the last step's model, then the shutdown) can take over a second to drain; a worker
+    /// that misses the shutdown waits out its reconnect timeout and fails, so closing waits up to 5 s for it.
+    public var lingerMilliseconds: Int32 = 5000
     /// First and longest wait between reconnection attempts.
     public var reconnectMilliseconds: Int32 = 100
     public var reconnectMaximumMilliseconds: Int32 = 2000
