@@ -41,7 +41,7 @@ let package = Package(
         .target(
             name: "NNCluster",
             dependencies: [
-                "NNCore", "NNData", "NNProtocol", "CZmq", .product(name: "Logging", package: "swift-log"),
+                "NNCore", "NNData", "NNProtocol", "CZmq", "CSodium", .product(name: "Logging", package: "swift-log"),
                 .product(name: "Metrics", package: "swift-metrics"),
             ]),
         // TensorBoard event files; the protobuf code is generated from tensorboard.proto and committed.

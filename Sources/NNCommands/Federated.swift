@@ -65,8 +65,15 @@ struct FederatedLog {
                           Format.percent(evaluation.accuracy), report.seconds)
         if !report.missed.isEmpty { line += "  left out \(report.missed.map(String.init).joined(separator: ","))" }
         if report.skipped { line += "  skipped: fewer than \(experiment.minimumResults) results" }
+        if let privacy = report.result.privacy {
+            line += String(format: "  ε %.3f  clipped %d/%d", privacy.epsilon, privacy.clipped, privacy.updates)
+        }
         print(line)
-        try metrics.append([
+        var privacy: [String: Any] = [:]
+        if let p = report.result.privacy {
+            privacy = ["epsilon": p.epsilon, "delta": experiment.privacy!.delta, "clipped": p.clipped, "median_update_norm": p.medianNorm]
+        }
+        try metrics.append(privacy.merging([
             "round": number, "sampled": report.expected, "answered": report.answered, "missed": report.missed, "missed_count": report.missed.count,
             "late": report.late, "skipped": report.skipped,
             "train_loss": report.result.meanLoss, "train_accuracy": report.result.accuracy,
@@ -76,10 +83,13 @@ struct FederatedLog {
             "bytes_sent": report.bytesSent, "bytes_received": report.bytesReceived, "bytes_total": bytesTotal,
             "learning_rate": Double(experiment.learningRate(round: report.round)), "workers": report.workers, "rejected_messages": report.rejectedSoFar,
             "elapsed_seconds": started.duration(to: .now).seconds,
-        ])
+        ]) { $1 })
         try metrics.histograms(of: network, step: number)
         if round.reachedTarget, let target = experiment.targetAccuracy {
             print("reached the target of \(Format.percent(target)) test accuracy in round \(number)")
+        }
+        if round.budgetSpent, let target = experiment.privacy?.targetEpsilon {
+            print("stopped after round \(number): another round would take ε past the target of \(target)")
         }
     }
 

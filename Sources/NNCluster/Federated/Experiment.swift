@@ -31,6 +31,8 @@ public struct Experiment: Codable, Equatable, Sendable {
     public var minimumResults: Int = 1
     /// Clients that send corrupted updates, for robustness experiments.
     public var adversaries: AdversarySpec?
+    /// Client-level differential privacy (clipping, noise, accountant).
+    public var privacy: PrivacySpec?
 
     public init(name: String, model: ModelSpec, partition: PartitionSpec, clients: Int, fraction: Double, localEpochs: Int,
                 localBatch: Int?, learningRate: Float, rounds: Int, seed: UInt64 = 1, strategy: StrategySpec = StrategySpec(kind: .fedavg)) {
@@ -66,6 +68,12 @@ public struct Experiment: Codable, Equatable, Sendable {
                   "minimumResults must be between 1 and the \(clientsPerRound) clients sampled a round")
         try strategy.validate(clientsPerRound: clientsPerRound)
         try adversaries?.validate()
+        try privacy?.validate(strategy: strategy, samplingRate: fraction)
+    }
+
+    /// Clients a round is expected to have: exactly `clientsPerRound`, or C·K on average with Poisson sampling.
+    public var expectedClientsPerRound: Double {
+        privacy?.sampling == .poisson ? fraction * Double(clients) : Double(clientsPerRound)
     }
 
     /// Reads and validates an experiment file.
@@ -132,7 +140,7 @@ public struct Experiment: Codable, Equatable, Sendable {
     /// The file's keys, the one list of them: decoding, encoding and the unknown-key check all use it.
     enum CodingKeys: String, CodingKey, CaseIterable {
         case name, dataset, model, activation, initializer, partition, clients, fraction, localEpochs, localBatch, learningRate,
-             learningRateDecay, rounds, targetAccuracy, seed, strategy, deadlineSeconds, minimumResults, adversaries
+             learningRateDecay, rounds, targetAccuracy, seed, strategy, deadlineSeconds, minimumResults, adversaries, privacy
     }
 
     public init(from decoder: Decoder) throws {
@@ -175,6 +183,10 @@ public struct Experiment: Codable, Equatable, Sendable {
             try StrictKeys.check(try c.superDecoder(forKey: .adversaries), AdversarySpec.CodingKeys.self, in: "adversaries")
             adversaries = try c.decode(AdversarySpec.self, forKey: .adversaries)
         }
+        if c.contains(.privacy) {
+            try StrictKeys.check(try c.superDecoder(forKey: .privacy), PrivacySpec.CodingKeys.self, in: "privacy")
+            privacy = try c.decode(PrivacySpec.self, forKey: .privacy)
+        }
     }
 
     public func encode(to encoder: Encoder) throws {
@@ -198,6 +210,7 @@ public struct Experiment: Codable, Equatable, Sendable {
         try c.encode(deadlineSeconds, forKey: .deadlineSeconds)
         try c.encode(minimumResults, forKey: .minimumResults)
         try c.encodeIfPresent(adversaries, forKey: .adversaries)
+        try c.encodeIfPresent(privacy, forKey: .privacy)
     }
 }
 

@@ -14,6 +14,9 @@ public final class FederatedAveraging: Strategy {
     public let partitions: [[Int]]
     private let rule: AggregationRule
     private let server: ServerOptimizer?
+    /// With differential privacy: the clipped, noised sum in place of `rule`, and ε per round count.
+    private let mechanism: GaussianMechanism?
+    public let accountant: RDPAccountant?
     /// The aggregate, before any server step.
     private let aggregate: FloatBuffer
 
@@ -26,6 +29,10 @@ public final class FederatedAveraging: Strategy {
         self.partitions = partitions
         (rule, server) = experiment.strategy.components(parameterCount: network.parameterCount)
         aggregate = FloatBuffer(count: network.parameterCount)
+        mechanism = experiment.privacy.map {
+            GaussianMechanism(clip: $0.clip, noiseMultiplier: $0.noiseMultiplier, denominator: experiment.expectedClientsPerRound)
+        }
+        accountant = experiment.privacy.map { $0.accountant(samplingRate: experiment.fraction) }
     }
 
     /// A strategy for `experiment` with the global model initialised from its seed; computes the partition.
@@ -51,8 +58,14 @@ public final class FederatedAveraging: Strategy {
     public var minimumResults: Int { experiment.minimumResults }
 
     /// The clients a round trains: a seeded sample of the hosted ones, the same for every run of the experiment
-    /// as long as the same clients are hosted.
+    /// as long as the same clients are hosted; with Poisson sampling for privacy, each hosted client with
+    /// probability C.
     public func sample(round: Int, hosted: [Int]) -> [Int] {
+        if let privacy = experiment.privacy, privacy.sampling == .poisson {
+            // Secret unless the experiment fixes the noise seed: amplification by sampling assumes nobody knows who took part.
+            var random = PrivacyRandom(seed: privacy.noiseSeed, round: round, purpose: 0x5341_4D50, words: hosted.count)
+            return hosted.filter { _ in random.uniform() < experiment.fraction }
+        }
         var pool = hosted
         var rng = SeededRandom(seed: experiment.seed, stream: 0x5341_4D50, UInt64(round))
         let m = min(experiment.clientsPerRound, pool.count)
@@ -110,7 +123,16 @@ public final class FederatedAveraging: Strategy {
         let total = Double(updates.reduce(0) { $0 + Int($1.samples) })
         let weights = updates.map { Float(Double($0.samples) / total) }
         let count = network.parameterCount
-        rule.combine(updates.map(\.parameters), weights: weights, count: count, into: aggregate.base)
+        var privacy: PrivacyTally?
+        if let mechanism, let accountant, let spec = experiment.privacy {
+            var noise = PrivacyRandom(seed: spec.noiseSeed, round: round, purpose: 0x4E4F_4953, words: count + 1)
+            let (clipped, norms) = mechanism.aggregate(global: network.parameters.base, models: updates.map(\.parameters), count: count,
+                                                       noise: &noise, into: aggregate.base)
+            privacy = PrivacyTally(clipped: clipped, updates: updates.count, medianNorm: norms.sorted()[norms.count / 2],
+                                   epsilon: accountant.epsilon(rounds: round + 1, delta: spec.delta).epsilon)
+        } else {
+            rule.combine(updates.map(\.parameters), weights: weights, count: count, into: aggregate.base)
+        }
         if network.state.count > 0 {
             BLAS.weightedSum(updates.map(\.state), weights: weights, into: network.state.base, count: network.state.count)
         }
@@ -122,6 +144,8 @@ public final class FederatedAveraging: Strategy {
         } else {
             network.parameters.base.update(from: aggregate.base, count: count)
         }
-        return RoundResult(round: updates)
+        var result = RoundResult(round: updates)
+        result.privacy = privacy
+        return result
     }
 }

@@ -33,6 +33,8 @@ public final class FederatedRun {
         public var evaluationSeconds: Double
         /// This is the first round whose evaluation reached the experiment's target accuracy.
         public var reachedTarget: Bool
+        /// Another round would spend more than the experiment's privacy budget (targetEpsilon): the run stops here.
+        public var budgetSpent = false
     }
 
     /// What the run came to.
@@ -115,8 +117,12 @@ public final class FederatedRun {
                 round.reachedTarget = true
             }
         }
+        if let spec = experiment.privacy, let budget = spec.targetEpsilon, let accountant = strategy.accountant,
+           accountant.epsilon(rounds: outcome.rounds + 1, delta: spec.delta).epsilon > budget {
+            round.budgetSpent = true
+        }
         try onRound(round)
-        return !(round.reachedTarget && stopAtTarget)
+        return !(round.reachedTarget && stopAtTarget) && !round.budgetSpent
     }
 
     private func finish(_ outcome: Outcome, mode: String) throws {

@@ -7,6 +7,8 @@ public struct RoundResult: Codable, Sendable {
     public var computeSeconds = 0.0
     /// Keys of the results a robust rule flagged as outliers (bounded or outvoted).
     public var flagged: [Int] = []
+    /// With differential privacy: the round's clipping and the ε spent so far.
+    public var privacy: PrivacyTally?
     public var meanLoss: Double { samples == 0 ? 0 : lossSum / Double(samples) }
     public var accuracy: Double { samples == 0 ? 0 : Double(correct) / Double(samples) }
 
@@ -21,6 +23,15 @@ public struct RoundResult: Codable, Sendable {
             computeSeconds = max(computeSeconds, tally.computeSeconds)
         }
     }
+}
+
+/// A differentially private round: how many updates the clipping bound changed, their median norm before
+/// clipping, and ε (at the experiment's δ) after this many rounds.
+public struct PrivacyTally: Codable, Sendable {
+    public var clipped: Int
+    public var updates: Int
+    public var medianNorm: Double
+    public var epsilon: Double
 }
 
 /// One round as the coordinator (or the simulation) ran it.
