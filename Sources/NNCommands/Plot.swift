@@ -7,7 +7,7 @@ import NNCore
 public struct Plot: ParsableCommand {
     public init() {}
     public static let configuration = CommandConfiguration(
-        abstract: "Draw test accuracy against rounds and bytes moved from federated runs' --metrics logs, as SVG.")
+        abstract: "Draw test accuracy against rounds, bytes moved and (private runs) ε from federated runs' --metrics logs, as SVG.")
 
     @Argument(help: "Per-round logs (JSONL) written by nn simulate, nn coordinator or nn launch with --metrics.")
     var runs: [String]
@@ -37,6 +37,8 @@ public struct Plot: ParsableCommand {
         var rounds: [Double] = []
         var bytes: [Double] = []
         var accuracy: [Double] = []
+        /// ε so far in each round of a differentially private run; NaN where the log has none (or it is infinite).
+        var epsilon: [Double] = []
         var target: Double?
     }
 
@@ -56,6 +58,7 @@ public struct Plot: ParsableCommand {
                 throw ValidationError("\(path):\(n + 1): a round without test_accuracy and bytes_total; is this a federated run's log?")
             }
             curve.rounds.append(Double(round)); curve.accuracy.append(accuracy); curve.bytes.append(Double(bytes) / 1e6)
+            curve.epsilon.append((object["epsilon"] as? Double) ?? .nan)
         }
         guard !curve.rounds.isEmpty else { throw ValidationError("\(path) holds no rounds") }
         return curve
@@ -71,7 +74,8 @@ public struct Plot: ParsableCommand {
     }
 }
 
-/// Two panels (accuracy against rounds, against megabytes moved) and a legend, in plain SVG.
+/// Panels of test accuracy against rounds, against megabytes moved and, when a run is differentially private,
+/// against ε spent; a legend; plain SVG.
 struct Figure {
     let curves: [Plot.Curve]
     let yMin: Double?
@@ -82,7 +86,13 @@ struct Figure {
 
     func svg() -> String {
         let legendHeight = Double(curves.count) * 18 + 10
-        let width = 2 * (panelWidth + margin.left + margin.right)
+        var panels: [(title: String, label: String, x: KeyPath<Plot.Curve, [Double]>)] = [
+            ("test accuracy against rounds", "round", \.rounds), ("test accuracy against bytes moved", "MB moved", \.bytes),
+        ]
+        if curves.contains(where: { $0.epsilon.contains(where: \.isFinite) }) {
+            panels.append(("test accuracy against privacy spent", "ε (at the run's δ)", \.epsilon))
+        }
+        let width = Double(panels.count) * (panelWidth + margin.left + margin.right)
         let height = panelHeight + margin.top + margin.bottom + legendHeight
         let low = yMin ?? max(0, (curves.flatMap(\.accuracy).min() ?? 0) - 0.01)
         var out = """
@@ -90,8 +100,9 @@ struct Figure {
             <rect width="100%" height="100%" fill="white"/>
 
             """
-        out += panel(x0: margin.left, title: "test accuracy against rounds", xLabel: "round", x: \.rounds, low: low)
-        out += panel(x0: panelWidth + 2 * margin.left + margin.right, title: "test accuracy against bytes moved", xLabel: "MB moved", x: \.bytes, low: low)
+        for (i, p) in panels.enumerated() {
+            out += panel(x0: margin.left + Double(i) * (panelWidth + margin.left + margin.right), title: p.title, xLabel: p.label, x: p.x, low: low)
+        }
         for (i, curve) in curves.enumerated() {
             let y = panelHeight + margin.top + margin.bottom + 8 + Double(i) * 18
             out += "<line x1=\"\(margin.left)\" y1=\"\(y)\" x2=\"\(margin.left + 24)\" y2=\"\(y)\" stroke=\"\(color(i))\" stroke-width=\"2\"/>"
@@ -103,7 +114,7 @@ struct Figure {
     private func color(_ i: Int) -> String { Self.colors[i % Self.colors.count] }
 
     private func panel(x0: Double, title: String, xLabel: String, x: KeyPath<Plot.Curve, [Double]>, low: Double) -> String {
-        let xMax = curves.map { $0[keyPath: x].max() ?? 1 }.max() ?? 1
+        let xMax = curves.map { $0[keyPath: x].filter(\.isFinite).max() ?? 1 }.max() ?? 1
         let xTicks = Self.ticks(0, xMax)
         let xHigh = max(xTicks.last ?? xMax, xMax)
         let yTicks = Self.ticks(low, 1).filter { $0 >= low - 1e-9 && $0 <= 1 + 1e-9 }
@@ -127,7 +138,9 @@ struct Figure {
             s += "<text x=\"\(x0 + panelWidth - 4)\" y=\"\(labelY)\" text-anchor=\"end\">target \(Self.label(target * 100))%</text>\n"
         }
         for (i, curve) in curves.enumerated() {
-            let points = zip(curve[keyPath: x], curve.accuracy).map { String(format: "%.1f,%.1f", px($0), py($1)) }.joined(separator: " ")
+            let points = zip(curve[keyPath: x], curve.accuracy).filter { $0.0.isFinite }
+                .map { String(format: "%.1f,%.1f", px($0), py($1)) }.joined(separator: " ")
+            guard !points.isEmpty else { continue }
             s += "<polyline fill=\"none\" stroke=\"\(color(i))\" stroke-width=\"1.5\" points=\"\(points)\"/>\n"
         }
         return s
