@@ -66,12 +66,12 @@ struct FederatedLog {
         if !report.missed.isEmpty { line += "  left out \(report.missed.map(String.init).joined(separator: ","))" }
         if report.skipped { line += "  skipped: fewer than \(experiment.minimumResults) results" }
         if let privacy = report.result.privacy {
-            line += String(format: "  ε %.3f  clipped %d/%d", privacy.epsilon, privacy.clipped, privacy.updates)
+            line += String(format: "  ε %.3f  clipped %d/%d at S %.3g", privacy.epsilon, privacy.clipped, privacy.updates, privacy.clip)
         }
         print(line)
         var privacy: [String: Any] = [:]
         if let p = report.result.privacy {
-            privacy = ["epsilon": p.epsilon, "delta": experiment.privacy!.delta, "clipped": p.clipped, "median_update_norm": p.medianNorm]
+            privacy = ["epsilon": p.epsilon, "delta": experiment.privacy!.delta, "clipped": p.clipped, "clip": p.clip, "median_update_norm": p.medianNorm]
         }
         try metrics.append(privacy.merging([
             "round": number, "sampled": report.expected, "answered": report.answered, "missed": report.missed, "missed_count": report.missed.count,

@@ -111,6 +111,27 @@ import Testing
         #expect(secret.sample(round: 7, hosted: hosted) != secret.sample(round: 7, hosted: hosted))
     }
 
+    /// Adaptive clipping moves S to the target quantile of the norms (0.5, 2, 8, 30: the median lies in (2, 8)) from
+    /// far below and far above, and a run state carries S over.
+    @Test func adaptiveClippingFollowsTheQuantile() throws {
+        for start: Float in [0.01, 500] {
+            let spec = PrivacySpec(clip: start, noiseMultiplier: 0, sampling: .fixed, noiseSeed: 2,
+                                   adaptiveClip: .init(targetQuantile: 0.5, learningRate: 0.5, countNoise: 0.05))
+            let s = try strategy(spec)
+            for round in 0..<80 { _ = try s.aggregate(round: round, results: updates(around: s.network.parameters.array), failures: []) }
+            #expect(s.clip > 2 && s.clip < 8, "from \(start): S = \(s.clip)")
+            var state = RunState()
+            s.save(into: &state)
+            let resumed = try strategy(spec)
+            try resumed.restore(from: state)
+            #expect(resumed.clip == s.clip)
+        }
+        // The count's noise comes out of z: z_Δ = (z⁻² − (2σ_b)⁻²)^(−1/2), and σ_b must leave some.
+        let spec = PrivacySpec(clip: 1, noiseMultiplier: 1, adaptiveClip: .init(countNoise: 2))
+        #expect(abs(spec.updateNoiseMultiplier(expectedClients: 10) - 1 / (1 - 1.0 / 16).squareRoot()) < 1e-12)
+        #expect(throws: ExperimentError.self) { try strategy(PrivacySpec(clip: 1, noiseMultiplier: 1, adaptiveClip: .init(countNoise: 0.4))) }
+    }
+
     @Test func experimentsThatCannotBePrivateAreRefused() throws {
         #expect(throws: ExperimentError.self) { try strategy(PrivacySpec(clip: 1, noiseMultiplier: 1), strategy: StrategySpec(kind: .fedmedian)) }
         #expect(throws: ExperimentError.self) { try strategy(PrivacySpec(clip: 0, noiseMultiplier: 1)) }

@@ -68,7 +68,7 @@ public struct Experiment: Codable, Equatable, Sendable {
                   "minimumResults must be between 1 and the \(clientsPerRound) clients sampled a round")
         try strategy.validate(clientsPerRound: clientsPerRound)
         try adversaries?.validate()
-        try privacy?.validate(strategy: strategy, samplingRate: fraction)
+        try privacy?.validate(strategy: strategy, samplingRate: fraction, expectedClients: expectedClientsPerRound)
     }
 
     /// Clients a round is expected to have: exactly `clientsPerRound`, or C·K on average with Poisson sampling.

@@ -1,3 +1,4 @@
+import Foundation
 import NNCore
 import NNData
 import NNProtocol
@@ -17,6 +18,8 @@ public final class FederatedAveraging: Strategy {
     /// With differential privacy: the clipped, noised sum in place of `rule`, and ε per round count.
     private let mechanism: GaussianMechanism?
     public let accountant: RDPAccountant?
+    /// S now: fixed, or moved each round by adaptive clipping.
+    public private(set) var clip: Float
     /// The aggregate, before any server step.
     private let aggregate: FloatBuffer
 
@@ -30,8 +33,10 @@ public final class FederatedAveraging: Strategy {
         (rule, server) = experiment.strategy.components(parameterCount: network.parameterCount)
         aggregate = FloatBuffer(count: network.parameterCount)
         mechanism = experiment.privacy.map {
-            GaussianMechanism(clip: $0.clip, noiseMultiplier: $0.noiseMultiplier, denominator: experiment.expectedClientsPerRound)
+            GaussianMechanism(noiseMultiplier: $0.updateNoiseMultiplier(expectedClients: experiment.expectedClientsPerRound),
+                              denominator: experiment.expectedClientsPerRound)
         }
+        clip = experiment.privacy?.clip ?? 0
         accountant = experiment.privacy.map { $0.accountant(samplingRate: experiment.fraction) }
     }
 
@@ -44,11 +49,17 @@ public final class FederatedAveraging: Strategy {
     public func save(into state: inout RunState) {
         state.set(network, as: "model")
         server?.optimizer.save(into: &state, as: "server")
+        if experiment.privacy != nil { state.vectors["privacy.clip"] = [clip] }
     }
 
     public func restore(from state: RunState) throws {
         try state.restore(network, from: "model")
         try server?.optimizer.restore(from: state, as: "server")
+        if experiment.privacy != nil {
+            let saved = try state.vector("privacy.clip", count: 1)[0]
+            guard saved > 0 && saved.isFinite else { throw ClusterError("the run state's clipping norm \(saved) is not a positive number") }
+            clip = saved
+        }
     }
 
     public var rounds: Int { experiment.rounds }
@@ -125,10 +136,16 @@ public final class FederatedAveraging: Strategy {
         let count = network.parameterCount
         var privacy: PrivacyTally?
         if let mechanism, let accountant, let spec = experiment.privacy {
-            var noise = PrivacyRandom(seed: spec.noiseSeed, round: round, purpose: 0x4E4F_4953, words: count + 1)
+            var noise = PrivacyRandom(seed: spec.noiseSeed, round: round, purpose: 0x4E4F_4953, words: count + 3)
+            let used = clip
             let (clipped, norms) = mechanism.aggregate(global: network.parameters.base, models: updates.map(\.parameters), count: count,
-                                                       noise: &noise, into: aggregate.base)
-            privacy = PrivacyTally(clipped: clipped, updates: updates.count, medianNorm: norms.sorted()[norms.count / 2],
+                                                       clip: used, noise: &noise, into: aggregate.base)
+            if let adaptive = spec.adaptiveClip, let sigmaB = spec.countNoise(expectedClients: experiment.expectedClientsPerRound) {
+                let within = Double(updates.count - clipped) + sigmaB * noise.gaussian()
+                let fraction = within / experiment.expectedClientsPerRound
+                clip = used * Float(exp(-adaptive.learningRate * (fraction - adaptive.targetQuantile)))
+            }
+            privacy = PrivacyTally(clipped: clipped, updates: updates.count, medianNorm: norms.sorted()[norms.count / 2], clip: Double(used),
                                    epsilon: accountant.epsilon(rounds: round + 1, delta: spec.delta).epsilon)
         } else {
             rule.combine(updates.map(\.parameters), weights: weights, count: count, into: aggregate.base)

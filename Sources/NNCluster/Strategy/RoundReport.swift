@@ -26,11 +26,12 @@ public struct RoundResult: Codable, Sendable {
 }
 
 /// A differentially private round: how many updates the clipping bound changed, their median norm before
-/// clipping, and ε (at the experiment's δ) after this many rounds.
+/// clipping, the bound used, and ε (at the experiment's δ) after this many rounds.
 public struct PrivacyTally: Codable, Sendable {
     public var clipped: Int
     public var updates: Int
     public var medianNorm: Double
+    public var clip: Double
     public var epsilon: Double
 }
 

@@ -5,13 +5,14 @@ import NNCore
 /// DP-FedAvg's aggregate: global + (Σᵢ clip(Δᵢ, S) + N(0, (zS)² I)) / denominator, with Δᵢ a client's model minus the
 /// global model and clip(Δ, S) = Δ · min(1, S / ‖Δ‖₂).
 struct GaussianMechanism {
-    let clip: Float
+    /// z of the updates (z_Δ with adaptive clipping).
     let noiseMultiplier: Double
     /// The expected number of clients a round: fixed, so one client's presence changes the sum, not the divisor.
     let denominator: Double
 
-    /// Writes the aggregate of `models` around `global` into `output`; returns how many updates were clipped.
-    func aggregate(global: UnsafePointer<Float>, models: [[Float]], count: Int, noise: inout PrivacyRandom,
+    /// Writes the aggregate of `models` around `global`, clipped to `clip`, into `output`; returns how many updates
+    /// were clipped and every update's norm.
+    func aggregate(global: UnsafePointer<Float>, models: [[Float]], count: Int, clip: Float, noise: inout PrivacyRandom,
                    into output: UnsafeMutablePointer<Float>) -> (clipped: Int, norms: [Double]) {
         var sum = [Double](repeating: 0, count: count)
         var clipped = 0, norms: [Double] = []
