@@ -17,5 +17,9 @@ extension Message {
                             clients: [ClientWork(client: 3, order: [7, 8, 8, 7]), ClientWork(client: 17, order: []), ClientWork(client: 99, order: [1, 2])],
                             parameters: [0.25, -1], state: [])),
         .update(ClientUpdate(round: 12, client: 17, samples: 600, correct: 580, lossSum: 12.5, computeNanoseconds: 77, parameters: [0.5, -0.75], state: [2])),
+        .update(ClientUpdate(round: 3, client: 4, samples: 60, correct: 50, lossSum: 2, computeNanoseconds: 5, parameters: [], state: [],
+                             compressed: .int8(scales: [0.5, 0.001], lengths: [3, 1], values: [127, -127, 0, 9]))),
+        .update(ClientUpdate(round: 3, client: 5, samples: 60, correct: 50, lossSum: 2, computeNanoseconds: 5, parameters: [], state: [1],
+                             compressed: .sparse(count: 10, indices: [0, 4, 9], values: [0.25, -3, .leastNonzeroMagnitude]))),
     ]
 }

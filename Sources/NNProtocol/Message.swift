@@ -32,13 +32,14 @@ public enum Message: Equatable, Sendable {
         case .error: return .error
         case .shutdown: return .shutdown
         case .train: return .train
-        case .update: return .update
+        case .update(let u): return u.compressed == nil ? .update : .compressedUpdate
         }
     }
 }
 
 public enum MessageType: UInt8, Sendable, CaseIterable {
-    case hello = 1, welcome = 2, refuse = 3, task = 4, gradient = 5, heartbeat = 6, error = 7, shutdown = 8, train = 9, update = 10
+    case hello = 1, welcome = 2, refuse = 3, task = 4, gradient = 5, heartbeat = 6, error = 7, shutdown = 8, train = 9, update = 10,
+         compressedUpdate = 11
 }
 
 public struct Hello: Equatable, Sendable {
@@ -192,14 +193,49 @@ public struct ClientUpdate: Equatable, Sendable {
     public var correct: UInt32
     public var lossSum: Double
     public var computeNanoseconds: UInt64
-    /// The client's model after local training.
+    /// The client's model after local training; empty when the update is `compressed`.
     public var parameters: [Float]
     public var state: [Float]
+    /// Instead of `parameters`: the client's model minus the global model it started from, compressed.
+    public var compressed: DeltaEncoding?
 
     public init(round: UInt64, client: UInt32, samples: UInt32, correct: UInt32, lossSum: Double, computeNanoseconds: UInt64,
-                parameters: [Float], state: [Float]) {
+                parameters: [Float], state: [Float], compressed: DeltaEncoding? = nil) {
         self.round = round; self.client = client; self.samples = samples; self.correct = correct; self.lossSum = lossSum
-        self.computeNanoseconds = computeNanoseconds; self.parameters = parameters; self.state = state
+        self.computeNanoseconds = computeNanoseconds; self.parameters = parameters; self.state = state; self.compressed = compressed
+    }
+}
+
+/// A model difference in fewer bytes than its float32 values (`docs/protocol.md`, "Compressed updates").
+public enum DeltaEncoding: Equatable, Sendable {
+    /// Segments of the vector in order (one per parameter tensor), each value = scale × an int8 in −127…127.
+    case int8(scales: [Float], lengths: [UInt32], values: [Int8])
+    /// The values at `indices` (strictly increasing, below `count`); every other one is 0.
+    case sparse(count: UInt32, indices: [UInt32], values: [Float])
+
+    /// The values it stands for.
+    public var decoded: [Float] {
+        switch self {
+        case let .int8(scales, lengths, values):
+            var out = [Float](repeating: 0, count: values.count)
+            var offset = 0
+            for (scale, length) in zip(scales, lengths) {
+                for i in offset..<(offset + Int(length)) { out[i] = scale * Float(values[i]) }
+                offset += Int(length)
+            }
+            return out
+        case let .sparse(count, indices, values):
+            var out = [Float](repeating: 0, count: Int(count))
+            for (i, v) in zip(indices, values) { out[Int(i)] = v }
+            return out
+        }
+    }
+
+    public var count: Int {
+        switch self {
+        case .int8(_, _, let values): values.count
+        case .sparse(let count, _, _): Int(count)
+        }
     }
 }
 

@@ -35,7 +35,7 @@ public struct ProtocolError: Error, CustomStringConvertible, Equatable {
 /// Messages to frames and back. Frame 0 is a header: the bytes "NN", the protocol version, the message type,
 /// then the type's fields, little-endian. Tasks and train requests add an index frame (u32 sample indices) and
 /// two float32 frames (parameters, state); gradients and client updates add two float32 frames (gradient or
-/// parameters, then state). Decoding checks every length against the frame it reads from and rejects anything
+/// parameters, then state); compressed updates add the encoding's frames, then state. Decoding checks every length against the frame it reads from and rejects anything
 /// left over. `docs/protocol.md` is the specification.
 public enum WireCodec {
     public static let version: UInt8 = 3
@@ -45,6 +45,8 @@ public enum WireCodec {
     public static let maximumConfiguration = 1 << 20
     /// Most clients one train request may name.
     public static let maximumClients = 1 << 20
+    /// Most int8 segments (parameter tensors) of a compressed update.
+    public static let maximumSegments = 4096
     /// Longest header a worker may send (a hello with the longest name and fingerprint); a message from a worker
     /// is at most this plus its float frames.
     public static let maximumWorkerHeader = 4 + 8 + 4 + maximumText + 4 + 64 + 5 * 4
@@ -81,7 +83,17 @@ public enum WireCodec {
             return [.bytes(w.buffer), .bytes(indexBytes(m.clients.flatMap(\.order))), .floats(m.parameters), .floats(m.state)]
         case .update(let m):
             w.u64(m.round); w.u32(m.client); w.u32(m.samples); w.u32(m.correct); w.u64(m.lossSum.bitPattern); w.u64(m.computeNanoseconds)
-            return [.bytes(w.buffer), .floats(m.parameters), .floats(m.state)]
+            switch m.compressed {
+            case nil:
+                return [.bytes(w.buffer), .floats(m.parameters), .floats(m.state)]
+            case let .int8(scales, lengths, values)?:
+                w.u8(1); w.u32(UInt32(scales.count))
+                for (scale, length) in zip(scales, lengths) { w.u32(scale.bitPattern); w.u32(length) }
+                return [.bytes(w.buffer), .bytes(values.map { UInt8(bitPattern: $0) }), .floats(m.state)]
+            case let .sparse(count, indices, values)?:
+                w.u8(2); w.u32(count)
+                return [.bytes(w.buffer), .bytes(indexBytes(indices)), .floats(values), .floats(m.state)]
+            }
         }
         return [.bytes(w.buffer)]
     }
@@ -108,6 +120,7 @@ public enum WireCodec {
         let expectedFrames = switch type {
         case .task, .train: 4
         case .gradient, .update: 3
+        case .compressedUpdate: frames.count == 4 ? 4 : 3  // the encoding, read below, says which
         default: 1
         }
         guard frames.count == expectedFrames else {
@@ -165,6 +178,42 @@ public enum WireCodec {
             message = .update(ClientUpdate(round: try r.u64(), client: try r.u32(), samples: try r.u32(), correct: try r.u32(),
                                            lossSum: Double(bitPattern: try r.u64()), computeNanoseconds: try r.u64(),
                                            parameters: try floats(frames[1], "parameters"), state: try floats(frames[2], "state")))
+        case .compressedUpdate:
+            var u = ClientUpdate(round: try r.u64(), client: try r.u32(), samples: try r.u32(), correct: try r.u32(),
+                                 lossSum: Double(bitPattern: try r.u64()), computeNanoseconds: try r.u64(), parameters: [], state: [])
+            switch try r.u8() {
+            case 1:
+                guard frames.count == 3 else { throw ProtocolError("compressedUpdate: an int8 encoding has 3 frames, not \(frames.count)") }
+                let segments = Int(try r.u32())
+                guard segments >= 1, segments <= maximumSegments, segments * 8 <= header.count - r.offset else {
+                    throw ProtocolError("compressedUpdate: \(segments) segments (1…\(maximumSegments), 8 bytes each, in the header)")
+                }
+                let table = try (0..<segments).map { _ in (scale: Float(bitPattern: try r.u32()), length: try r.u32()) }
+                guard case .bytes(let raw) = frames[1] else { throw ProtocolError("compressedUpdate: the int8 values must be a byte frame") }
+                guard table.reduce(0, { $0 + Int($1.length) }) == raw.count else {
+                    throw ProtocolError("compressedUpdate: segment lengths add up to \(table.reduce(0) { $0 + Int($1.length) }), the value frame has \(raw.count) bytes")
+                }
+                guard table.allSatisfy({ $0.scale.isFinite && $0.scale >= 0 }), !raw.contains(0x80) else {
+                    throw ProtocolError("compressedUpdate: int8 scales must be finite and non-negative, values in −127…127")
+                }
+                u.compressed = .int8(scales: table.map(\.scale), lengths: table.map(\.length), values: raw.map { Int8(bitPattern: $0) })
+                u.state = try floats(frames[2], "state")
+            case 2:
+                guard frames.count == 4 else { throw ProtocolError("compressedUpdate: a sparse encoding has 4 frames, not \(frames.count)") }
+                let count = try r.u32()
+                let indices = try self.indices(frames[1]), values = try floats(frames[2], "values")
+                guard indices.count == values.count else {
+                    throw ProtocolError("compressedUpdate: \(indices.count) indices and \(values.count) values")
+                }
+                guard zip(indices, indices.dropFirst()).allSatisfy({ $0 < $1 }), (indices.last ?? 0) < count || indices.isEmpty else {
+                    throw ProtocolError("compressedUpdate: sparse indices must increase and stay below \(count)")
+                }
+                u.compressed = .sparse(count: count, indices: indices, values: values)
+                u.state = try floats(frames[3], "state")
+            case let other:
+                throw ProtocolError("compressedUpdate: unknown encoding \(other)")
+            }
+            message = .update(u)
         }
         guard r.offset == header.count else {
             throw ProtocolError("\(type): \(header.count - r.offset) unexpected bytes after the fields")
@@ -225,6 +274,7 @@ public enum WireCodec {
             let b = try bytes(MemoryLayout<T>.size)
             return b.reversed().reduce(T(0)) { $0 << 8 | T($1) }
         }
+        mutating func u8() throws -> UInt8 { try integer(UInt8.self) }
         mutating func u16() throws -> UInt16 { try integer(UInt16.self) }
         mutating func u32() throws -> UInt32 { try integer(UInt32.self) }
         mutating func u64() throws -> UInt64 { try integer(UInt64.self) }

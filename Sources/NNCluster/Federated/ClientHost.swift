@@ -14,6 +14,7 @@ public final class ClientHost: @unchecked Sendable {
     private let data: Dataset
     private let adversaries: Set<Int>
     private let contexts: [Context]
+    private let compressor: UpdateCompressor?
 
     /// One thread's network, its backpropagation and local SGD, and buffers.
     final class Context {
@@ -48,7 +49,11 @@ public final class ClientHost: @unchecked Sendable {
         self.clients = clients
         self.data = data
         adversaries = experiment.adversaries?.members(clients: experiment.clients, seed: experiment.seed) ?? []
-        contexts = (0..<max(threads, 1)).map { _ in Context(experiment: experiment) }
+        let contexts = (0..<max(threads, 1)).map { _ in Context(experiment: experiment) }
+        self.contexts = contexts
+        compressor = experiment.compression.map {
+            UpdateCompressor(spec: $0, seed: experiment.seed, layout: contexts[0].network.parameterLayout, clients: clients.count)
+        }
     }
 
     /// Trains every client the request names and returns their updates in the request's order. `onProgress`
@@ -134,9 +139,11 @@ public final class ClientHost: @unchecked Sendable {
         if adversaries.contains(client), let adversary = experiment.adversaries {
             corrupt(parameters, global: request.parameters, adversary, client: client, round: request.round)
         }
+        let compressed = compressor?.encode(trained: parameters.base, global: request.parameters, client: client,
+                                            slot: client - clients.lowerBound, round: request.round)
         return ClientUpdate(round: request.round, client: work.client, samples: UInt32(size), correct: UInt32(correct),
                             lossSum: lossSum, computeNanoseconds: UInt64(started.duration(to: .now).seconds * 1e9),
-                            parameters: parameters.array, state: network.state.array)
+                            parameters: compressed == nil ? parameters.array : [], state: network.state.array, compressed: compressed)
     }
 
     /// An adversarial client's update: w_global + scale·(w − w_global), or Gaussian noise.

@@ -33,6 +33,8 @@ public struct Experiment: Codable, Equatable, Sendable {
     public var adversaries: AdversarySpec?
     /// Client-level differential privacy (clipping, noise, accountant).
     public var privacy: PrivacySpec?
+    /// How clients send their updates: in full (nil), as int8, or as their top-k entries.
+    public var compression: CompressionSpec?
 
     public init(name: String, model: ModelSpec, partition: PartitionSpec, clients: Int, fraction: Double, localEpochs: Int,
                 localBatch: Int?, learningRate: Float, rounds: Int, seed: UInt64 = 1, strategy: StrategySpec = StrategySpec(kind: .fedavg)) {
@@ -69,6 +71,7 @@ public struct Experiment: Codable, Equatable, Sendable {
         try strategy.validate(clientsPerRound: clientsPerRound)
         try adversaries?.validate()
         try privacy?.validate(strategy: strategy, samplingRate: fraction, expectedClients: expectedClientsPerRound)
+        try compression?.validate()
     }
 
     /// Clients a round is expected to have: exactly `clientsPerRound`, or C·K on average with Poisson sampling.
@@ -140,7 +143,8 @@ public struct Experiment: Codable, Equatable, Sendable {
     /// The file's keys, the one list of them: decoding, encoding and the unknown-key check all use it.
     enum CodingKeys: String, CodingKey, CaseIterable {
         case name, dataset, model, activation, initializer, partition, clients, fraction, localEpochs, localBatch, learningRate,
-             learningRateDecay, rounds, targetAccuracy, seed, strategy, deadlineSeconds, minimumResults, adversaries, privacy
+             learningRateDecay, rounds, targetAccuracy, seed, strategy, deadlineSeconds, minimumResults, adversaries, privacy,
+             compression
     }
 
     public init(from decoder: Decoder) throws {
@@ -187,6 +191,10 @@ public struct Experiment: Codable, Equatable, Sendable {
             try StrictKeys.check(try c.superDecoder(forKey: .privacy), PrivacySpec.CodingKeys.self, in: "privacy")
             privacy = try c.decode(PrivacySpec.self, forKey: .privacy)
         }
+        if c.contains(.compression) {
+            try StrictKeys.check(try c.superDecoder(forKey: .compression), CompressionSpec.CodingKeys.self, in: "compression")
+            compression = try c.decode(CompressionSpec.self, forKey: .compression)
+        }
     }
 
     public func encode(to encoder: Encoder) throws {
@@ -211,6 +219,7 @@ public struct Experiment: Codable, Equatable, Sendable {
         try c.encode(minimumResults, forKey: .minimumResults)
         try c.encodeIfPresent(adversaries, forKey: .adversaries)
         try c.encodeIfPresent(privacy, forKey: .privacy)
+        try c.encodeIfPresent(compression, forKey: .compression)
     }
 }
 

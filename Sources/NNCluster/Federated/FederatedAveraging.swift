@@ -123,6 +123,13 @@ public final class FederatedAveraging: Strategy {
             throw ClusterError("client \(client) reports \(u.samples) samples; its partition has \(partitions[client].count)")
         }
         guard u.correct <= u.samples else { throw ClusterError("client \(client) claims \(u.correct) correct of \(u.samples) samples") }
+        if let compressed = u.compressed {
+            guard u.parameters.isEmpty, compressed.count == network.parameterCount, u.state.count == network.state.count else {
+                throw ClusterError("compressed update stands for \(compressed.count) parameters and has \(u.state.count) state values; the model has \(network.parameterCount) and \(network.state.count)")
+            }
+            try NonFiniteResult.check([compressed.decoded, u.state], lossSum: u.lossSum, what: "update of client \(client)")
+            return
+        }
         guard u.parameters.count == network.parameterCount, u.state.count == network.state.count else {
             throw ClusterError("update has \(u.parameters.count) parameters and \(u.state.count) state values; the model has \(network.parameterCount) and \(network.state.count)")
         }
@@ -134,11 +141,14 @@ public final class FederatedAveraging: Strategy {
         let total = Double(updates.reduce(0) { $0 + Int($1.samples) })
         let weights = updates.map { Float(Double($0.samples) / total) }
         let count = network.parameterCount
+        // A compressed update is the change from the global model the round started with.
+        let global = network.parameters.array
+        let models = updates.map { u in u.compressed.map { zip(global, $0.decoded).map(+) } ?? u.parameters }
         var privacy: PrivacyTally?
         if let mechanism, let accountant, let spec = experiment.privacy {
             var noise = PrivacyRandom(seed: spec.noiseSeed, round: round, purpose: 0x4E4F_4953, words: count + 3)
             let used = clip
-            let (clipped, norms) = mechanism.aggregate(global: network.parameters.base, models: updates.map(\.parameters), count: count,
+            let (clipped, norms) = mechanism.aggregate(global: network.parameters.base, models: models, count: count,
                                                        clip: used, noise: &noise, into: aggregate.base)
             if let adaptive = spec.adaptiveClip, let sigmaB = spec.countNoise(expectedClients: experiment.expectedClientsPerRound) {
                 let within = Double(updates.count - clipped) + sigmaB * noise.gaussian()
@@ -148,7 +158,7 @@ public final class FederatedAveraging: Strategy {
             privacy = PrivacyTally(clipped: clipped, updates: updates.count, medianNorm: norms.sorted()[norms.count / 2], clip: Double(used),
                                    epsilon: accountant.epsilon(rounds: round + 1, delta: spec.delta).epsilon)
         } else {
-            rule.combine(updates.map(\.parameters), weights: weights, count: count, into: aggregate.base)
+            rule.combine(models, weights: weights, count: count, into: aggregate.base)
         }
         if network.state.count > 0 {
             BLAS.weightedSum(updates.map(\.state), weights: weights, into: network.state.base, count: network.state.count)

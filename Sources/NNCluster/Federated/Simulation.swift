@@ -19,7 +19,7 @@ public final class Simulation {
     }
 
     /// Runs the rounds while `onRound` returns true. Bytes count what each sampled client would download and
-    /// each answering client upload: the model and a message header.
+    /// each answering client upload: the model (or its compressed change) and a message header.
     public func run(onRound: (RoundReport) throws -> Bool) throws {
         let network = strategy.network
         let modelBytes = WireCodec.encode(.update(ClientUpdate(round: 0, client: 0, samples: 0, correct: 0, lossSum: 0, computeNanoseconds: 0,
@@ -51,7 +51,9 @@ public final class Simulation {
             report.aggregationSeconds = aggregationStart.duration(to: .now).seconds
             report.seconds = start.duration(to: .now).seconds
             report.bytesSent = report.expected * modelBytes
-            report.bytesReceived = report.answered * modelBytes
+            report.bytesReceived = results.reduce(0) { total, u in
+                total + (u.compressed == nil ? modelBytes : WireCodec.encode(.update(u)).reduce(0) { $0 + $1.byteCount })
+            }
             report.workers = 1
             report.rejectedSoFar = rejected
             guard try onRound(report) else { return }
