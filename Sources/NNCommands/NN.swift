@@ -12,7 +12,7 @@ public struct NN: AsyncParsableCommand {
         commandName: "nn",
         abstract: "Train, evaluate and run multilayer perceptrons on MNIST-style data.",
         subcommands: [Train.self, Eval.self, Predict.self, Export.self, Serve.self, Bench.self, DataCommand.self, Launch.self, Simulate.self, Plot.self,
-                      CoordinatorCommand.self, WorkerCommand.self, ClusterCommand.self, Keygen.self, PrivacyCommand.self])
+                      CoordinatorCommand.self, WorkerCommand.self, ClusterCommand.self, Keygen.self, PrivacyCommand.self, SweepCommand.self])
 }
 
 /// Where the data comes from: `--dataset` and `--data`, with the data set's environment variable and default folder.
