@@ -38,6 +38,34 @@ import Testing
         }
     }
 
+    /// `nn sweep` runs every cell with every seed, and its table and CSV say what the runs said; a bad axis is
+    /// refused before anything runs.
+    @Test func sweepTabulatesItsRuns() throws {
+        let dir = temporaryDirectory()
+        let config = try experiment(dir, rounds: 4)
+        let sweep = try NNProcess.run(["sweep", "--config", config, "--grid", "learningRate=0.05,0.1", "--seeds", "1-2", "--jobs", "2",
+                                       "--out", dir + "/lr"])
+        #expect(sweep.status == 0, "\(sweep.stderr)")
+        let csv = try String(contentsOfFile: dir + "/lr.csv", encoding: .utf8).split(separator: "\n").map { $0.split(separator: ",", omittingEmptySubsequences: false) }
+        #expect(csv.first == ["learningRate", "seed", "rounds_to_target", "rounds", "final_accuracy", "best_accuracy", "seconds"])
+        #expect(csv.count == 5 && Set(csv.dropFirst().map { "\($0[0]) \($0[1])" }) == ["0.05 1", "0.05 2", "0.1 1", "0.1 2"])
+        for row in csv.dropFirst() {
+            // Each run's own line says the same final accuracy as its CSV row.
+            let percent = String(format: "%.2f%%", 100 * Double(row[4])!)
+            #expect(sweep.stdout.contains("learningRate=\(row[0]) seed \(row[1]):") && sweep.stdout.contains("final \(percent) after \(row[3]) rounds"),
+                    "\(row) \(sweep.stdout)")
+        }
+        let table = try String(contentsOfFile: dir + "/lr.md", encoding: .utf8)
+        #expect(table.split(separator: "\n").count == 4 && table.contains("| 0.05 |") && table.contains("rounds to 50.00%, seeds 1, 2"), "\(table)")
+        #expect(sweep.stdout.contains(table))
+        // The same cell through nn simulate gives the same final accuracy.
+        let single = try NNProcess.run(["simulate", "--config", config, "--set-lr", "0.1", "--set-seed", "2"])
+        let row = csv.first { $0[0] == "0.1" && $0[1] == "2" }!
+        #expect(single.stdout.contains("final test accuracy \(String(format: "%.2f%%", 100 * Double(row[4])!))"), "\(single.stdout)")
+        let bad = try NNProcess.run(["sweep", "--config", config, "--grid", "learningRat=0.1"])
+        #expect(bad.status != 0 && bad.status < 128 && bad.stderr.contains("unknown key 'learningRat'"), "\(bad.stderr)")
+    }
+
     /// A worker process killed mid-run: its clients are left out of the round and reported, the run finishes
     /// with the other worker's clients.
     @Test func workerKilledInFederatedRun() throws {
