@@ -142,7 +142,7 @@ public final class FederatedAveraging: Strategy {
         let weights = updates.map { Float(Double($0.samples) / total) }
         let count = network.parameterCount
         // A compressed update is the change from the global model the round started with.
-        let global = network.parameters.array
+        let global = updates.contains { $0.compressed != nil } ? network.parameters.array : []
         let models = updates.map { u in u.compressed.map { zip(global, $0.decoded).map(+) } ?? u.parameters }
         var privacy: PrivacyTally?
         if let mechanism, let accountant, let spec = experiment.privacy {
