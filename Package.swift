@@ -25,6 +25,7 @@ let package = Package(
         // System libraries. Headers and libraries sit on the default search paths on Debian,
         // so the module maps link them directly instead of going through pkg-config.
         .systemLibrary(name: "CBLAS", path: "Sources/CBLAS"),
+        .systemLibrary(name: "CGFShare", path: "Sources/CGFShare"),
         .systemLibrary(name: "CPNG", path: "Sources/CPNG"),
         .systemLibrary(name: "CSodium", path: "Sources/CSodium"),
         .systemLibrary(name: "CZlib", path: "Sources/CZlib"),
@@ -41,7 +42,7 @@ let package = Package(
         .target(
             name: "NNCluster",
             dependencies: [
-                "NNCore", "NNData", "NNProtocol", "CZmq", "CSodium", .product(name: "Logging", package: "swift-log"),
+                "NNCore", "NNData", "NNProtocol", "CZmq", "CSodium", "CGFShare", .product(name: "Logging", package: "swift-log"),
                 .product(name: "Metrics", package: "swift-metrics"),
             ]),
         // TensorBoard event files; the protobuf code is generated from tensorboard.proto and committed.

@@ -64,18 +64,25 @@ struct FederatedLog {
                           number, experiment.rounds, report.answered, report.expected, report.result.meanLoss, evaluation.loss,
                           Format.percent(evaluation.accuracy), report.seconds)
         if !report.missed.isEmpty { line += "  left out \(report.missed.map(String.init).joined(separator: ","))" }
-        if report.skipped { line += "  skipped: fewer than \(experiment.minimumResults) results" }
+        if let reason = report.skipped { line += "  skipped: \(reason)" }
+        if let m = report.result.masking {
+            line += "  masked \(m.masked)" + (m.dropped > 0 ? " (\(m.dropped) dropped, unmasked from shares)" : "") + (m.clamped > 0 ? ", \(m.clamped) values clamped" : "")
+        }
         if let privacy = report.result.privacy {
             line += String(format: "  ε %.3f  clipped %d/%d at S %.3g", privacy.epsilon, privacy.clipped, privacy.updates, privacy.clip)
         }
         print(line)
-        var privacy: [String: Any] = [:]
+        var extra: [String: Any] = [:]
         if let p = report.result.privacy {
-            privacy = ["epsilon": p.epsilon, "delta": experiment.privacy!.delta, "clipped": p.clipped, "clip": p.clip, "median_update_norm": p.medianNorm]
+            extra = ["epsilon": p.epsilon, "delta": experiment.privacy!.delta, "clipped": p.clipped, "clip": p.clip]
+            if let median = p.medianNorm { extra["median_update_norm"] = median }
         }
-        try metrics.append(privacy.merging([
+        if let m = report.result.masking {
+            extra.merge(["masked": m.masked, "masked_dropped": m.dropped, "clamped_values": m.clamped]) { $1 }
+        }
+        try metrics.append(extra.merging([
             "round": number, "sampled": report.expected, "answered": report.answered, "missed": report.missed, "missed_count": report.missed.count,
-            "late": report.late, "skipped": report.skipped,
+            "late": report.late, "skipped": report.skipped != nil,
             "train_loss": report.result.meanLoss, "train_accuracy": report.result.accuracy,
             "test_loss": evaluation.loss, "test_accuracy": evaluation.accuracy,
             "seconds": report.seconds, "evaluation_seconds": round.evaluationSeconds, "compute_seconds": report.result.computeSeconds,

@@ -21,5 +21,14 @@ extension Message {
                              compressed: .int8(scales: [0.5, 0.001], lengths: [3, 1], values: [127, -127, 0, 9]))),
         .update(ClientUpdate(round: 3, client: 5, samples: 60, correct: 50, lossSum: 2, computeNanoseconds: 5, parameters: [], state: [1],
                              compressed: .sparse(count: 10, indices: [0, 4, 9], values: [0.25, -3, .leastNonzeroMagnitude]))),
+        .update(ClientUpdate(round: 4, client: 6, samples: 600, correct: 1, lossSum: 0.5, computeNanoseconds: 9, parameters: [], state: [],
+                             masked: [0, .max, 12345])),
+        .maskingKeys(MaskingKeys(round: 4, keys: [ClientKeys(client: 6, encryption: Array(0..<32), masking: Array(32..<64))])),
+        .maskingRoster(MaskingRoster(round: 4, threshold: 2, fractionBits: 27, weightUnit: 600, clip: 0,
+                                     keys: [ClientKeys(client: 6, encryption: Array(0..<32), masking: Array(32..<64)),
+                                            ClientKeys(client: 9, encryption: Array(64..<96), masking: Array(96..<128))])),
+        .maskingShares(MaskingShares(round: 4, shares: [SealedShares(from: 6, to: 9, sealed: (0..<SealedShares.bytes).map { UInt8($0 % 256) })])),
+        .unmask(Unmask(round: 4, survivors: [6, 9])),
+        .reveal(Reveal(round: 4, shares: [RevealedShare(holder: 9, owner: 6, secret: .maskingKey, share: Array(repeating: 7, count: 32))])),
     ]
 }

@@ -20,6 +20,12 @@ public enum Message: Equatable, Sendable {
     case train(TrainRequest)
     /// Worker → coordinator (federated): one client's weights after its local training.
     case update(ClientUpdate)
+    /// Secure aggregation, in the order a round uses them (`MaskingMessages.swift`).
+    case maskingKeys(MaskingKeys)
+    case maskingRoster(MaskingRoster)
+    case maskingShares(MaskingShares)
+    case unmask(Unmask)
+    case reveal(Reveal)
 
     public var type: MessageType {
         switch self {
@@ -32,14 +38,19 @@ public enum Message: Equatable, Sendable {
         case .error: return .error
         case .shutdown: return .shutdown
         case .train: return .train
-        case .update(let u): return u.compressed == nil ? .update : .compressedUpdate
+        case .update(let u): return u.masked != nil ? .maskedUpdate : u.compressed != nil ? .compressedUpdate : .update
+        case .maskingKeys: return .maskingKeys
+        case .maskingRoster: return .maskingRoster
+        case .maskingShares: return .maskingShares
+        case .unmask: return .unmask
+        case .reveal: return .reveal
         }
     }
 }
 
 public enum MessageType: UInt8, Sendable, CaseIterable {
     case hello = 1, welcome = 2, refuse = 3, task = 4, gradient = 5, heartbeat = 6, error = 7, shutdown = 8, train = 9, update = 10,
-         compressedUpdate = 11
+         compressedUpdate = 11, maskingKeys = 12, maskingRoster = 13, maskingShares = 14, unmask = 15, reveal = 16, maskedUpdate = 17
 }
 
 public struct Hello: Equatable, Sendable {
@@ -198,11 +209,14 @@ public struct ClientUpdate: Equatable, Sendable {
     public var state: [Float]
     /// Instead of `parameters`: the client's model minus the global model it started from, compressed.
     public var compressed: DeltaEncoding?
+    /// Instead of `parameters`, with secure aggregation: the client's change as integers plus its masks, modulo 2^32.
+    public var masked: [UInt32]?
 
     public init(round: UInt64, client: UInt32, samples: UInt32, correct: UInt32, lossSum: Double, computeNanoseconds: UInt64,
-                parameters: [Float], state: [Float], compressed: DeltaEncoding? = nil) {
+                parameters: [Float], state: [Float], compressed: DeltaEncoding? = nil, masked: [UInt32]? = nil) {
         self.round = round; self.client = client; self.samples = samples; self.correct = correct; self.lossSum = lossSum
         self.computeNanoseconds = computeNanoseconds; self.parameters = parameters; self.state = state; self.compressed = compressed
+        self.masked = masked
     }
 }
 

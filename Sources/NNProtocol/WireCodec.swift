@@ -47,6 +47,10 @@ public enum WireCodec {
     public static let maximumClients = 1 << 20
     /// Most int8 segments (parameter tensors) of a compressed update.
     public static let maximumSegments = 4096
+    /// Most clients a round of secure aggregation may have: share numbers are bytes 1…255.
+    public static let maximumRoster = 255
+    /// Largest secure-aggregation message: one worker's sealed shares when it hosts a whole roster.
+    public static let maximumMaskingBytes = 16 + maximumRoster * (maximumRoster - 1) * (8 + SealedShares.bytes)
     /// Longest header a worker may send (a hello with the longest name and fingerprint); a message from a worker
     /// is at most this plus its float frames.
     public static let maximumWorkerHeader = 4 + 8 + 4 + maximumText + 4 + 64 + 5 * 4
@@ -83,6 +87,7 @@ public enum WireCodec {
             return [.bytes(w.buffer), .bytes(indexBytes(m.clients.flatMap(\.order))), .floats(m.parameters), .floats(m.state)]
         case .update(let m):
             w.u64(m.round); w.u32(m.client); w.u32(m.samples); w.u32(m.correct); w.u64(m.lossSum.bitPattern); w.u64(m.computeNanoseconds)
+            if let masked = m.masked { return [.bytes(w.buffer), .bytes(indexBytes(masked))] }
             switch m.compressed {
             case nil:
                 return [.bytes(w.buffer), .floats(m.parameters), .floats(m.state)]
@@ -94,8 +99,26 @@ public enum WireCodec {
                 w.u8(2); w.u32(count)
                 return [.bytes(w.buffer), .bytes(indexBytes(indices)), .floats(values), .floats(m.state)]
             }
+        case .maskingKeys(let m):
+            w.u64(m.round); keys(m.keys, into: &w)
+        case .maskingRoster(let m):
+            w.u64(m.round); w.u32(m.threshold); w.u8(m.fractionBits); w.u32(m.weightUnit); w.u32(m.clip.bitPattern); keys(m.keys, into: &w)
+        case .maskingShares(let m):
+            w.u64(m.round); w.u32(UInt32(m.shares.count))
+            for s in m.shares { w.u32(s.from); w.u32(s.to); w.bytes(s.sealed) }
+        case .unmask(let m):
+            w.u64(m.round); w.u32(UInt32(m.survivors.count))
+            for c in m.survivors { w.u32(c) }
+        case .reveal(let m):
+            w.u64(m.round); w.u32(UInt32(m.shares.count))
+            for s in m.shares { w.u32(s.holder); w.u32(s.owner); w.u8(s.secret.rawValue); w.bytes(s.share) }
         }
         return [.bytes(w.buffer)]
+    }
+
+    private static func keys(_ keys: [ClientKeys], into w: inout Writer) {
+        w.u32(UInt32(keys.count))
+        for k in keys { w.u32(k.client); w.bytes(k.encryption); w.bytes(k.masking) }
     }
 
     /// A refuse in the layout every version shares, stamped with the peer's `version` so that it reads it.
@@ -120,6 +143,7 @@ public enum WireCodec {
         let expectedFrames = switch type {
         case .task, .train: 4
         case .gradient, .update: 3
+        case .maskedUpdate: 2
         case .compressedUpdate: frames.count == 4 ? 4 : 3  // the encoding, read below, says which
         default: 1
         }
@@ -214,6 +238,33 @@ public enum WireCodec {
                 throw ProtocolError("compressedUpdate: unknown encoding \(other)")
             }
             message = .update(u)
+        case .maskedUpdate:
+            message = .update(ClientUpdate(round: try r.u64(), client: try r.u32(), samples: try r.u32(), correct: try r.u32(),
+                                           lossSum: Double(bitPattern: try r.u64()), computeNanoseconds: try r.u64(),
+                                           parameters: [], state: [], masked: try indices(frames[1])))
+        case .maskingKeys:
+            message = .maskingKeys(MaskingKeys(round: try r.u64(), keys: try r.keys()))
+        case .maskingRoster:
+            message = .maskingRoster(MaskingRoster(round: try r.u64(), threshold: try r.u32(), fractionBits: try r.u8(),
+                                                   weightUnit: try r.u32(), clip: Float(bitPattern: try r.u32()), keys: try r.keys()))
+        case .maskingShares:
+            let round = try r.u64()
+            let count = try r.count(each: 8 + SealedShares.bytes, atMost: maximumRoster * (maximumRoster - 1))
+            message = .maskingShares(MaskingShares(round: round, shares: try (0..<count).map { _ in
+                SealedShares(from: try r.u32(), to: try r.u32(), sealed: try r.bytes(SealedShares.bytes))
+            }))
+        case .unmask:
+            let round = try r.u64()
+            let count = try r.count(each: 4, atMost: maximumRoster)
+            message = .unmask(Unmask(round: round, survivors: try (0..<count).map { _ in try r.u32() }))
+        case .reveal:
+            let round = try r.u64()
+            let count = try r.count(each: 9 + RevealedShare.bytes, atMost: maximumRoster * maximumRoster)
+            message = .reveal(Reveal(round: round, shares: try (0..<count).map { _ in
+                let holder = try r.u32(), owner = try r.u32(), raw = try r.u8()
+                guard let secret = RevealedShare.Secret(rawValue: raw) else { throw ProtocolError("reveal: unknown secret kind \(raw)") }
+                return RevealedShare(holder: holder, owner: owner, secret: secret, share: try r.bytes(RevealedShare.bytes))
+            }))
         }
         guard r.offset == header.count else {
             throw ProtocolError("\(type): \(header.count - r.offset) unexpected bytes after the fields")
@@ -278,6 +329,20 @@ public enum WireCodec {
         mutating func u16() throws -> UInt16 { try integer(UInt16.self) }
         mutating func u32() throws -> UInt32 { try integer(UInt32.self) }
         mutating func u64() throws -> UInt64 { try integer(UInt64.self) }
+        /// A u32 count of entries of `each` bytes, checked against `atMost` and against the bytes left.
+        mutating func count(each: Int, atMost: Int) throws -> Int {
+            let n = Int(try u32())
+            guard n <= atMost, n * each <= bytes.count - offset else {
+                throw ProtocolError("\(type): \(n) entries of \(each) bytes (at most \(atMost), and \(bytes.count - offset) bytes left)")
+            }
+            return n
+        }
+        mutating func keys() throws -> [ClientKeys] {
+            let n = try count(each: 4 + 2 * ClientKeys.keyBytes, atMost: WireCodec.maximumRoster)
+            return try (0..<n).map { _ in
+                ClientKeys(client: try u32(), encryption: try bytes(ClientKeys.keyBytes), masking: try bytes(ClientKeys.keyBytes))
+            }
+        }
         mutating func text(limit: Int) throws -> String {
             let n = Int(try u32())
             guard n <= limit else { throw ProtocolError("\(type): string of \(n) bytes exceeds the \(limit)-byte limit") }

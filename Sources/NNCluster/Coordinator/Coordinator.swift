@@ -83,10 +83,14 @@ public final class Coordinator<S: Strategy> {
             var report = RoundReport(round: round)
             let start = ContinuousClock.now
             let sentBefore = bytesSent, receivedBefore = bytesReceived
-            let (results, answeredBy) = try collect(round: round, into: &report)
+            let (results, answeredBy, masked) = try collect(round: round, into: &report)
             let aggregationStart = ContinuousClock.now
-            if !report.skipped {
-                report.result = try strategy.aggregate(round: round, results: results, failures: report.missed)
+            if report.skipped == nil {
+                if let masked {
+                    report.result = try strategy.aggregate(round: round, results: results, failures: report.missed, sum: masked.sum, from: masked.server)
+                } else {
+                    report.result = try strategy.aggregate(round: round, results: results, failures: report.missed)
+                }
                 judge(flagged: report.result.flagged, answeredBy: answeredBy, round: round)
             }
             report.aggregationSeconds = aggregationStart.duration(to: .now).seconds
@@ -253,8 +257,10 @@ public final class Coordinator<S: Strategy> {
     /// out. Without a deadline every result is needed, and a piece left unanswered for the worker timeout
     /// counts as a lost worker (a peer that keeps talking but never delivers must not stall the run); with one,
     /// the round ends at the deadline at the latest, and a round with fewer results than the strategy's minimum
-    /// is skipped: the global model stays as it was.
-    private func collect(round: Int, into report: inout RoundReport) throws -> (results: [S.Result], answeredBy: [Int: PeerID]) {
+    /// is skipped: the global model stays as it was. With secure aggregation the round's messages relay the
+    /// clients' keys and shares meanwhile, and once the masked results are in, their sum is unmasked.
+    private func collect(round: Int, into report: inout RoundReport) throws
+        -> (results: [S.Result], answeredBy: [Int: PeerID], masked: (sum: [UInt32], server: MaskingServer)?) {
         var pending: [Int: Assignment<S.Work>] = [:]
         var results: [Int: S.Result] = [:]
         var answeredBy: [Int: PeerID] = [:]
@@ -275,13 +281,76 @@ public final class Coordinator<S: Strategy> {
         func redo(_ keys: [Int], of assignment: Assignment<S.Work>, among participants: [Participant]) {
             for key in keys { pending[key] = nil; helpers[key] = nil }
             let again = strategy.reassign(assignment, keys: keys, round: round, participants: participants)
-            if again.isEmpty { report.missed += keys } else { dispatch(again) }
+            if again.isEmpty {
+                report.missed += keys
+                masking?.lost(keys)
+            } else {
+                dispatch(again)
+            }
         }
         try requireWorkers()
         let assignments = strategy.configure(round: round, participants: participants)
         report.expected = assignments.reduce(0) { $0 + $1.keys.count }
+        let masking = strategy.maskingServer(round: round, clients: assignments.flatMap(\.keys))
+        let hosted = Dictionary(assignments.map { ($0.worker, Set($0.keys.map { UInt32($0) })) }, uniquingKeysWith: { $0.union($1) })
+        var maskingFailure: String?
+        /// Takes a secure-aggregation message of a worker; false for any other message.
+        func takeMasking(_ message: Message, from peer: PeerID) -> Bool {
+            let messageRound: UInt64
+            switch message {
+            case .maskingKeys(let m): messageRound = m.round
+            case .maskingShares(let m): messageRound = m.round
+            case .reveal(let m): messageRound = m.round
+            default: return false
+            }
+            if messageRound < UInt64(round) {
+                logger.debug("discarded \(message.type) for round \(messageRound + 1) from \(label(peer)), which came after its round ended")
+                return true
+            }
+            do {
+                guard let masking, messageRound == UInt64(round) else {
+                    throw ClusterError("it is for round \(messageRound + 1)\(self.strategy.maskingServer(round: round, clients: []) == nil ? " of a run without secure aggregation" : "")")
+                }
+                let clients = hosted[peer] ?? []
+                switch message {
+                case .maskingKeys(let m): try masking.add(m, from: clients)
+                case .maskingShares(let m): try masking.add(m, from: clients)
+                case .reveal(let m): try masking.add(m, from: clients)
+                default: break
+                }
+            } catch {
+                reject("\(message.type) from \(label(peer)): \(error)", from: peer, reply: true)
+            }
+            return true
+        }
+        /// Sends the roster once every client still there sent keys, and relays the shares once they all sent theirs.
+        func advanceMasking() {
+            guard let masking, maskingFailure == nil else { return }
+            do {
+                if masking.roster == nil, masking.keysComplete {
+                    let roster = try masking.makeRoster()
+                    let members = Set(roster.keys.map(\.client))
+                    for (peer, clients) in hosted where !clients.isDisjoint(with: members) {
+                        if let worker = workers[peer] { send(.maskingRoster(roster), to: worker) }
+                    }
+                }
+                if masking.roster != nil, masking.maskers.isEmpty, masking.sharesComplete {
+                    let relayed = try masking.relay()
+                    for (peer, clients) in hosted {
+                        let shares = clients.sorted().flatMap { relayed[$0] ?? [] }
+                        if !shares.isEmpty, let worker = workers[peer] { send(.maskingShares(MaskingShares(round: UInt64(round), shares: shares)), to: worker) }
+                    }
+                    // Clients whose shares did not come cannot mask: no result is coming from them.
+                    let out = pending.keys.filter { !masking.maskers.contains(UInt32($0)) }.sorted()
+                    for key in out { pending[key] = nil }
+                    report.missed += out
+                }
+            } catch {
+                maskingFailure = "\(error)"
+            }
+        }
         dispatch(assignments)
-        while !pending.isEmpty {
+        while !pending.isEmpty && maskingFailure == nil {
             var wait = timing.heartbeat
             if strategy.deadline == nil, let next = pending.keys.filter({ helpers[$0] == nil }).map({ sentAt[$0]! + speculationDelay(firstAnswer) }).min() {
                 wait = min(wait, max(ContinuousClock.now.duration(to: next), .zero))
@@ -296,10 +365,10 @@ public final class Coordinator<S: Strategy> {
                 }
                 wait = min(wait, left)
             }
-            if let (peer, frames) = try transport.receive(timeout: wait), let message = handle(peer, frames) {
+            if let (peer, frames) = try transport.receive(timeout: wait), let message = handle(peer, frames), !takeMasking(message, from: peer) {
                 let result = S.Result(message)
                 if let result, result.round == UInt64(round), let assignment = pending[result.key],
-                   assignment.worker == peer || helpers[result.key] == peer {
+                   assignment.worker == peer || helpers[result.key] == peer, masking.map({ $0.maskers.contains(UInt32(result.key)) }) ?? true {
                     do {
                         try strategy.check(result, against: assignment)
                         pending[result.key] = nil
@@ -364,6 +433,7 @@ public final class Coordinator<S: Strategy> {
                     redo(assignment.keys.filter { pending[$0] != nil }, of: assignment, among: participants)
                 }
             }
+            advanceMasking()
         }
         for peer in answeredOwn.subtracting(tookOver) { workers[peer]?.leftToOthers = 0 }
         for peer in tookOver {
@@ -373,14 +443,55 @@ public final class Coordinator<S: Strategy> {
                 drop(worker, because: "others answered its work \(worker.leftToOthers) steps in a row", penalize: true)
             }
         }
+        var masked: (sum: [UInt32], server: MaskingServer)?
+        if let masking {
+            do {
+                if let maskingFailure { throw ClusterError(maskingFailure) }
+                if !pending.isEmpty { report.missed += pending.keys.sorted() }
+                guard !masking.maskers.isEmpty else { throw ClusterError("the clients' shares were not all in by the deadline") }
+                masked = (try unmask(masking, results: results, hosted: hosted, round: round, started: start), masking)
+            } catch {
+                report.skipped = "secure aggregation failed: \(error)"
+                logger.warning("round \(round + 1): secure aggregation failed: \(error); the global model stays as it was")
+            }
+        }
         report.answered = results.count
         report.missed.sort()
-        if results.count < strategy.minimumResults {
-            report.skipped = true
+        if report.skipped == nil, results.count < strategy.minimumResults {
+            report.skipped = "fewer than \(strategy.minimumResults) results"
             logger.warning("round \(round + 1) got \(results.count) result\(results.count == 1 ? "" : "s"), fewer than the minimum of \(strategy.minimumResults); the global model stays as it was")
         }
         // In key order, whatever order they arrived in: the same results give the same model.
-        return (results.sorted { $0.key < $1.key }.map(\.value), answeredBy)
+        return (results.sorted { $0.key < $1.key }.map(\.value), answeredBy, masked)
+    }
+
+    /// Names the survivors (the clients whose masked results came) to the workers that host them, waits for their
+    /// revealed shares (up to the round's deadline or the worker timeout, whichever is later), and unmasks the sum.
+    private func unmask(_ masking: MaskingServer, results: [Int: S.Result], hosted: [PeerID: Set<UInt32>], round: Int,
+                        started: ContinuousClock.Instant) throws -> [UInt32] {
+        let unmask = try masking.unmask(survivors: results.keys.map { UInt32($0) })
+        for (peer, clients) in hosted where !clients.isDisjoint(with: unmask.survivors) {
+            if let worker = workers[peer] { send(.unmask(unmask), to: worker) }
+        }
+        let allowed = max((strategy.deadline ?? .zero) - started.duration(to: .now), timing.timeout)
+        let end = ContinuousClock.now + allowed
+        while !masking.revealComplete {
+            let left = ContinuousClock.now.duration(to: end)
+            guard left > .zero else { throw ClusterError("fewer than \(masking.roster!.threshold) clients revealed their shares within \(allowed)") }
+            if let (peer, frames) = try transport.receive(timeout: min(timing.heartbeat, left)), let message = handle(peer, frames) {
+                if case .reveal(let reveal) = message, reveal.round == UInt64(round) {
+                    do { try masking.add(reveal, from: hosted[peer] ?? []) } catch {
+                        reject("reveal from \(label(peer)): \(error)", from: peer, reply: true)
+                    }
+                } else if let result = S.Result(message), result.round <= UInt64(round) {
+                    logger.info("discarded a result for round \(result.round + 1) from \(label(peer)), which came after the round's masked results were counted")
+                } else {
+                    reject("\(message.type) from \(label(peer)) while round \(round + 1) is unmasked", from: peer, reply: true)
+                }
+            }
+            expireAndHeartbeat()
+        }
+        return try masking.sum(results.mapValues { $0.masked ?? [] }.reduce(into: [:]) { $0[UInt32($1.key)] = $1.value })
     }
 
     /// Counts, per worker, the steps in a row whose gradients a robust rule flagged; reports a worker when it
@@ -453,7 +564,7 @@ public final class Coordinator<S: Strategy> {
             logger.warning("worker \(worker.label) reports: \(report.text)")
             if report.code == .fatal { drop(worker, because: "it failed: \(report.text)") }
             return nil
-        case .gradient, .update:
+        case .gradient, .update, .maskingKeys, .maskingShares, .reveal:
             return message
         default:
             reject("\(message.type) is not a message a worker sends (from \(worker.label))", from: peer, reply: true)

@@ -35,6 +35,8 @@ public struct Experiment: Codable, Equatable, Sendable {
     public var privacy: PrivacySpec?
     /// How clients send their updates: in full (nil), as int8, or as their top-k entries.
     public var compression: CompressionSpec?
+    /// Masks the updates so that the coordinator learns only their sum.
+    public var secureAggregation: SecureAggregationSpec?
 
     public init(name: String, model: ModelSpec, partition: PartitionSpec, clients: Int, fraction: Double, localEpochs: Int,
                 localBatch: Int?, learningRate: Float, rounds: Int, seed: UInt64 = 1, strategy: StrategySpec = StrategySpec(kind: .fedavg)) {
@@ -72,6 +74,7 @@ public struct Experiment: Codable, Equatable, Sendable {
         try adversaries?.validate()
         try privacy?.validate(strategy: strategy, samplingRate: fraction, expectedClients: expectedClientsPerRound)
         try compression?.validate()
+        try secureAggregation?.validate(self)
     }
 
     /// Clients a round is expected to have: exactly `clientsPerRound`, or C·K on average with Poisson sampling.
@@ -144,7 +147,7 @@ public struct Experiment: Codable, Equatable, Sendable {
     enum CodingKeys: String, CodingKey, CaseIterable {
         case name, dataset, model, activation, initializer, partition, clients, fraction, localEpochs, localBatch, learningRate,
              learningRateDecay, rounds, targetAccuracy, seed, strategy, deadlineSeconds, minimumResults, adversaries, privacy,
-             compression
+             compression, secureAggregation
     }
 
     public init(from decoder: Decoder) throws {
@@ -195,6 +198,10 @@ public struct Experiment: Codable, Equatable, Sendable {
             try StrictKeys.check(try c.superDecoder(forKey: .compression), CompressionSpec.CodingKeys.self, in: "compression")
             compression = try c.decode(CompressionSpec.self, forKey: .compression)
         }
+        if c.contains(.secureAggregation) {
+            try StrictKeys.check(try c.superDecoder(forKey: .secureAggregation), SecureAggregationSpec.CodingKeys.self, in: "secureAggregation")
+            secureAggregation = try c.decode(SecureAggregationSpec.self, forKey: .secureAggregation)
+        }
     }
 
     public func encode(to encoder: Encoder) throws {
@@ -220,6 +227,7 @@ public struct Experiment: Codable, Equatable, Sendable {
         try c.encodeIfPresent(adversaries, forKey: .adversaries)
         try c.encodeIfPresent(privacy, forKey: .privacy)
         try c.encodeIfPresent(compression, forKey: .compression)
+        try c.encodeIfPresent(secureAggregation, forKey: .secureAggregation)
     }
 }
 

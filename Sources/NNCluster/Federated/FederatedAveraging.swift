@@ -117,12 +117,32 @@ public final class FederatedAveraging: Strategy {
     /// A client's data lives with its worker: work of a lost worker is not redone elsewhere.
     public func reassign(_ lost: Assignment<TrainRequest>, keys: [Int], round: Int, participants: [Participant]) -> [Assignment<TrainRequest>] { [] }
 
+    /// A client's weight in a masked sum is its samples ÷ this, the mean partition size, so weighted changes stay
+    /// near the range.
+    private var weightUnit: Int { max(1, partitions.reduce(0) { $0 + $1.count } / max(partitions.count, 1)) }
+
+    public func maskingServer(round: Int, clients: [Int]) -> MaskingServer? {
+        experiment.secureAggregation.map {
+            MaskingServer(round: UInt64(round), spec: $0, clients: clients, weightUnit: weightUnit, clip: experiment.privacy == nil ? 0 : clip)
+        }
+    }
+
     public func check(_ u: ClientUpdate, against assignment: Assignment<TrainRequest>) throws {
         let client = Int(u.client)
         guard Int(u.samples) == partitions[client].count else {
             throw ClusterError("client \(client) reports \(u.samples) samples; its partition has \(partitions[client].count)")
         }
         guard u.correct <= u.samples else { throw ClusterError("client \(client) claims \(u.correct) correct of \(u.samples) samples") }
+        guard (u.masked != nil) == (experiment.secureAggregation != nil) else {
+            throw ClusterError("update of client \(client) is \(u.masked == nil ? "not " : "")masked; this run \(experiment.secureAggregation == nil ? "does not mask" : "masks every update")")
+        }
+        if let masked = u.masked {
+            guard u.parameters.isEmpty, u.compressed == nil, masked.count == network.parameterCount + 2, u.state.count == network.state.count else {
+                throw ClusterError("masked update of client \(client) has \(masked.count) values; the model's \(network.parameterCount) parameters take \(network.parameterCount + 2)")
+            }
+            try NonFiniteResult.check([u.state], lossSum: u.lossSum, what: "update of client \(client)")
+            return
+        }
         if let compressed = u.compressed {
             guard u.parameters.isEmpty, compressed.count == network.parameterCount, u.state.count == network.state.count else {
                 throw ClusterError("compressed update stands for \(compressed.count) parameters and has \(u.state.count) state values; the model has \(network.parameterCount) and \(network.state.count)")
@@ -150,19 +170,57 @@ public final class FederatedAveraging: Strategy {
             let used = clip
             let (clipped, norms) = mechanism.aggregate(global: network.parameters.base, models: models, count: count,
                                                        clip: used, noise: &noise, into: aggregate.base)
-            if let adaptive = spec.adaptiveClip, let sigmaB = spec.countNoise(expectedClients: experiment.expectedClientsPerRound) {
-                let within = Double(updates.count - clipped) + sigmaB * noise.gaussian()
-                let fraction = within / experiment.expectedClientsPerRound
-                clip = used * Float(exp(-adaptive.learningRate * (fraction - adaptive.targetQuantile)))
-            }
-            privacy = PrivacyTally(clipped: clipped, updates: updates.count, medianNorm: norms.sorted()[norms.count / 2], clip: Double(used),
-                                   epsilon: accountant.epsilon(rounds: round + 1, delta: spec.delta).epsilon)
+            privacy = adapt(round: round, clipped: clipped, updates: updates.count, used: used, noise: &noise, spec: spec, accountant: accountant)
+            privacy?.medianNorm = norms.sorted()[norms.count / 2]
         } else {
             rule.combine(models, weights: weights, count: count, into: aggregate.base)
         }
         if network.state.count > 0 {
             BLAS.weightedSum(updates.map(\.state), weights: weights, into: network.state.base, count: network.state.count)
         }
+        var result = RoundResult(round: updates)
+        result.privacy = privacy
+        try step(round: round)
+        return result
+    }
+
+    /// Adaptive clipping's step from the round's clipped count, and the round's tally.
+    private func adapt(round: Int, clipped: Int, updates: Int, used: Float, noise: inout PrivacyRandom, spec: PrivacySpec,
+                       accountant: RDPAccountant) -> PrivacyTally {
+        if let adaptive = spec.adaptiveClip, let sigmaB = spec.countNoise(expectedClients: experiment.expectedClientsPerRound) {
+            let within = Double(updates - clipped) + sigmaB * noise.gaussian()
+            let fraction = within / experiment.expectedClientsPerRound
+            clip = used * Float(exp(-adaptive.learningRate * (fraction - adaptive.targetQuantile)))
+        }
+        return PrivacyTally(clipped: clipped, updates: updates, medianNorm: nil, clip: Double(used),
+                            epsilon: accountant.epsilon(rounds: round + 1, delta: spec.delta).epsilon)
+    }
+
+    /// With secure aggregation: the next global model from the unmasked sum of the survivors' inputs.
+    public func aggregate(round: Int, results updates: [ClientUpdate], failures: [Int], sum: [UInt32], from server: MaskingServer) throws -> RoundResult {
+        guard let spec = experiment.secureAggregation, let roster = server.roster, !updates.isEmpty, sum.count == network.parameterCount + 2 else {
+            throw ClusterError("round \(round + 1): a masked sum of \(sum.count) values for \(updates.count) updates does not fit this run")
+        }
+        let count = network.parameterCount
+        var (change, clamped, clipped) = FixedPoint(roster: roster, spec: spec).decode(sum)
+        let global = network.parameters.base
+        var result = RoundResult(round: updates)
+        if let mechanism, let accountant, let privacy = experiment.privacy {
+            var noise = PrivacyRandom(seed: privacy.noiseSeed, round: round, purpose: 0x4E4F_4953, words: count + 3)
+            mechanism.finish(sum: &change, global: global, clip: roster.clip, noise: &noise, into: aggregate.base)
+            result.privacy = adapt(round: round, clipped: clipped, updates: updates.count, used: roster.clip, noise: &noise, spec: privacy, accountant: accountant)
+        } else {
+            let weight = updates.reduce(0.0) { $0 + Double($1.samples) / Double(roster.weightUnit) }
+            for j in 0..<count { aggregate.base[j] = global[j] + Float(change[j] / weight) }
+        }
+        result.masking = MaskingTally(masked: server.maskers.count, dropped: server.maskers.count - server.survivors.count, clamped: clamped)
+        try step(round: round)
+        return result
+    }
+
+    /// Checks the aggregate and makes it the global model, through the server optimizer if there is one.
+    private func step(round: Int) throws {
+        let count = network.parameterCount
         guard BLAS.allFinite(UnsafeBufferPointer(start: aggregate.base, count: count)) else {
             throw ClusterError("round \(round + 1): the aggregate of the client models is not finite; training diverged (lower the learning rate, or aggregate with fedmedian or fedtrimmedavg if clients misbehave)")
         }
@@ -171,8 +229,5 @@ public final class FederatedAveraging: Strategy {
         } else {
             network.parameters.base.update(from: aggregate.base, count: count)
         }
-        var result = RoundResult(round: updates)
-        result.privacy = privacy
-        return result
     }
 }

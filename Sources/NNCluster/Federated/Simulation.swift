@@ -30,9 +30,21 @@ public final class Simulation {
             let start = ContinuousClock.now
             var report = RoundReport(round: round)
             var results: [ClientUpdate] = []
+            var masking: (server: MaskingServer, party: MaskingParty, sum: [UInt32]?)?
             for assignment in strategy.configure(round: round, participants: everyone) {
                 report.expected += assignment.keys.count
-                for update in try host.train(assignment.work) {
+                var updates = try host.train(assignment.work)
+                if let server = strategy.maskingServer(round: round, clients: assignment.keys), let spec = strategy.experiment.secureAggregation {
+                    let party = MaskingParty(round: UInt64(round), clients: assignment.keys.map { UInt32($0) }, spec: spec, seed: strategy.experiment.seed)
+                    masking = (server, party, nil)
+                    do {
+                        updates = try maskSetup(updates, global: assignment.work.parameters, server: server, party: party, report: &report)
+                    } catch {
+                        report.skipped = "\(error)"
+                        updates = []
+                    }
+                }
+                for update in updates {
                     do {
                         try strategy.check(update, against: assignment)
                         results.append(update)
@@ -42,21 +54,67 @@ public final class Simulation {
                     }
                 }
             }
+            if let m = masking, report.skipped == nil {
+                do {
+                    masking?.sum = try unmask(results, server: m.server, party: m.party, report: &report)
+                } catch {
+                    report.skipped = "\(error)"
+                }
+            }
             report.answered = results.count
             let aggregationStart = ContinuousClock.now
-            report.skipped = report.answered < strategy.minimumResults
-            if !report.skipped {
-                report.result = try strategy.aggregate(round: round, results: results.sorted { $0.client < $1.client }, failures: report.missed)
+            if report.skipped == nil, report.answered < strategy.minimumResults { report.skipped = "fewer than \(strategy.minimumResults) results" }
+            if report.skipped == nil {
+                let sorted = results.sorted { $0.client < $1.client }
+                if let m = masking, let sum = m.sum {
+                    report.result = try strategy.aggregate(round: round, results: sorted, failures: report.missed, sum: sum, from: m.server)
+                } else {
+                    report.result = try strategy.aggregate(round: round, results: sorted, failures: report.missed)
+                }
             }
             report.aggregationSeconds = aggregationStart.duration(to: .now).seconds
             report.seconds = start.duration(to: .now).seconds
-            report.bytesSent = report.expected * modelBytes
-            report.bytesReceived = results.reduce(0) { total, u in
-                total + (u.compressed == nil ? modelBytes : WireCodec.encode(.update(u)).reduce(0) { $0 + $1.byteCount })
+            report.bytesSent += report.expected * modelBytes
+            report.bytesReceived += results.reduce(0) { total, u in
+                total + (u.compressed == nil && u.masked == nil ? modelBytes : Self.size(.update(u)))
             }
             report.workers = 1
             report.rejectedSoFar = rejected
             guard try onRound(report) else { return }
         }
+    }
+
+    private static func size(_ message: Message) -> Int { WireCodec.encode(message).reduce(0) { $0 + $1.byteCount } }
+
+    /// Secure aggregation up to the masked updates, every client a party of its own: keys, roster, sealed shares
+    /// and their relay. Bytes count each client's messages.
+    private func maskSetup(_ updates: [ClientUpdate], global: [Float], server: MaskingServer, party: MaskingParty,
+                           report: inout RoundReport) throws -> [ClientUpdate] {
+        let everyone = Set(updates.map(\.client))
+        let keys = party.keys
+        try server.add(keys, from: everyone)
+        report.bytesReceived += keys.keys.reduce(0) { $0 + Self.size(.maskingKeys(MaskingKeys(round: keys.round, keys: [$1]))) }
+        let roster = try server.makeRoster()
+        report.bytesSent += roster.keys.count * Self.size(.maskingRoster(roster))
+        let shares = try party.shares(for: roster)
+        try server.add(shares, from: everyone)
+        let relayed = try server.relay()
+        for (client, sealed) in relayed {
+            report.bytesReceived += Self.size(.maskingShares(MaskingShares(round: shares.round, shares: shares.shares.filter { $0.from == client })))
+            report.bytesSent += Self.size(.maskingShares(MaskingShares(round: shares.round, shares: sealed)))
+        }
+        return try party.mask(updates, global: global, shares: MaskingShares(round: shares.round, shares: relayed.values.flatMap { $0 }))
+    }
+
+    /// The rest of the round: the survivors named, their shares revealed, the sum unmasked.
+    private func unmask(_ results: [ClientUpdate], server: MaskingServer, party: MaskingParty, report: inout RoundReport) throws -> [UInt32] {
+        let unmask = try server.unmask(survivors: results.map(\.client))
+        report.bytesSent += unmask.survivors.count * Self.size(.unmask(unmask))
+        let reveal = try party.reveal(unmask)
+        try server.add(reveal, from: Set(unmask.survivors))
+        for client in unmask.survivors {
+            report.bytesReceived += Self.size(.reveal(Reveal(round: reveal.round, shares: reveal.shares.filter { $0.holder == client })))
+        }
+        return try server.sum(Dictionary(uniqueKeysWithValues: results.map { ($0.client, $0.masked!) }))
     }
 }

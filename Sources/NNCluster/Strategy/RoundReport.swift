@@ -9,6 +9,8 @@ public struct RoundResult: Codable, Sendable {
     public var flagged: [Int] = []
     /// With differential privacy: the round's clipping and the ε spent so far.
     public var privacy: PrivacyTally?
+    /// With secure aggregation: how the round's masked sum came together.
+    public var masking: MaskingTally?
     public var meanLoss: Double { samples == 0 ? 0 : lossSum / Double(samples) }
     public var accuracy: Double { samples == 0 ? 0 : Double(correct) / Double(samples) }
 
@@ -30,9 +32,18 @@ public struct RoundResult: Codable, Sendable {
 public struct PrivacyTally: Codable, Sendable {
     public var clipped: Int
     public var updates: Int
-    public var medianNorm: Double
+    /// Unknown with secure aggregation, where the coordinator sees no single update.
+    public var medianNorm: Double?
     public var clip: Double
     public var epsilon: Double
+}
+
+/// A round of secure aggregation: the clients that masked, those of them whose masks were taken out of the sum
+/// after they dropped, and how many coordinates the clients clamped to the range.
+public struct MaskingTally: Codable, Sendable, Equatable {
+    public var masked: Int
+    public var dropped: Int
+    public var clamped: Int
 }
 
 /// One round as the coordinator (or the simulation) ran it.
@@ -53,8 +64,9 @@ public struct RoundReport: Codable, Sendable {
     public var missed: [Int] = []
     /// Results that arrived after their round had ended.
     public var late = 0
-    /// Fewer results than the strategy's minimum came: nothing was aggregated.
-    public var skipped = false
+    /// Why nothing was aggregated (fewer results than the strategy's minimum, a masked sum that could not be
+    /// unmasked); nil when the round aggregated.
+    public var skipped: String?
     /// Messages rejected so far in the run (malformed, unexpected, unusable).
     public var rejectedSoFar = 0
 

@@ -1,4 +1,5 @@
 import NNCore
+import NNProtocol
 
 /// How a run trains: which work each round hands out, and how results become the next global model (Flower's
 /// `configure_fit` and `aggregate_fit`). Synchronous SGD and the FedAvg family are peers behind it. The
@@ -31,4 +32,16 @@ public protocol Strategy: Resumable {
     /// Combines a round's checked results, in key order, into the next global model; `failures` are the keys
     /// that gave none. Returns what the results add up to.
     func aggregate(round: Int, results: [Result], failures: [Int]) throws -> RoundResult
+
+    /// With secure aggregation: the coordinator's side of `round`, whose work went to `clients`; nil without.
+    func maskingServer(round: Int, clients: [Int]) -> MaskingServer?
+    /// Combines masked results given `sum`, the unmasked sum of their inputs, which `server` put together.
+    func aggregate(round: Int, results: [Result], failures: [Int], sum: [UInt32], from server: MaskingServer) throws -> RoundResult
+}
+
+extension Strategy {
+    public func maskingServer(round: Int, clients: [Int]) -> MaskingServer? { nil }
+    public func aggregate(round: Int, results: [Result], failures: [Int], sum: [UInt32], from server: MaskingServer) throws -> RoundResult {
+        throw ClusterError("this strategy does not aggregate masked results")
+    }
 }

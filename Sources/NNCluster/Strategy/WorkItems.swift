@@ -14,6 +14,8 @@ public protocol WorkResult: Sendable {
     var key: Int { get }
     /// Samples, summed loss, correct predictions and compute time, for the round's metrics.
     var tally: RoundResult { get }
+    /// With secure aggregation: the masked input, of which only the sum over a round means anything.
+    var masked: [UInt32]? { get }
 }
 
 extension GradientTask: Instruction {
@@ -31,6 +33,7 @@ extension GradientResult: WorkResult {
     }
     public var round: UInt64 { step }
     public var key: Int { Int(start) }
+    public var masked: [UInt32]? { nil }
     public var tally: RoundResult {
         RoundResult(samples: Int(count), lossSum: lossSum, correct: Int(correct), computeSeconds: Double(computeNanoseconds) * 1e-9)
     }

@@ -79,6 +79,8 @@ public final class Worker {
         }
         var (heartbeat, timeout) = (session.timing.heartbeat, session.timing.timeout)
         var lastHeard = ContinuousClock.now, lastSent = ContinuousClock.now
+        /// With secure aggregation: the round's hosted clients, their trained updates (held until masked) and the global model.
+        var masking: (party: MaskingParty, updates: [ClientUpdate], global: [Float])?
         while true {
             if let reason = settings.stop?.reason {
                 logger.info("leaving: \(reason)")
@@ -144,6 +146,12 @@ public final class Worker {
                     continue
                 }
                 do {
+                    var party: MaskingParty?
+                    if let spec = host.experiment.secureAggregation {
+                        // Keys go out before training, so the roster can form while the clients train.
+                        party = MaskingParty(round: request.round, clients: request.clients.map(\.client), spec: spec, seed: host.experiment.seed)
+                        try send(.maskingKeys(party!.keys))
+                    }
                     let updates = try host.train(request, stop: settings.stop) {
                         // Long rounds: keep the coordinator hearing from this worker.
                         if ContinuousClock.now - lastSent >= heartbeat {
@@ -151,13 +159,25 @@ public final class Worker {
                             lastSent = .now
                         }
                     }
-                    for update in updates { try send(.update(update)) }
+                    if let party {
+                        masking = (party, updates, request.parameters)
+                    } else {
+                        for update in updates { try send(.update(update)) }
+                    }
                     lastSent = .now
                     tasksDone += updates.count
                 } catch let error as ClusterError where settings.stop?.reason == nil {
                     logger.warning("rejected train request for round \(request.round + 1): \(error)")
                     try send(.error(ErrorReport(code: .badMessage, text: error.description)))
                 }
+            case .maskingRoster(let roster):
+                try maskingStep(roster.round, masking?.party) { try send(.maskingShares(try $0.shares(for: roster))) }
+            case .maskingShares(let shares):
+                try maskingStep(shares.round, masking?.party) { party in
+                    for update in try party.mask(masking!.updates, global: masking!.global, shares: shares) { try send(.update(update)) }
+                }
+            case .unmask(let unmask):
+                try maskingStep(unmask.round, masking?.party) { try send(.reveal(try $0.reveal(unmask))) }
             case .heartbeat, .welcome:
                 continue
             case .shutdown(let shutdown):
@@ -175,13 +195,27 @@ public final class Worker {
                 lastHeard = .now
             case .error(let report):
                 logger.warning("coordinator reports: \(report.text)")
-            case .hello, .gradient, .update:
+            case .hello, .gradient, .update, .maskingKeys, .reveal:
                 logger.warning("rejected a \(message.type) message: only workers send those")
             }
         }
     }
 
     private func send(_ message: Message) throws { try transport.send(WireCodec.encode(message)) }
+
+    /// A step of secure aggregation for the round whose clients `party` holds; a message for another round or one
+    /// the clients refuse is reported to the coordinator, and the worker goes on.
+    private func maskingStep(_ round: UInt64, _ party: MaskingParty?, _ step: (MaskingParty) throws -> Void) throws {
+        do {
+            guard let party, party.round == round else {
+                throw ClusterError("secure aggregation: a message for round \(round + 1), whose clients this worker does not hold")
+            }
+            try step(party)
+        } catch let error as ClusterError {
+            logger.warning("rejected: \(error)")
+            try send(.error(ErrorReport(code: .badMessage, text: error.description)))
+        }
+    }
 
     /// Says hello (again every second, in case the coordinator was not up yet) until welcomed, refused or told
     /// to stop (a run that ended while this worker was asking to join again).

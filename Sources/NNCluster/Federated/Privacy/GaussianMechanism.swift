@@ -25,12 +25,17 @@ struct GaussianMechanism {
             if factor < 1 { clipped += 1 }
             for j in 0..<count { sum[j] += Double(model[j] - global[j]) * factor }
         }
+        finish(sum: &sum, global: global, clip: clip, noise: &noise, into: output)
+        return (clipped, norms)
+    }
+
+    /// Adds the noise to a sum of clipped changes and writes global + sum / denominator into `output`.
+    func finish(sum: inout [Double], global: UnsafePointer<Float>, clip: Float, noise: inout PrivacyRandom, into output: UnsafeMutablePointer<Float>) {
         let sigma = noiseMultiplier * Double(clip)
         if sigma > 0 {
-            for j in 0..<count { sum[j] += sigma * noise.gaussian() }
+            for j in sum.indices { sum[j] += sigma * noise.gaussian() }
         }
-        for j in 0..<count { output[j] = global[j] + Float(sum[j] / denominator) }
-        return (clipped, norms)
+        for j in sum.indices { output[j] = global[j] + Float(sum[j] / denominator) }
     }
 }
 
