@@ -120,6 +120,7 @@ extension Experiment {
     /// The experiment in one line, for the log; with the model's parameter count when given.
     func summary(parameters: Int? = nil) -> String {
         "\(name): \(strategy.description), \(model.description)\(parameters.map { " (\($0) parameters)" } ?? ""), \(partition.description), K = \(clients), C = \(fraction), E = \(localEpochs), B = \(localBatch.map(String.init) ?? "∞"), η = \(learningRate), \(rounds) rounds, seed \(seed)"
+            + (secureAggregation.map { ", secure aggregation (threshold \($0.threshold), range ±\($0.range))" } ?? "")
     }
 }
 

@@ -1,3 +1,4 @@
+import Foundation
 import NNCore
 import NNProtocol
 
@@ -25,23 +26,43 @@ final class MaskingParty {
         return MaskingShares(round: round, shares: try clients.keys.sorted().filter(members.contains).flatMap { try clients[$0]!.shares(for: roster) })
     }
 
-    /// The masked updates of the clients that got shares: each trained model becomes its encoded change plus masks.
+    /// The masked updates of the clients that got shares: each trained model becomes its encoded change plus
+    /// masks. Clients mask in parallel, as they would on their own machines.
     func mask(_ updates: [ClientUpdate], global: [Float], shares: MaskingShares) throws -> [ClientUpdate] {
         guard let roster, shares.round == round else { throw ClusterError("secure aggregation: shares for round \(shares.round + 1) without its roster") }
         let encoding = FixedPoint(roster: roster, spec: spec)
         let byReceiver = Dictionary(grouping: shares.shares, by: \.to)
-        return try updates.compactMap { update in
-            guard let incoming = byReceiver[update.client], let client = clients[update.client] else { return nil }
-            try client.accept(incoming)
+        // Each client's state is touched by the one thread that masks for it.
+        nonisolated(unsafe) let work = updates.compactMap { u in
+            byReceiver[u.client].flatMap { shares in clients[u.client].map { (update: u, client: $0, shares: shares) } }
+        }
+        var results = [Result<ClientUpdate, Error>?](repeating: nil, count: work.count)
+        let seed = self.seed
+        results.withUnsafeMutableBufferPointer { slots in
+            nonisolated(unsafe) let slots = slots
+            DispatchQueue.concurrentPerform(iterations: work.count) { j in
+                slots[j] = Self.masked(work[j].update, by: work[j].client, shares: work[j].shares, global: global, roster: roster,
+                                       encoding: encoding, seed: seed)
+            }
+        }
+        return try results.map { try $0!.get() }
+    }
+
+    private static func masked(_ update: ClientUpdate, by client: MaskingClient, shares: [SealedShares], global: [Float], roster: MaskingRoster,
+                               encoding: FixedPoint, seed: UInt64) -> Result<ClientUpdate, Error> {
+        do {
+            try client.accept(shares)
             let weight = roster.weightUnit == 0 ? 1 : Double(update.samples) / Double(roster.weightUnit)
-            var random = SeededRandom(seed: seed, stream: 0x5345_4341, round, UInt64(update.client))
+            var random = SeededRandom(seed: seed, stream: 0x5345_4341, roster.round, UInt64(update.client))
             let input = update.parameters.withUnsafeBufferPointer {
                 encoding.encode(trained: $0.baseAddress!, global: global, weight: weight, clip: roster.clip, random: &random)
             }
             var masked = update
             masked.parameters = []
             masked.masked = try client.mask(input)
-            return masked
+            return .success(masked)
+        } catch {
+            return .failure(error)
         }
     }
 

@@ -2,6 +2,8 @@ import CGFShare
 
 /// Shamir's t-of-n secret sharing over GF(2^8), byte by byte (libgfshare), its random coefficients from libsodium.
 enum SecretSharing {
+    /// Set before any use: the library calls its random source (a null pointer until set) when it sets up to
+    /// combine as well as to split.
     private static let randomSource: Void = nn_gfshare_use_sodium()
 
     /// Shares numbered 1…`count` of `secret`: any `threshold` of them give it back, fewer tell nothing about it.
@@ -24,6 +26,7 @@ enum SecretSharing {
     /// unrelated to the secret).
     static func combine(_ shares: [(number: UInt8, share: [UInt8])]) -> [UInt8] {
         precondition(!shares.isEmpty && Set(shares.map(\.number)).count == shares.count && !shares.contains { $0.number == 0 })
+        _ = randomSource
         let length = shares[0].share.count
         var numbers = shares.map(\.number)
         let context = gfshare_ctx_init_dec(&numbers, UInt32(shares.count), UInt32(length))!
