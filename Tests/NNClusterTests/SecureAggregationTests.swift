@@ -266,6 +266,13 @@ import Testing
         #expect(zip(maskedReports, clearReports).allSatisfy { $0.result.privacy?.clipped == $1.result.privacy?.clipped })
         #expect(clearReports.contains { ($0.result.privacy?.clipped ?? 0) > 0 })
         #expect(relativeDifference(masked, clear) < 1e-5, "\(relativeDifference(masked, clear))")
+        // Adaptive clipping: S moves by the clipped count, which travels in the masked sum, through the same values.
+        experiment.privacy?.adaptiveClip = PrivacySpec.AdaptiveClip()
+        experiment.privacy?.noiseSeed = 3
+        plain.privacy = experiment.privacy
+        let maskedClips = try simulate(experiment, data: data).1.compactMap { $0.result.privacy?.clip }
+        let clearClips = try simulate(plain, data: data).1.compactMap { $0.result.privacy?.clip }
+        #expect(maskedClips == clearClips && maskedClips.count == 3 && Set(maskedClips).count == 3, "\(maskedClips) against \(clearClips)")
         var noisy = experiment
         noisy.privacy?.noiseMultiplier = 1
         noisy.privacy?.noiseSeed = 4
