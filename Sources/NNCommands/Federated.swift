@@ -57,12 +57,12 @@ struct FederatedLog {
     }
 
     mutating func record(_ round: FederatedRun.Round) throws {
-        let report = round.report, evaluation = round.evaluation!
+        let report = round.report
         let number = report.round + 1
         bytesTotal += report.bytesSent + report.bytesReceived
-        var line = String(format: "round %d/%d  clients %d/%d  train loss %.4f  test loss %.4f  test acc %@  %.3fs",
-                          number, experiment.rounds, report.answered, report.expected, report.result.meanLoss, evaluation.loss,
-                          Format.percent(evaluation.accuracy), report.seconds)
+        let test = round.evaluation.map { String(format: "  test loss %.4f  test acc %@", $0.loss, Format.percent($0.accuracy)) } ?? ""
+        var line = String(format: "round %d/%d  clients %d/%d  train loss %.4f%@  %.3fs",
+                          number, experiment.rounds, report.answered, report.expected, report.result.meanLoss, test, report.seconds)
         if !report.missed.isEmpty { line += "  left out \(report.missed.map(String.init).joined(separator: ","))" }
         if let reason = report.skipped { line += "  skipped: \(reason)" }
         if let m = report.result.masking {
@@ -77,6 +77,9 @@ struct FederatedLog {
             extra = ["epsilon": p.epsilon, "delta": experiment.privacy!.delta, "clipped": p.clipped, "clip": p.clip]
             if let median = p.medianNorm { extra["median_update_norm"] = median }
         }
+        if let evaluation = round.evaluation {
+            extra.merge(["test_loss": evaluation.loss, "test_accuracy": evaluation.accuracy]) { $1 }
+        }
         if let m = report.result.masking {
             extra.merge(["masked": m.masked, "masked_dropped": m.dropped, "clamped_values": m.clamped]) { $1 }
         }
@@ -84,7 +87,6 @@ struct FederatedLog {
             "round": number, "sampled": report.expected, "answered": report.answered, "missed": report.missed, "missed_count": report.missed.count,
             "late": report.late, "skipped": report.skipped != nil,
             "train_loss": report.result.meanLoss, "train_accuracy": report.result.accuracy,
-            "test_loss": evaluation.loss, "test_accuracy": evaluation.accuracy,
             "seconds": report.seconds, "evaluation_seconds": round.evaluationSeconds, "compute_seconds": report.result.computeSeconds,
             "communication_seconds": report.communicationSeconds, "aggregation_seconds": report.aggregationSeconds,
             "bytes_sent": report.bytesSent, "bytes_received": report.bytesReceived, "bytes_total": bytesTotal,

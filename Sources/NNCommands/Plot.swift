@@ -54,9 +54,11 @@ public struct Plot: ParsableCommand {
             }
             if let target = object["target_accuracy"] as? Double { curve.target = target }
             guard let round = object["round"] as? Int else { continue }
-            guard let accuracy = object["test_accuracy"] as? Double, let bytes = object["bytes_total"] as? Int else {
-                throw ValidationError("\(path):\(n + 1): a round without test_accuracy and bytes_total; is this a federated run's log?")
+            guard let bytes = object["bytes_total"] as? Int else {
+                throw ValidationError("\(path):\(n + 1): a round without bytes_total; is this a federated run's log?")
             }
+            // A round the run did not evaluate (the experiment's evaluateEvery) has no point to draw.
+            guard let accuracy = object["test_accuracy"] as? Double else { continue }
             curve.rounds.append(Double(round)); curve.accuracy.append(accuracy); curve.bytes.append(Double(bytes) / 1e6)
             curve.epsilon.append((object["epsilon"] as? Double) ?? .nan)
         }

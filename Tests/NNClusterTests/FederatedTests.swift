@@ -68,6 +68,29 @@ func smallExperiment(_ strategy: StrategySpec = StrategySpec(kind: .fedavg), par
         #expect(a != c)
     }
 
+    /// With evaluateEvery = 3 over 7 rounds, rounds 3, 6 and 7 are evaluated, in simulation and with a coordinator
+    /// (which evaluates on every core): the same figures, which are those of one network evaluating the final model.
+    @Test func evaluateEveryEvaluatesTheDueRoundsAndTheLast() throws {
+        let (train, test) = try mnistSubset(2000)
+        var experiment = try smallExperiment(rounds: 7)
+        experiment.evaluateEvery = 3
+        var simulated: [FederatedRun.Round] = [], coordinated: [FederatedRun.Round] = []
+        let simulation = try FederatedRun(experiment: experiment, train: train, test: test, logger: quiet)
+        _ = try simulation.simulate(threads: 2) { simulated.append($0) }
+        let run = try FederatedRun(experiment: experiment, train: train, test: test, logger: quiet)
+        let (server, connect) = try makeNetwork(.inProcess, for: run.network)
+        let threads = WorkerThreads()
+        threads.start(transport: try connect("w"), data: train, name: "w", session: 1)
+        _ = try run.run(over: server, cluster: CoordinatorSettings(expectedWorkers: 1, timing: quickTiming)) { coordinated.append($0) }
+        #expect(threads.wait())
+        for rounds in [simulated, coordinated] {
+            #expect(rounds.map { $0.evaluation != nil } == [false, false, true, false, false, true, true])
+        }
+        let whole = run.network.evaluate(test)
+        #expect(coordinated.last?.evaluation?.confusion == whole.confusion && simulated.last?.evaluation?.confusion == whole.confusion)
+        #expect(abs(coordinated.last!.evaluation!.loss - whole.loss) < 1e-9)
+    }
+
     /// A worker that stops answering mid-run: its clients miss the round's deadline and are left out (reported),
     /// the round still aggregates the others, and later rounds sample among the clients still hosted.
     @Test func stragglerIsLeftOutAtTheDeadline() throws {

@@ -162,16 +162,24 @@ public final class ClientHost: @unchecked Sendable {
 
     /// Test loss and confusion matrix of `parameters`, the test set split among the threads.
     public func evaluate(parameters: [Float], state: [Float], on test: Dataset) -> Evaluation {
-        let parts = contexts.count
+        Evaluation.split(networks: contexts.map(\.network), parameters: parameters, state: state, on: test)
+    }
+}
+
+extension Evaluation {
+    /// The evaluation of `parameters` on `test`, its samples split into one contiguous part per network, the parts
+    /// evaluated in parallel. Accuracy and confusion matrix are those of one network evaluating every sample.
+    static func split(networks: [Network], parameters: [Float], state: [Float], on test: Dataset) -> Evaluation {
+        let parts = networks.count
         var evaluations = [Evaluation?](repeating: nil, count: parts)
         let chunk = (test.sampleCount + parts - 1) / parts
         evaluations.withUnsafeMutableBufferPointer { slots in
             nonisolated(unsafe) let slots = slots
+            nonisolated(unsafe) let networks = networks
             DispatchQueue.concurrentPerform(iterations: parts) { t in
-                let network = contexts[t].network
-                network.load(parameters: parameters, state: state)
+                networks[t].load(parameters: parameters, state: state)
                 let range = (t * chunk)..<min((t + 1) * chunk, test.sampleCount)
-                slots[t] = range.isEmpty ? nil : network.evaluate(test, range: range)
+                slots[t] = range.isEmpty ? nil : networks[t].evaluate(test, range: range)
             }
         }
         return Evaluation.merging(evaluations.compactMap { $0 })

@@ -29,6 +29,8 @@ public struct Experiment: Codable, Equatable, Sendable {
     public var deadlineSeconds: Double = 60
     /// A round with fewer updates than this is skipped (the global model stays as it was).
     public var minimumResults: Int = 1
+    /// The global model is evaluated on the test set after every this many rounds, and after the last.
+    public var evaluateEvery: Int = 1
     /// Clients that send corrupted updates, for robustness experiments.
     public var adversaries: AdversarySpec?
     /// Client-level differential privacy (clipping, noise, accountant).
@@ -68,6 +70,7 @@ public struct Experiment: Codable, Equatable, Sendable {
         try check(rounds >= 1, "rounds must be at least 1")
         try check(targetAccuracy.map { $0 > 0 && $0 <= 1 } ?? true, "targetAccuracy must be in (0, 1]")
         try check(deadlineSeconds > 0, "deadlineSeconds must be positive")
+        try check(evaluateEvery >= 1, "evaluateEvery must be at least 1")
         try check(minimumResults >= 1 && minimumResults <= clientsPerRound,
                   "minimumResults must be between 1 and the \(clientsPerRound) clients sampled a round")
         try strategy.validate(clientsPerRound: clientsPerRound)
@@ -146,8 +149,8 @@ public struct Experiment: Codable, Equatable, Sendable {
     /// The file's keys, the one list of them: decoding, encoding and the unknown-key check all use it.
     enum CodingKeys: String, CodingKey, CaseIterable {
         case name, dataset, model, activation, initializer, partition, clients, fraction, localEpochs, localBatch, learningRate,
-             learningRateDecay, rounds, targetAccuracy, seed, strategy, deadlineSeconds, minimumResults, adversaries, privacy,
-             compression, secureAggregation
+             learningRateDecay, rounds, targetAccuracy, seed, strategy, deadlineSeconds, minimumResults, evaluateEvery, adversaries,
+             privacy, compression, secureAggregation
     }
 
     public init(from decoder: Decoder) throws {
@@ -186,6 +189,7 @@ public struct Experiment: Codable, Equatable, Sendable {
         }
         deadlineSeconds = try c.decodeIfPresent(Double.self, forKey: .deadlineSeconds) ?? deadlineSeconds
         minimumResults = try c.decodeIfPresent(Int.self, forKey: .minimumResults) ?? minimumResults
+        evaluateEvery = try c.decodeIfPresent(Int.self, forKey: .evaluateEvery) ?? evaluateEvery
         if c.contains(.adversaries) {
             try StrictKeys.check(try c.superDecoder(forKey: .adversaries), AdversarySpec.CodingKeys.self, in: "adversaries")
             adversaries = try c.decode(AdversarySpec.self, forKey: .adversaries)
@@ -224,6 +228,7 @@ public struct Experiment: Codable, Equatable, Sendable {
         try c.encode(strategy, forKey: .strategy)
         try c.encode(deadlineSeconds, forKey: .deadlineSeconds)
         try c.encode(minimumResults, forKey: .minimumResults)
+        try c.encode(evaluateEvery, forKey: .evaluateEvery)
         try c.encodeIfPresent(adversaries, forKey: .adversaries)
         try c.encodeIfPresent(privacy, forKey: .privacy)
         try c.encodeIfPresent(compression, forKey: .compression)

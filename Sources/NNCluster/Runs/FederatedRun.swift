@@ -1,12 +1,14 @@
+import Foundation
 import Logging
 import Metrics
 import NNCore
 import NNData
 
 /// A federated experiment: the FedAvg-family strategy driven by a coordinator with worker processes, or by a
-/// simulation with every client in this process; a test evaluation after every round, the first round that
-/// reaches the target accuracy (optionally stopping there), the checkpoint at the end and, on a failure after
-/// a round, the checkpoint of the last global model before the error is passed on.
+/// simulation with every client in this process; a test evaluation after every `evaluateEvery` rounds (and the
+/// last) on every core, the first evaluated round that reaches the target accuracy (optionally stopping there),
+/// the checkpoint at the end and, on a failure after a round, the checkpoint of the last global model before the
+/// error is passed on.
 public final class FederatedRun {
     public let experiment: Experiment
     public let strategy: FederatedAveraging
@@ -16,6 +18,8 @@ public final class FederatedRun {
     private let stopAtTarget: Bool
     private let runState: RunStateSettings?
     private let logger: Logger
+    /// A coordinated run's networks for evaluating on every core (a simulation uses its client threads').
+    private lazy var evaluators = (0..<ProcessInfo.processInfo.activeProcessorCount).map { _ in Network(spec: experiment.model) }
 
     /// `test`: nil skips the evaluations (benchmarks). `runState`: where a coordinated run keeps the state that
     /// lets it be resumed, and whether to resume it.
@@ -44,6 +48,8 @@ public final class FederatedRun {
         public var bestAccuracy = 0.0
         /// The first round (from 1) that reached the target accuracy.
         public var roundToTarget: Int?
+        /// The round (from 1) whose model `last` evaluated.
+        public var evaluatedRound = 0
     }
 
     /// The reports a run state keeps.
@@ -68,7 +74,7 @@ public final class FederatedRun {
             // A run that had stopped at its target is done.
             let first = stopAtTarget && history.outcome.roundToTarget != nil ? strategy.rounds : history.rounds.count
             if first < strategy.rounds { try coordinator.run(from: first) { report in
-                let goOn = try record(report, into: &history.outcome, evaluate: { network.evaluate($0) }) { round in
+                let goOn = try record(report, into: &history.outcome, evaluate: evaluateOnEveryCore) { round in
                     history.rounds.append(round)
                     try onRound(round)
                 }
@@ -79,14 +85,18 @@ public final class FederatedRun {
             } }
         } catch {
             coordinator.shutdown(reason: "the coordinator stopped: \(error)")
-            if let path = checkpoint, let last = history.outcome.last {
-                try CheckpointMetadata.save(network, experiment: experiment, mode: "federated", evaluation: last, to: path)
+            if let path = checkpoint, history.outcome.last != nil {
+                try finish(history.outcome, mode: "federated", evaluate: evaluateOnEveryCore)
                 logger.error("stopped after \(history.outcome.rounds) rounds; wrote the model so far to \(path)")
             }
             throw error
         }
-        try finish(history.outcome, mode: "federated")
+        try finish(history.outcome, mode: "federated", evaluate: evaluateOnEveryCore)
         return history.outcome
+    }
+
+    private func evaluateOnEveryCore(_ test: Dataset) -> Evaluation {
+        Evaluation.split(networks: evaluators, parameters: network.parameters.array, state: network.state.array, on: test)
     }
 
     /// Runs with every client in this process, trained on `threads` threads (which also share the evaluation).
@@ -95,39 +105,45 @@ public final class FederatedRun {
         let host = try ClientHost(experiment: experiment, data: train, clients: 0..<experiment.clients, threads: threads)
         let simulation = try Simulation(strategy: strategy, host: host)
         var outcome = Outcome()
-        try simulation.run { report in
-            try record(report, into: &outcome, evaluate: { host.evaluate(parameters: network.parameters.array, state: network.state.array, on: $0) }, onRound)
-        }
-        try finish(outcome, mode: "simulate")
+        let evaluate = { host.evaluate(parameters: self.network.parameters.array, state: self.network.state.array, on: $0) }
+        try simulation.run { report in try record(report, into: &outcome, evaluate: evaluate, onRound) }
+        try finish(outcome, mode: "simulate", evaluate: evaluate)
         return outcome
     }
 
-    /// Evaluates after a round and reports it; false once the run should stop.
+    /// Evaluates after a round when it is due (every `evaluateEvery` rounds, the last round, or the last before the
+    /// privacy budget runs out) and reports it; false once the run should stop.
     private func record(_ report: RoundReport, into outcome: inout Outcome, evaluate: (Dataset) -> Evaluation, _ onRound: (Round) throws -> Void) throws -> Bool {
-        let start = ContinuousClock.now
-        let evaluation = test.map(evaluate)
-        var round = Round(report: report, evaluation: evaluation, evaluationSeconds: start.duration(to: .now).seconds, reachedTarget: false)
         outcome.rounds = report.round + 1
+        var budgetSpent = false
+        if let spec = experiment.privacy, let budget = spec.targetEpsilon, let accountant = strategy.accountant,
+           accountant.epsilon(rounds: outcome.rounds + 1, delta: spec.delta).epsilon > budget {
+            budgetSpent = true
+        }
+        let due = outcome.rounds % experiment.evaluateEvery == 0 || outcome.rounds == strategy.rounds || budgetSpent
+        let start = ContinuousClock.now
+        let evaluation = due ? test.map(evaluate) : nil
+        var round = Round(report: report, evaluation: evaluation, evaluationSeconds: start.duration(to: .now).seconds, reachedTarget: false,
+                          budgetSpent: budgetSpent)
         if let evaluation {
             Gauge(label: "nn_test_accuracy").record(evaluation.accuracy)
             outcome.last = evaluation
+            outcome.evaluatedRound = outcome.rounds
             outcome.bestAccuracy = max(outcome.bestAccuracy, evaluation.accuracy)
             if outcome.roundToTarget == nil, let target = experiment.targetAccuracy, evaluation.accuracy >= target {
                 outcome.roundToTarget = outcome.rounds
                 round.reachedTarget = true
             }
         }
-        if let spec = experiment.privacy, let budget = spec.targetEpsilon, let accountant = strategy.accountant,
-           accountant.epsilon(rounds: outcome.rounds + 1, delta: spec.delta).epsilon > budget {
-            round.budgetSpent = true
-        }
         try onRound(round)
         return !(round.reachedTarget && stopAtTarget) && !round.budgetSpent
     }
 
-    private func finish(_ outcome: Outcome, mode: String) throws {
+    /// Writes the checkpoint, with the evaluation of the model it holds (made now if the last round had none).
+    private func finish(_ outcome: Outcome, mode: String, evaluate: (Dataset) -> Evaluation) throws {
         guard let path = checkpoint, let last = outcome.last else { return }
-        try CheckpointMetadata.save(network, experiment: experiment, mode: mode, evaluation: last, to: path)
+        let evaluation = outcome.evaluatedRound == outcome.rounds ? last : test.map(evaluate) ?? last
+        try CheckpointMetadata.save(network, experiment: experiment, mode: mode, evaluation: evaluation, to: path)
         logger.info("wrote \(path)")
     }
 }
