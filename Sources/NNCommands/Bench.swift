@@ -29,7 +29,7 @@ public struct Bench: AsyncParsableCommand {
     @Flag(help: "Measure synchronous SGD over ZeroMQ on loopback instead, with 1 and 2 worker processes at batch 64 and 256 per worker (--batch, --rounds and --seconds do not apply).")
     var distributed = false
 
-    @Flag(help: "Measure federated rounds instead: simulation with 1 and 2 client threads, and 2 worker processes over ZeroMQ.")
+    @Flag(help: "Measure federated rounds instead: simulation with 1 and 2 client threads (with 2, also with the test evaluation every round and every 10 rounds), and 2 worker processes over ZeroMQ.")
     var federated = false
 
     @Option(help: ArgumentHelp("With --federated: the experiment (default: FedAvg on the MNIST 2NN, K = 100, C = 0.1, E = 1, B = 10).", valueName: "file"))
@@ -108,7 +108,7 @@ public struct Bench: AsyncParsableCommand {
     }
 
     private func runFederated(_ experiment: Experiment, logger: Logger) throws {
-        let (train, _) = try dataOptions.fixing(experiment).load(logger)
+        let (train, test) = try dataOptions.fixing(experiment).load(logger)
         try check(experiment.model, fits: train)
         let rounds = self.rounds ?? 20
         let bench = FederatedBenchmark(experiment: experiment, rounds: rounds, train: train, launch: benchWorkers)
@@ -123,6 +123,9 @@ public struct Bench: AsyncParsableCommand {
         }
         for threads in [1, 2] {
             line("simulation, \(threads) client thread\(threads == 1 ? "" : "s")", try bench.simulation(threads: threads))
+        }
+        for every in [1, 10] {
+            line("  evaluating every \(every == 1 ? "round" : "\(every) rounds")", try bench.simulation(threads: 2, evaluatingOn: test, every: every))
         }
         line("2 worker processes over ZeroMQ", try bench.zeroMQ(workers: 2))
     }

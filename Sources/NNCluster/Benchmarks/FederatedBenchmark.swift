@@ -3,9 +3,9 @@ import Logging
 import NNCore
 import NNData
 
-/// Wall time per federated round (training and aggregation, no evaluation) of an experiment, in simulation
-/// and with this process coordinating worker processes over ZeroMQ on loopback, against the floor: the round's
-/// matrix work, 6 × parameters × samples trained, at the 1024³ sgemm rate on every core.
+/// Wall time per federated round (training and aggregation; in simulation also with the test evaluation) of an
+/// experiment, in simulation and with this process coordinating worker processes over ZeroMQ on loopback, against
+/// the floor: the round's matrix work, 6 × parameters × samples trained, at the 1024³ sgemm rate on every core.
 public struct FederatedBenchmark {
     public let experiment: Experiment
     public let rounds: Int
@@ -43,6 +43,18 @@ public struct FederatedBenchmark {
             if round.report.round > 0 { times.append(round.report.seconds) }
         }
         return median(times)
+    }
+
+    /// Mean seconds a round in simulation on `threads` threads with the test evaluation (on the same threads) after
+    /// every `evaluateEvery` rounds and the last: what a run takes a round, evaluation included.
+    public func simulation(threads: Int, evaluatingOn test: Dataset, every evaluateEvery: Int) throws -> Double {
+        var experiment = timed
+        experiment.evaluateEvery = evaluateEvery
+        var times: [Double] = []
+        _ = try FederatedRun(experiment: experiment, train: train, test: test, logger: quiet).simulate(threads: threads) { round in
+            if round.report.round > 0 { times.append(round.report.seconds + round.evaluationSeconds) }
+        }
+        return times.reduce(0, +) / Double(times.count)
     }
 
     /// Median seconds a round with `workers` worker processes over ZeroMQ.
