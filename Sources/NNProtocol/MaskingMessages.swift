@@ -1,15 +1,17 @@
 /// The messages of secure aggregation (Bonawitz et al. 2017; `docs/protocol.md`, "Secure aggregation"). A worker
 /// speaks for the clients it hosts in a round; the coordinator relays between clients and learns only the sum.
 
-/// A client's two public X25519 keys for a round: one to receive its peers' encrypted shares, one to agree
-/// pairwise mask seeds.
+/// A client's two public X25519 keys for a round, one to receive its peers' encrypted shares and one to agree
+/// pairwise mask seeds, and a commitment to its self-mask seed (its BLAKE2b-256 hash), so that a seed rebuilt
+/// from wrong shares is caught.
 public struct ClientKeys: Equatable, Sendable {
     public static let keyBytes = 32
     public var client: UInt32
     public var encryption: [UInt8]
     public var masking: [UInt8]
-    public init(client: UInt32, encryption: [UInt8], masking: [UInt8]) {
-        self.client = client; self.encryption = encryption; self.masking = masking
+    public var commitment: [UInt8]
+    public init(client: UInt32, encryption: [UInt8], masking: [UInt8], commitment: [UInt8]) {
+        self.client = client; self.encryption = encryption; self.masking = masking; self.commitment = commitment
     }
 }
 

@@ -118,7 +118,7 @@ public enum WireCodec {
 
     private static func keys(_ keys: [ClientKeys], into w: inout Writer) {
         w.u32(UInt32(keys.count))
-        for k in keys { w.u32(k.client); w.bytes(k.encryption); w.bytes(k.masking) }
+        for k in keys { w.u32(k.client); w.bytes(k.encryption); w.bytes(k.masking); w.bytes(k.commitment) }
     }
 
     /// A refuse in the layout every version shares, stamped with the peer's `version` so that it reads it.
@@ -338,9 +338,10 @@ public enum WireCodec {
             return n
         }
         mutating func keys() throws -> [ClientKeys] {
-            let n = try count(each: 4 + 2 * ClientKeys.keyBytes, atMost: WireCodec.maximumRoster)
+            let n = try count(each: 4 + 3 * ClientKeys.keyBytes, atMost: WireCodec.maximumRoster)
             return try (0..<n).map { _ in
-                ClientKeys(client: try u32(), encryption: try bytes(ClientKeys.keyBytes), masking: try bytes(ClientKeys.keyBytes))
+                ClientKeys(client: try u32(), encryption: try bytes(ClientKeys.keyBytes), masking: try bytes(ClientKeys.keyBytes),
+                           commitment: try bytes(ClientKeys.keyBytes))
             }
         }
         mutating func text(limit: Int) throws -> String {

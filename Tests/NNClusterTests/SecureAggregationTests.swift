@@ -89,6 +89,33 @@ import Testing
         } throws: { "\($0)".contains("cannot be unmasked") }
     }
 
+    /// A wrong revealed share of a self mask is caught by the client's commitment: the round fails with the reason
+    /// instead of giving a wrong sum.
+    @Test func aWrongRevealedShareIsCaught() throws {
+        let x = inputs(5, length: 100)
+        let ids = x.keys.sorted()
+        let server = MaskingServer(round: 2, spec: SecureAggregationSpec(threshold: 1), clients: ids.map { Int($0) }, weightUnit: 1, clip: 0)
+        let clients = Dictionary(uniqueKeysWithValues: ids.map { ($0, MaskingClient(client: $0, round: 2)) })
+        for id in ids { try server.add(MaskingKeys(round: 2, keys: [clients[id]!.keys]), from: [id]) }
+        let roster = try server.makeRoster()
+        for id in ids { try server.add(MaskingShares(round: 2, shares: try clients[id]!.shares(for: roster)), from: [id]) }
+        let relayed = try server.relay()
+        var masked: [UInt32: [UInt32]] = [:]
+        for id in ids {
+            try clients[id]!.accept(relayed[id]!)
+            masked[id] = try clients[id]!.mask(x[id]!)
+        }
+        let unmask = try server.unmask(survivors: ids)
+        for id in ids {
+            var reveal = Reveal(round: 2, shares: try clients[id]!.reveal(survivors: unmask.survivors))
+            if id == 4 { reveal.shares[0].share[0] ^= 0x55 }  // client 4 lies about its share of client 0's seed
+            try server.add(reveal, from: [id])
+        }
+        #expect {
+            _ = try server.sum(masked)
+        } throws: { "\($0)".contains("do not give the seed it committed to") }
+    }
+
     /// What the coordinator receives from a client is independent of the client's update: over a real encoded
     /// change of the 2NN's 199,210 parameters, the correlation between masked and true values is at noise level
     /// (|r| < 0.01), and the masked values are uniform over 32 bits.
@@ -138,7 +165,10 @@ import Testing
         forged[0].from = 3  // sealed by client 1, claimed as client 3's
         #expect(throws: ClusterError.self) { try clients[0].accept(forged) }
         try clients[0].accept(mine)
+        #expect(throws: ClusterError.self) { try clients[0].accept(mine) }  // shares twice
+        #expect(throws: ClusterError.self) { _ = try clients[0].shares(for: roster) }  // a second roster
         _ = try clients[0].mask([1, 2, 3])
+        #expect(throws: ClusterError.self) { _ = try clients[0].mask([1, 2, 3]) }  // masking twice
         #expect(throws: ClusterError.self) { _ = try clients[0].reveal(survivors: [0, 1]) }  // fewer than t
         #expect(throws: ClusterError.self) { _ = try clients[0].reveal(survivors: [0, 1, 9]) }  // 9 did not mask
         let revealed = try clients[0].reveal(survivors: [0, 1, 2])

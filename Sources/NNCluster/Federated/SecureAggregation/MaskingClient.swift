@@ -20,7 +20,11 @@ final class MaskingClient {
 
     init(client: UInt32, round: UInt64) { self.client = client; self.round = round }
 
-    var keys: ClientKeys { ClientKeys(client: client, encryption: encryption.publicKey, masking: masking.publicKey) }
+    var keys: ClientKeys {
+        ClientKeys(client: client, encryption: encryption.publicKey, masking: masking.publicKey, commitment: MaskingCrypto.commitment(selfMask))
+    }
+    /// Masked already this round: a second masking (against other peers) would let the two be compared.
+    private var masked = false
 
     /// Checks that a roster can be used: this client in it, ids increasing, threshold in 2…n.
     static func check(_ roster: MaskingRoster) throws {
@@ -36,6 +40,7 @@ final class MaskingClient {
     /// This client's sealed shares for every other client of `roster`.
     func shares(for roster: MaskingRoster) throws -> [SealedShares] {
         try Self.check(roster)
+        guard self.roster == nil else { throw ClusterError("secure aggregation: client \(client) got a second roster for round \(round + 1)") }
         guard roster.round == round, let me = roster.keys.first(where: { $0.client == client }), me == keys else {
             throw ClusterError("secure aggregation: client \(client) is not in the roster of round \(roster.round + 1) with its keys")
         }
@@ -55,27 +60,32 @@ final class MaskingClient {
         }
     }
 
-    /// Opens the shares sealed for this client; their senders are its peers for masking.
+    /// Opens the shares sealed for this client; their senders are its peers for masking. All or nothing: one share
+    /// that does not open refuses the lot.
     func accept(_ shares: [SealedShares]) throws {
         guard let roster, let own else { throw ClusterError("secure aggregation: shares for client \(client) before its roster") }
-        held = [client: own]
+        guard held.isEmpty else { throw ClusterError("secure aggregation: client \(client) got shares twice in round \(round + 1)") }
+        var opened = [client: own]
         for share in shares {
-            guard share.to == client, share.from != client, held[share.from] == nil,
+            guard share.to == client, opened[share.from] == nil,
                   let sender = roster.keys.first(where: { $0.client == share.from }),
                   let plaintext = MaskingCrypto.open(share.sealed, from: sender.encryption, to: encryption.secretKey),
                   plaintext.count == 8 + 2 * RevealedShare.bytes, Array(plaintext[..<8]) == Self.header(from: share.from, to: client) else {
                 throw ClusterError("secure aggregation: client \(client) got a share from \(share.from) that is not sealed for it by a client of the roster")
             }
-            held[share.from] = (Array(plaintext[8..<40]), Array(plaintext[40...]))
+            opened[share.from] = (Array(plaintext[8..<40]), Array(plaintext[40...]))
         }
-        guard held.count >= Int(roster.threshold) else {
-            throw ClusterError("secure aggregation: client \(client) got shares from \(held.count - 1) peers; the round needs \(roster.threshold) clients")
+        guard opened.count >= Int(roster.threshold) else {
+            throw ClusterError("secure aggregation: client \(client) got shares from \(opened.count - 1) peers; the round needs \(roster.threshold) clients")
         }
+        held = opened
     }
 
     /// `input` plus the self mask and the pairwise masks, modulo 2^32: + for peers with a larger id, − for smaller.
     func mask(_ input: [UInt32]) throws -> [UInt32] {
-        guard let roster else { throw ClusterError("secure aggregation: client \(client) masks before its roster") }
+        guard let roster, !held.isEmpty else { throw ClusterError("secure aggregation: client \(client) masks before it has its peers' shares") }
+        guard !masked else { throw ClusterError("secure aggregation: client \(client) masked already in round \(round + 1)") }
+        masked = true
         var values = input
         MaskingCrypto.apply(seed: selfMask, sign: 1, to: &values)
         for peer in roster.keys where peer.client != client && held[peer.client] != nil {

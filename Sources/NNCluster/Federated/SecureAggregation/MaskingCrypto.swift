@@ -44,6 +44,13 @@ enum MaskingCrypto {
         return seed
     }
 
+    /// BLAKE2b-256 of `bytes`: a client's commitment to its self-mask seed.
+    static func commitment(_ bytes: [UInt8]) -> [UInt8] {
+        var hash = [UInt8](repeating: 0, count: seedBytes)
+        crypto_generichash(&hash, seedBytes, bytes, UInt64(bytes.count), nil, 0)
+        return hash
+    }
+
     /// Adds (`sign` +1) or subtracts (−1) the mask that `seed` expands to, modulo 2^32, to `values`.
     static func apply(seed: [UInt8], sign: Int, to values: inout [UInt32]) {
         var mask = [UInt32](repeating: 0, count: values.count)

@@ -35,7 +35,7 @@ public final class MaskingServer {
         guard roster == nil else { throw ClusterError("keys for round \(round + 1) after its roster was sent") }
         for k in message.keys {
             guard waiting.contains(k.client), hosted.contains(k.client), keys[k.client] == nil,
-                  k.encryption.count == ClientKeys.keyBytes, k.masking.count == ClientKeys.keyBytes else {
+                  k.encryption.count == ClientKeys.keyBytes, k.masking.count == ClientKeys.keyBytes, k.commitment.count == ClientKeys.keyBytes else {
                 throw ClusterError("keys for client \(k.client), which this worker does not host in round \(round + 1) or sent already")
             }
             keys[k.client] = k
@@ -79,10 +79,8 @@ public final class MaskingServer {
         guard maskers.count >= Int(roster.threshold) else {
             throw ClusterError("round \(round + 1): \(maskers.count) clients sent their shares, fewer than the \(roster.threshold) needed to unmask")
         }
-        let senders = Set(maskers)
-        return Dictionary(uniqueKeysWithValues: maskers.map { v in
-            (v, senders.sorted().compactMap { u in sealed[u]!.first { $0.to == v } })
-        })
+        let byReceiver = Dictionary(grouping: maskers.flatMap { sealed[$0]! }, by: \.to)
+        return Dictionary(uniqueKeysWithValues: maskers.map { ($0, byReceiver[$0] ?? []) })
     }
 
     /// Fixes U3, the clients whose masked inputs arrived.
@@ -126,12 +124,16 @@ public final class MaskingServer {
             let shares = revealed[owner]!.sorted { $0.key < $1.key }.prefix(Int(roster.threshold))
             return SecretSharing.combine(shares.map { (number: $0.key, share: $0.value) })
         }
+        let key = Dictionary(uniqueKeysWithValues: roster.keys.map { ($0.client, $0) })
         var total = [UInt32](repeating: 0, count: length)
         for u in survivors {
             for (i, v) in masked[u]!.enumerated() { total[i] &+= v }
-            MaskingCrypto.apply(seed: secret(of: u), sign: -1, to: &total)
+            let seed = secret(of: u)
+            guard MaskingCrypto.commitment(seed) == key[u]!.commitment else {
+                throw ClusterError("round \(round + 1): the shares revealed for client \(u)'s self mask do not give the seed it committed to (a client revealed a wrong share)")
+            }
+            MaskingCrypto.apply(seed: seed, sign: -1, to: &total)
         }
-        let key = Dictionary(uniqueKeysWithValues: roster.keys.map { ($0.client, $0) })
         for v in Set(maskers).subtracting(survivors).sorted() {
             guard let pair = MaskingCrypto.KeyPair(secretKey: secret(of: v), publicKey: key[v]!.masking) else {
                 throw ClusterError("round \(round + 1): the shares revealed for client \(v), which dropped, do not give its masking key")
