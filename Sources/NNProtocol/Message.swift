@@ -90,12 +90,13 @@ public struct Capabilities: OptionSet, Equatable, Sendable {
     public static let batchNorm = Capabilities(rawValue: 1 << 1)
     public static let residualBlocks = Capabilities(rawValue: 1 << 2)
     public static let adversarialClients = Capabilities(rawValue: 1 << 3)
-    public static let all: Capabilities = [.dropout, .batchNorm, .residualBlocks, .adversarialClients]
+    public static let secureAggregation = Capabilities(rawValue: 1 << 4)
+    public static let all: Capabilities = [.dropout, .batchNorm, .residualBlocks, .adversarialClients, .secureAggregation]
 
     /// Names of the features in `self`, for messages.
     public var names: [String] {
         [(Capabilities.dropout, "dropout"), (.batchNorm, "batch norm"), (.residualBlocks, "residual blocks"),
-         (.adversarialClients, "adversarial clients")].filter { contains($0.0) }.map(\.1)
+         (.adversarialClients, "adversarial clients"), (.secureAggregation, "secure aggregation")].filter { contains($0.0) }.map(\.1)
     }
 }
 

@@ -282,6 +282,22 @@ import Testing
         }
     }
 
+    /// A worker that cannot mask (the reference Python worker offers no capabilities) is refused at registration
+    /// with the reason, instead of having every update rejected.
+    @Test func aWorkerThatCannotMaskIsRefused() throws {
+        let data = try mnistSubset(1000).train
+        let run = try FederatedRun(experiment: try maskedExperiment(), train: data, test: nil, logger: quiet)
+        let network = InProcessNetwork()
+        let plain = network.connect()
+        let hello = Hello(session: 1, name: "plain", dataFingerprint: data.fingerprint, inputWidth: 784, classes: 10,
+                          capabilities: Capabilities.all.subtracting(.secureAggregation))
+        try plain.send(WireCodec.encode(.hello(hello)))
+        let timing = ClusterTiming(heartbeat: .milliseconds(50), registration: .seconds(1))
+        #expect(throws: ClusterError.self) { _ = try run.run(over: network.server(), cluster: CoordinatorSettings(expectedWorkers: 1, timing: timing)) }
+        let refusal = try #require(try plain.receive(timeout: .seconds(1)))
+        #expect(try WireCodec.decode(refusal) == .refuse(Refuse(reason: "the run needs secure aggregation, which this worker does not offer")))
+    }
+
     /// With differential privacy and no noise, the masked run clips as plain DP-FedAvg does and ends within the
     /// fixed point's resolution of it; clients clip, and the coordinator counts the clipped ones from the sum.
     @Test func worksWithDifferentialPrivacy() throws {

@@ -40,6 +40,7 @@ extension Capabilities {
         if model.batchNorm { needed.insert(.batchNorm) }
         if model.residualBlocks > 0 { needed.insert(.residualBlocks) }
         if let adversaries = experiment?.adversaries, adversaries.fraction > 0 { needed.insert(.adversarialClients) }
+        if experiment?.secureAggregation != nil { needed.insert(.secureAggregation) }
         return needed
     }
 }
