@@ -74,6 +74,9 @@ public struct CoordinatorCommand: AsyncParsableCommand {
     @Option(help: "With --robust: drop a worker whose gradients were outliers this many steps in a row (default: report it only).")
     var dropOutliersAfter: Int?
 
+    @Option(help: "Synchronous SGD: how parameters and gradients travel, float32 (exact: the run equals one process) or bfloat16 (half the bytes, 8 significant bits; the optimizer keeps float32).")
+    var vectors: VectorPrecision = .float32
+
     @OptionGroup var security: ServerSecurityOptions
     @OptionGroup var runState: RunStateOptions
     @OptionGroup var monitoring: MonitoringOptions
@@ -102,6 +105,9 @@ public struct CoordinatorCommand: AsyncParsableCommand {
             throw ValidationError("--drop-outliers-after goes with --robust")
         }
         if let dropOutliersAfter, dropOutliersAfter < 1 { throw ValidationError("--drop-outliers-after must be at least 1") }
+        if vectors == .bfloat16, experimentOptions.config != nil {
+            throw ValidationError("--vectors bfloat16 is for synchronous SGD; a federated experiment compresses its uploads with its compression key")
+        }
     }
 
     public func run() async throws {
@@ -111,7 +117,8 @@ public struct CoordinatorCommand: AsyncParsableCommand {
         let secure = try security.load()
         let cluster = CoordinatorSettings(expectedWorkers: workers, minimumWorkers: minWorkers, timing: try timing.timing,
                                           stop: stopRequestOnSignals(),
-                                          boundClients: secure?.allowlist.keys.compactMapValues { $0 } ?? [:], dropFlaggedAfter: dropOutliersAfter)
+                                          boundClients: secure?.allowlist.keys.compactMapValues { $0 } ?? [:], dropFlaggedAfter: dropOutliersAfter,
+                                          compactVectors: vectors == .bfloat16)
         if let secure { logger.info("CURVE on: \(secure.allowlist.keys.count) worker key\(secure.allowlist.keys.count == 1 ? "" : "s") admitted") }
         let listen = { (network: Network) in
             try ZmqServer(bind: bind, settings: .coordinator(for: network), security: secure, insecure: security.insecure, logger: logger)
@@ -241,4 +248,9 @@ public struct WorkerCommand: AsyncParsableCommand {
         let reason = try worker.run()
         logger.info("done after \(worker.tasksDone) tasks: \(reason)")
     }
+}
+
+/// How synchronous SGD's parameter and gradient vectors travel.
+enum VectorPrecision: String, ExpressibleByArgument, CaseIterable {
+    case float32, bfloat16
 }

@@ -29,6 +29,8 @@ extension Message {
                                             ClientKeys(client: 9, encryption: Array(64..<96), masking: Array(96..<128), commitment: Array(160..<192))])),
         .maskingShares(MaskingShares(round: 4, shares: [SealedShares(from: 6, to: 9, sealed: (0..<SealedShares.bytes).map { UInt8($0 % 256) })])),
         .unmask(Unmask(round: 4, survivors: [6, 9])),
+        .task(GradientTask(step: 9, start: 64, firstRow: 0, samples: [1, 2], parameters: [1, -2.5, 0.15625, .infinity], state: [0.1], compact: true)),
+        .gradient(GradientResult(step: 9, start: 64, count: 2, correct: 1, lossSum: 1.5, computeNanoseconds: 3, gradient: [-0.5, 3, 0], state: [], compact: true)),
         .reveal(Reveal(round: 4, shares: [RevealedShare(holder: 9, owner: 6, secret: .maskingKey, share: Array(repeating: 7, count: 32))])),
     ]
 }

@@ -32,8 +32,8 @@ public enum Message: Equatable, Sendable {
         case .hello: return .hello
         case .welcome: return .welcome
         case .refuse: return .refuse
-        case .task: return .task
-        case .gradient: return .gradient
+        case .task(let t): return t.compact ? .compactTask : .task
+        case .gradient(let g): return g.compact ? .compactGradient : .gradient
         case .heartbeat: return .heartbeat
         case .error: return .error
         case .shutdown: return .shutdown
@@ -50,7 +50,8 @@ public enum Message: Equatable, Sendable {
 
 public enum MessageType: UInt8, Sendable, CaseIterable {
     case hello = 1, welcome = 2, refuse = 3, task = 4, gradient = 5, heartbeat = 6, error = 7, shutdown = 8, train = 9, update = 10,
-         compressedUpdate = 11, maskingKeys = 12, maskingRoster = 13, maskingShares = 14, unmask = 15, reveal = 16, maskedUpdate = 17
+         compressedUpdate = 11, maskingKeys = 12, maskingRoster = 13, maskingShares = 14, unmask = 15, reveal = 16, maskedUpdate = 17,
+         compactTask = 18, compactGradient = 19
 }
 
 public struct Hello: Equatable, Sendable {
@@ -91,12 +92,14 @@ public struct Capabilities: OptionSet, Equatable, Sendable {
     public static let residualBlocks = Capabilities(rawValue: 1 << 2)
     public static let adversarialClients = Capabilities(rawValue: 1 << 3)
     public static let secureAggregation = Capabilities(rawValue: 1 << 4)
-    public static let all: Capabilities = [.dropout, .batchNorm, .residualBlocks, .adversarialClients, .secureAggregation]
+    public static let compactVectors = Capabilities(rawValue: 1 << 5)
+    public static let all: Capabilities = [.dropout, .batchNorm, .residualBlocks, .adversarialClients, .secureAggregation, .compactVectors]
 
     /// Names of the features in `self`, for messages.
     public var names: [String] {
         [(Capabilities.dropout, "dropout"), (.batchNorm, "batch norm"), (.residualBlocks, "residual blocks"),
-         (.adversarialClients, "adversarial clients"), (.secureAggregation, "secure aggregation")].filter { contains($0.0) }.map(\.1)
+         (.adversarialClients, "adversarial clients"), (.secureAggregation, "secure aggregation"),
+         (.compactVectors, "bfloat16 vectors")].filter { contains($0.0) }.map(\.1)
     }
 }
 
@@ -131,10 +134,12 @@ public struct GradientTask: Equatable, Sendable {
     public var parameters: [Float]
     /// Batch-norm running statistics (empty without batch norm).
     public var state: [Float]
+    /// The parameters travel as bfloat16, and the gradient is to come back so.
+    public var compact: Bool
 
-    public init(step: UInt64, start: UInt32, firstRow: UInt32, samples: [UInt32], parameters: [Float], state: [Float]) {
+    public init(step: UInt64, start: UInt32, firstRow: UInt32, samples: [UInt32], parameters: [Float], state: [Float], compact: Bool = false) {
         self.step = step; self.start = start; self.firstRow = firstRow; self.samples = samples
-        self.parameters = parameters; self.state = state
+        self.parameters = parameters; self.state = state; self.compact = compact
     }
 }
 
@@ -151,12 +156,14 @@ public struct GradientResult: Equatable, Sendable {
     public var gradient: [Float]
     /// Running statistics after the slice's forward pass (empty without batch norm).
     public var state: [Float]
+    /// The gradient travels as bfloat16.
+    public var compact: Bool
 
     public init(step: UInt64, start: UInt32, count: UInt32, correct: UInt32, lossSum: Double, computeNanoseconds: UInt64,
-                gradient: [Float], state: [Float]) {
+                gradient: [Float], state: [Float], compact: Bool = false) {
         self.step = step; self.start = start; self.count = count; self.correct = correct; self.lossSum = lossSum
         self.computeNanoseconds = computeNanoseconds
-        self.gradient = gradient; self.state = state
+        self.gradient = gradient; self.state = state; self.compact = compact
     }
 }
 

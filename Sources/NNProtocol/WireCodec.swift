@@ -70,10 +70,10 @@ public enum WireCodec {
             w.text(m.reason)
         case .task(let m):
             w.u64(m.step); w.u32(m.start); w.u32(m.firstRow)
-            return [.bytes(w.buffer), .bytes(indexBytes(m.samples)), .floats(m.parameters), .floats(m.state)]
+            return [.bytes(w.buffer), .bytes(indexBytes(m.samples)), vector(m.parameters, compact: m.compact), .floats(m.state)]
         case .gradient(let m):
             w.u64(m.step); w.u32(m.start); w.u32(m.count); w.u32(m.correct); w.u64(m.lossSum.bitPattern); w.u64(m.computeNanoseconds)
-            return [.bytes(w.buffer), .floats(m.gradient), .floats(m.state)]
+            return [.bytes(w.buffer), vector(m.gradient, compact: m.compact), .floats(m.state)]
         case .heartbeat(let m):
             w.u64(m.session)
         case .error(let m):
@@ -116,6 +116,9 @@ public enum WireCodec {
         return [.bytes(w.buffer)]
     }
 
+    /// A parameter or gradient vector's frame: float32, or bfloat16 bytes when `compact`.
+    private static func vector(_ values: [Float], compact: Bool) -> Frame { compact ? .bytes(BFloat16.encode(values)) : .floats(values) }
+
     private static func keys(_ keys: [ClientKeys], into w: inout Writer) {
         w.u32(UInt32(keys.count))
         for k in keys { w.u32(k.client); w.bytes(k.encryption); w.bytes(k.masking); w.bytes(k.commitment) }
@@ -141,8 +144,8 @@ public enum WireCodec {
         }
         guard let type = MessageType(rawValue: header[3]) else { throw ProtocolError("unknown message type \(header[3])") }
         let expectedFrames = switch type {
-        case .task, .train: 4
-        case .gradient, .update: 3
+        case .task, .compactTask, .train: 4
+        case .gradient, .compactGradient, .update: 3
         case .maskedUpdate: 2
         case .compressedUpdate: frames.count == 4 ? 4 : 3  // the encoding, read below, says which
         default: 1
@@ -164,13 +167,17 @@ public enum WireCodec {
                                        clientFirst: try r.u32(), clientCount: try r.u32()))
         case .refuse:
             message = .refuse(Refuse(reason: try r.text(limit: maximumText)))
-        case .task:
+        case .task, .compactTask:
+            let compact = type == .compactTask
             message = .task(GradientTask(step: try r.u64(), start: try r.u32(), firstRow: try r.u32(), samples: try indices(frames[1]),
-                                         parameters: try floats(frames[2], "parameters"), state: try floats(frames[3], "state")))
-        case .gradient:
+                                         parameters: try vector(frames[2], "parameters", compact: compact), state: try floats(frames[3], "state"),
+                                         compact: compact))
+        case .gradient, .compactGradient:
+            let compact = type == .compactGradient
             message = .gradient(GradientResult(step: try r.u64(), start: try r.u32(), count: try r.u32(), correct: try r.u32(),
                                                lossSum: Double(bitPattern: try r.u64()), computeNanoseconds: try r.u64(),
-                                               gradient: try floats(frames[1], "gradient"), state: try floats(frames[2], "state")))
+                                               gradient: try vector(frames[1], "gradient", compact: compact), state: try floats(frames[2], "state"),
+                                               compact: compact))
         case .heartbeat:
             message = .heartbeat(Heartbeat(session: try r.u64()))
         case .error:
@@ -281,6 +288,19 @@ public enum WireCodec {
             var f = [Float](repeating: 0, count: b.count / 4)
             f.withUnsafeMutableBytes { out in b.withUnsafeBytes { out.copyMemory(from: $0) } }
             return f
+        }
+    }
+
+    /// A parameter or gradient frame: float32, or bfloat16 when `compact`.
+    static func vector(_ frame: Frame, _ what: String, compact: Bool) throws -> [Float] {
+        switch (compact, frame) {
+        case (false, _):
+            return try floats(frame, what)
+        case (true, .floats(let f)):
+            return f.withUnsafeBytes { BFloat16.decode($0) }
+        case (true, .bytes(let b)):
+            guard b.count % 2 == 0 else { throw ProtocolError("\(what) frame has \(b.count) bytes, not a whole number of bfloat16") }
+            return b.withUnsafeBytes { BFloat16.decode($0) }
         }
     }
 

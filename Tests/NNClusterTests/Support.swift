@@ -83,6 +83,8 @@ struct SyncRun {
     var seed: UInt64 = 1
     var perWorkerBatch = 25
     var epochs = 2
+    /// Parameters and gradients travel as bfloat16.
+    var compactVectors = false
 
     func settings(batch: Int) -> TrainingSettings {
         TrainingSettings(model: spec, optimizer: optimizer, schedule: LearningRateSchedule(base: lr), seed: seed, batch: batch, epochs: epochs,
@@ -103,7 +105,8 @@ struct SyncRun {
                      lateWorkers: Int = 0, joinAt: Int = 0,
                      onRound: ((Int, [SilenceableClient]) -> Void)? = nil) throws -> (Network, SyncTrainingRun.Outcome) {
         let run = SyncTrainingRun(settings: settings(batch: perWorkerBatch),
-                                  cluster: CoordinatorSettings(expectedWorkers: workers, minimumWorkers: minimumWorkers, timing: timing),
+                                  cluster: CoordinatorSettings(expectedWorkers: workers, minimumWorkers: minimumWorkers, timing: timing,
+                                                               compactVectors: compactVectors),
                                   train: data, test: nil, logger: quiet)
         let (server, connect) = try makeNetwork(wire, for: run.network)
         let clients = try (0..<(workers + lateWorkers)).map { SilenceableClient(try connect("w\($0 + 1)")) }

@@ -110,3 +110,28 @@ func onTheWire(_ frames: [Frame]) -> [Frame] {
         #expect(decoded + rejected == 20_000 && rejected > 1000)
     }
 }
+
+@Suite struct BFloat16Tests {
+    /// Round to nearest, ties to even; infinities and NaN survive; every value comes back as the nearest bfloat16.
+    @Test func roundsToNearestEven() throws {
+        let one: Float = 1, ulp: Float = 0x1p-7
+        #expect(BFloat16.rounded([one + ulp / 2]) == [one])  // halfway, to the even 1
+        #expect(BFloat16.rounded([one + 3 * ulp / 2]) == [one + 2 * ulp])  // halfway, to the even 1 + 2 ulp
+        #expect(BFloat16.rounded([one + ulp / 2 + 0x1p-20]) == [one + ulp])  // past halfway
+        #expect(BFloat16.rounded([.infinity, -.infinity, 0, -0.0]).map(\.bitPattern) == [Float.infinity, -.infinity, 0, -0.0].map(\.bitPattern))
+        #expect(BFloat16.rounded([.nan])[0].isNaN)
+        #expect(BFloat16.rounded([Float.greatestFiniteMagnitude]) == [.infinity])
+        var rng = SystemRandomNumberGenerator()
+        for _ in 0..<10_000 {
+            let x = Float(bitPattern: UInt32.random(in: 0..<0x7F00_0000, using: &rng)) * (Bool.random(using: &rng) ? 1 : -1)
+            let r = BFloat16.rounded([x])[0]
+            #expect(r.bitPattern & 0xFFFF == 0)
+            let step = Float(bitPattern: (r.bitPattern & 0x7FFF_FFFF) + 0x10000) - abs(r)  // one bfloat16 ulp above |r|
+            #expect(abs(Double(x) - Double(r)) <= Double(step) / 2, "\(x) → \(r)")
+        }
+        let values: [Float] = [0.5, -3, 0x1p-130, 65536]
+        let bytes = BFloat16.encode(values)
+        #expect(bytes.count == 8 && bytes.withUnsafeBytes { BFloat16.decode($0) } == values)
+    }
+}
+

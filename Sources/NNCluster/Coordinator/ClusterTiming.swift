@@ -36,10 +36,12 @@ public struct CoordinatorSettings: Sendable {
     public var boundClients: [CurvePublicKey: Range<Int>]
     /// Drop a worker whose gradients a robust rule flagged this many steps in a row (nil: only report it).
     public var dropFlaggedAfter: Int?
+    /// Synchronous SGD: parameters and gradients travel as bfloat16.
+    public var compactVectors: Bool
 
     public init(expectedWorkers: Int, minimumWorkers: Int = 1, timing: ClusterTiming = ClusterTiming(), stop: StopRequest? = nil,
-                boundClients: [CurvePublicKey: Range<Int>] = [:], dropFlaggedAfter: Int? = nil) {
+                boundClients: [CurvePublicKey: Range<Int>] = [:], dropFlaggedAfter: Int? = nil, compactVectors: Bool = false) {
         self.expectedWorkers = expectedWorkers; self.minimumWorkers = minimumWorkers; self.timing = timing; self.stop = stop
-        self.boundClients = boundClients; self.dropFlaggedAfter = dropFlaggedAfter
+        self.boundClients = boundClients; self.dropFlaggedAfter = dropFlaggedAfter; self.compactVectors = compactVectors
     }
 }

@@ -63,7 +63,7 @@ public final class Coordinator<S: Strategy> {
         self.transport = transport; self.strategy = strategy; self.data = data; self.settings = settings; self.logger = logger
         let job = strategy.job
         configuration = RunConfiguration(job: job, model: strategy.network.spec, timing: settings.timing).json
-        required = .required(model: strategy.network.spec, experiment: job.experiment)
+        required = .required(model: strategy.network.spec, experiment: job.experiment, compactVectors: job.compactVectors)
     }
 
     private var live: [WorkerRecord] { workers.values.sorted { $0.index < $1.index } }

@@ -23,7 +23,8 @@ public final class SyncTrainingRun {
         let update = ParameterUpdate(network: Network(spec: settings.model, seed: settings.seed), optimizer: settings.optimizer,
                                      schedule: settings.schedule, clipNorm: settings.clip)
         strategy = SynchronousSGD(update: update, seed: settings.seed, trainingSamples: train.sampleCount,
-                                  globalBatch: cluster.expectedWorkers * settings.batch, epochs: settings.epochs, robust: settings.robust)
+                                  globalBatch: cluster.expectedWorkers * settings.batch, epochs: settings.epochs, robust: settings.robust,
+                                  compactVectors: cluster.compactVectors)
     }
 
     public var globalBatch: Int { strategy.globalBatch }

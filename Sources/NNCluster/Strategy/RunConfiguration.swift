@@ -30,17 +30,21 @@ public struct Job: Sendable {
     public var seed: UInt64
     public var globalBatch: Int
     public var experiment: Experiment?
+    /// Parameters and gradients travel as bfloat16.
+    public var compactVectors = false
 }
 
 extension Capabilities {
-    /// The optional features a worker needs for `model` (and, in a federated run, `experiment`).
-    static func required(model: ModelSpec, experiment: Experiment?) -> Capabilities {
+    /// The optional features a worker needs for `model` (and, in a federated run, `experiment`; in synchronous SGD,
+    /// bfloat16 vectors).
+    static func required(model: ModelSpec, experiment: Experiment?, compactVectors: Bool) -> Capabilities {
         var needed: Capabilities = []
         if model.dropout > 0 { needed.insert(.dropout) }
         if model.batchNorm { needed.insert(.batchNorm) }
         if model.residualBlocks > 0 { needed.insert(.residualBlocks) }
         if let adversaries = experiment?.adversaries, adversaries.fraction > 0 { needed.insert(.adversarialClients) }
         if experiment?.secureAggregation != nil { needed.insert(.secureAggregation) }
+        if compactVectors { needed.insert(.compactVectors) }
         return needed
     }
 }

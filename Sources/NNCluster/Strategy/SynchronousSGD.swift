@@ -14,12 +14,17 @@ public final class SynchronousSGD: Strategy {
     public let epochs: Int
     /// nil: the exact sample-weighted mean of the gradients.
     public let robust: RobustGradients?
+    /// Parameters go out and gradients come back as bfloat16: half the bytes, 8 significant bits (the optimizer
+    /// keeps float32).
+    public let compactVectors: Bool
     /// A cache of the sample order of the epoch the current step is in.
     private var order: (epoch: Int, indices: [UInt32]) = (0, [])
 
-    public init(update: ParameterUpdate, seed: UInt64, trainingSamples: Int, globalBatch: Int, epochs: Int, robust: RobustGradients? = nil) {
+    public init(update: ParameterUpdate, seed: UInt64, trainingSamples: Int, globalBatch: Int, epochs: Int, robust: RobustGradients? = nil,
+                compactVectors: Bool = false) {
         self.update = update
         self.robust = robust
+        self.compactVectors = compactVectors
         self.seed = seed
         self.trainingSamples = trainingSamples
         self.globalBatch = globalBatch
@@ -31,7 +36,7 @@ public final class SynchronousSGD: Strategy {
 
     public var roundsPerEpoch: Int { (trainingSamples + globalBatch - 1) / globalBatch }
     public var rounds: Int { roundsPerEpoch * epochs }
-    public var job: Job { Job(mode: "sync", seed: seed, globalBatch: globalBatch) }
+    public var job: Job { Job(mode: "sync", seed: seed, globalBatch: globalBatch, compactVectors: compactVectors) }
     public var clientCount: Int { 0 }
     public var deadline: Duration? { nil }
     public var minimumResults: Int { 1 }
@@ -58,7 +63,8 @@ public final class SynchronousSGD: Strategy {
             let part = samples.count / workers.count + (i < samples.count % workers.count ? 1 : 0)
             guard part > 0 else { continue }
             let task = GradientTask(step: UInt64(round), start: UInt32(start + offset), firstRow: UInt32(firstRow + offset),
-                                    samples: Array(samples[offset..<(offset + part)]), parameters: parameters, state: state)
+                                    samples: Array(samples[offset..<(offset + part)]), parameters: parameters, state: state,
+                                    compact: compactVectors)
             assignments.append(Assignment(worker: worker, keys: [start + offset], work: task))
             offset += part
         }
@@ -69,6 +75,9 @@ public final class SynchronousSGD: Strategy {
         let count = assignment.work.samples.count
         guard Int(g.count) == count else { throw ClusterError("gradient covers \(g.count) samples, the task had \(count)") }
         guard g.correct <= g.count else { throw ClusterError("gradient claims \(g.correct) correct of \(g.count) samples") }
+        guard g.compact == compactVectors else {
+            throw ClusterError("gradient comes as \(g.compact ? "bfloat16" : "float32"); this run sends \(compactVectors ? "bfloat16" : "float32")")
+        }
         guard g.gradient.count == network.parameterCount else {
             throw ClusterError("gradient has \(g.gradient.count) values, the model has \(network.parameterCount) parameters")
         }

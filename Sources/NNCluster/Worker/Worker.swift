@@ -314,6 +314,6 @@ public final class Worker {
                                                  step: task.step, firstRow: Int(task.firstRow))
         return GradientResult(step: task.step, start: task.start, count: UInt32(count), correct: UInt32(result.correct),
                               lossSum: result.loss * Double(count), computeNanoseconds: UInt64(started.duration(to: .now).seconds * 1e9),
-                              gradient: network.gradients.array, state: network.state.array)
+                              gradient: network.gradients.array, state: network.state.array, compact: task.compact)
     }
 }
