@@ -58,6 +58,9 @@ import Testing
         try expectFailure(["coordinator", "--workers", "1", "--timeout", "1e300"], mentioning: ["timeout 1e+300 s"])
         try expectFailure(["coordinator", "--workers", "1", "--timeout", "inf"], mentioning: ["timeout inf s"])
         try expectFailure(["coordinator", "--workers", "1", "--registration-timeout", "1e300"], mentioning: ["registration 1e+300 s"])
+        try expectFailure(["coordinator", "--workers", "1", "--vectors", "float16"], mentioning: ["float32", "bfloat16"])
+        try expectFailure(["coordinator", "--workers", "1", "--vectors", "bfloat16", "--config", "experiments/mnist-2nn-iid.json"],
+                          mentioning: ["--vectors bfloat16 is for synchronous SGD"])
         let dir = temporaryDirectory()
         func experiment(_ replace: String, with value: String) throws -> String {
             let json = #"{"name":"x","model":"784-10","partition":{"kind":"iid"},"clients":4,"fraction":1,"localEpochs":1,"localBatch":10,"learningRate":0.1,"rounds":1,"seed":1}"#
