@@ -298,6 +298,21 @@ import Testing
         #expect(try WireCodec.decode(refusal) == .refuse(Refuse(reason: "the run needs secure aggregation, which this worker does not offer")))
     }
 
+    /// A worker that stays connected but falls silent before its clients send keys holds the round up to its
+    /// deadline, and the round is skipped with the reason; once the worker is dropped, the rounds go on without it.
+    @Test func aRoundWithoutEveryonesKeysIsSkippedAtTheDeadline() throws {
+        let data = try mnistSubset(2000).train
+        var experiment = try maskedExperiment(rounds: 8)
+        experiment.fraction = 1
+        let (_, reports) = try federated(experiment, data: data, workers: 2, wire: .inProcess, deadline: 0.3, timeout: 1) { round, clients in
+            if round == 0 { clients[1].silence() }
+        }
+        #expect(reports.count == 8, "\(reports.map { $0.skipped ?? "ok" })")
+        #expect(reports[0].skipped == nil && reports[0].result.masking?.masked == 10)
+        #expect(reports[1].skipped?.contains("not every sampled client still there sent its keys in time") == true, "\(String(describing: reports[1].skipped))")
+        #expect(reports.last?.skipped == nil && reports.last?.result.masking?.masked == 5)
+    }
+
     /// With differential privacy and no noise, the masked run clips as plain DP-FedAvg does and ends within the
     /// fixed point's resolution of it; clients clip, and the coordinator counts the clipped ones from the sum.
     @Test func worksWithDifferentialPrivacy() throws {

@@ -308,9 +308,8 @@ public final class Coordinator<S: Strategy> {
                 return true
             }
             do {
-                guard let masking, messageRound == UInt64(round) else {
-                    throw ClusterError("it is for round \(messageRound + 1)\(self.strategy.maskingServer(round: round, clients: []) == nil ? " of a run without secure aggregation" : "")")
-                }
+                guard let masking else { throw ClusterError("this run does not use secure aggregation") }
+                guard messageRound == UInt64(round) else { throw ClusterError("it is for round \(messageRound + 1), not \(round + 1)") }
                 let clients = hosted[peer] ?? []
                 switch message {
                 case .maskingKeys(let m): try masking.add(m, from: clients)
@@ -446,9 +445,13 @@ public final class Coordinator<S: Strategy> {
         var masked: (sum: [UInt32], server: MaskingServer)?
         if let masking {
             do {
-                if let maskingFailure { throw ClusterError(maskingFailure) }
-                if !pending.isEmpty { report.missed += pending.keys.sorted() }
-                guard !masking.maskers.isEmpty else { throw ClusterError("the clients' shares were not all in by the deadline") }
+                if let maskingFailure {
+                    report.missed += pending.keys.sorted()
+                    throw ClusterError(maskingFailure)
+                }
+                // The loop ended without relaying shares: the deadline passed (or every worker went) first.
+                guard masking.roster != nil else { throw ClusterError("not every sampled client still there sent its keys in time") }
+                guard !masking.maskers.isEmpty else { throw ClusterError("not every client of the roster still there sent its shares in time") }
                 masked = (try unmask(masking, results: results, hosted: hosted, round: round, started: start), masking)
             } catch {
                 report.skipped = "secure aggregation failed: \(error)"
