@@ -80,7 +80,7 @@ public struct Sweep: Sendable {
         let work = cells.flatMap { values in seeds.map { (values, $0) } }
         let results = Results()
         let queue = JobQueue(count: work.count)
-        nonisolated(unsafe) let experiments = try work.map { try experiment($0.0, seed: $0.1) }
+        let experiments = try work.map { try experiment($0.0, seed: $0.1) }
         DispatchQueue.concurrentPerform(iterations: min(max(jobs, 1), work.count)) { _ in
             while let i = queue.take() {
                 let start = ContinuousClock.now
