@@ -1,9 +1,9 @@
 import NNProtocol
 
 /// One client's side of a round of secure aggregation, in the order of the protocol: it advertises two fresh
-/// public keys; given the roster it splits its masking key and a fresh self-mask seed into t-of-n shares and seals
+/// public keys and a commitment to a fresh self-mask seed; given the roster it splits its masking key and a fresh self-mask seed into t-of-n shares and seals
 /// one of each for every other client; given the shares sealed for it (their senders are the clients that mask),
-/// it masks its input with the self mask and a pairwise mask per peer that cancels in the sum; asked to unmask, it
+/// it masks its input, once, with the self mask and a pairwise mask per peer that cancels in the sum; asked to unmask, it
 /// reveals, for each peer, the self-mask share if the peer's masked input arrived, else the masking-key share, and
 /// never both for one peer.
 final class MaskingClient {
@@ -16,6 +16,8 @@ final class MaskingClient {
     /// This client's shares of its own secrets, and then those it holds of the others', by owner: the clients that mask.
     private var own: (maskingKey: [UInt8], selfMask: [UInt8])?
     private var held: [UInt32: (maskingKey: [UInt8], selfMask: [UInt8])] = [:]
+    /// Masked already this round: a second masking (against other peers) would let the two be compared.
+    private var masked = false
     private var revealed = false
 
     init(client: UInt32, round: UInt64) { self.client = client; self.round = round }
@@ -23,8 +25,6 @@ final class MaskingClient {
     var keys: ClientKeys {
         ClientKeys(client: client, encryption: encryption.publicKey, masking: masking.publicKey, commitment: MaskingCrypto.commitment(selfMask))
     }
-    /// Masked already this round: a second masking (against other peers) would let the two be compared.
-    private var masked = false
 
     /// Checks that a roster can be used: this client in it, ids increasing, threshold in 2…n.
     static func check(_ roster: MaskingRoster) throws {
@@ -99,7 +99,7 @@ final class MaskingClient {
 
     /// The shares to reveal, given the clients whose masked inputs arrived: at least t of them, all peers of this one.
     func reveal(survivors: [UInt32]) throws -> [RevealedShare] {
-        guard let roster, !held.isEmpty else { throw ClusterError("secure aggregation: client \(client) is asked to unmask before it masked") }
+        guard let roster, !held.isEmpty else { throw ClusterError("secure aggregation: client \(client) is asked to unmask before it had its peers' shares") }
         let alive = Set(survivors)
         guard !revealed else { throw ClusterError("secure aggregation: client \(client) already revealed its shares for round \(round + 1)") }
         guard alive.count == survivors.count, alive.count >= Int(roster.threshold),
