@@ -1,8 +1,9 @@
 #!/usr/bin/env python3
 """Secure aggregation with real processes: `nn launch` (a coordinator and three worker processes over CURVE) gives
 the model `nn simulate` gives, bit for bit, although every run draws fresh keys and masks; then a coordinator with
-three workers, one of them killed (SIGKILL) in the middle of the run, finishes: every round completes, masked,
-the one the kill interrupts without the lost worker's clients, the later ones sampling among the others'.
+three workers, one of them killed (SIGKILL) in the middle of the run, finishes: every other round completes, masked,
+the later ones sampling among the remaining workers' clients; the round the kill interrupts completes without the
+lost worker's clients, or, when it loses more than n − t of them after they sent keys, is skipped with that reason.
 
 Usage: secure_aggregation.py BUILD_DIR SCRATCH_DIR   (MNIST from $NN_MNIST_DIR or ~/.local/share/nn/mnist)
 """
@@ -90,14 +91,17 @@ for w in workers[:2]:
     w.wait(timeout=60)
 lines = rounds(log)
 answered = [(int(m.group(1)), int(m.group(2))) for m in (re.search(r"clients (\d+)/\d+.*masked (\d+)", line) for line in lines) if m]
+interrupted = lines[killed_after] if len(lines) > killed_after else ""
+skipped_for_threshold = "skipped: secure aggregation failed" in interrupted and "needed to unmask" in interrupted
 print(f"secure aggregation: worker w2 killed during round {killed_after + 1}; coordinator exit {status}; "
-      f"{len(answered)} of {len(lines)} rounds completed masked")
+      f"{len(answered)} of {len(lines)} rounds completed masked"
+      + ("; the interrupted round was skipped: more than n − t of its clients were lost after sending keys" if skipped_for_threshold else ""))
 for line in lines:
     print("  " + line.strip())
 if status != 0:
     failures.append("the coordinator failed after a worker was killed")
-if len(lines) != 10 or len(answered) != 10 or any(a != m for a, m in answered) or killed_after >= 9:
-    failures.append("not every round completed with all its answering clients masked")
+if len(lines) != 10 or len(answered) != 10 - skipped_for_threshold or any(a != m for a, m in answered) or killed_after >= 9:
+    failures.append("not every round other than the interrupted one completed with all its answering clients masked")
 
 for f in failures:
     print(f"FAIL: {f}")
