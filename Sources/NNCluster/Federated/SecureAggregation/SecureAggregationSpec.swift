@@ -32,7 +32,7 @@ public struct SecureAggregationSpec: Codable, Equatable, Sendable {
         try check(range > 0 && range <= 1e6, "range must be in (0, 1e6]")
         try check(experiment.expectedClientsPerRound >= 3, "a round needs at least 3 clients: with 2, each could subtract its own update from the sum")
         try check(experiment.expectedClientsPerRound <= 200,
-                  "at most 255 clients can take part in a round (shares are numbered by a byte); this experiment expects \(experiment.expectedClientsPerRound)")
+                  "a round may expect at most 200 clients (shares are numbered by a byte, so at most 255 take part, and Poisson sampling varies); this experiment expects \(experiment.expectedClientsPerRound)")
         try check(![.fedmedian, .fedtrimmedavg].contains(experiment.strategy.kind),
                   "\(experiment.strategy.kind.rawValue) needs every client's update, and the coordinator sees only their sum; use fedavg, fedprox, fedavgm or fedadam")
         try check(experiment.compression == nil, "compression and secure aggregation both encode the upload; choose one")
