@@ -22,22 +22,28 @@ public struct RunState {
 
     public func save(in directory: String) throws {
         try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true)
-        var metadata = values
-        metadata["format"] = Self.format
-        let tensors = vectors.keys.sorted().map { SafeTensors.Tensor(name: $0, shape: [vectors[$0]!.count], values: vectors[$0]!) }
-        try AtomicFile.write(try SafeTensors(tensors: tensors, metadata: metadata).encoded(), to: "\(directory)/\(Self.fileName)")
+        try AtomicFile.write(try encoded(), to: "\(directory)/\(Self.fileName)")
     }
 
     public static func load(from directory: String) throws -> RunState {
         let path = "\(directory)/\(fileName)"
         guard FileManager.default.fileExists(atPath: path) else { throw FileError("\(directory) holds no run state (\(fileName)): nothing to resume") }
-        let file: SafeTensors
-        do { file = try SafeTensors(decoding: try AtomicFile.read(path)) } catch { throw FileError("\(path): \(error)") }
-        guard file.metadata["format"] == format else { throw FileError("\(path) is not an nn run state (format \(format))") }
-        var state = RunState()
-        state.values = file.metadata.filter { $0.key != "format" }
-        for tensor in file.tensors { state.vectors[tensor.name] = tensor.values }
-        return state
+        do { return try RunState(decoding: try AtomicFile.read(path)) } catch { throw FileError("\(path): \(error)") }
+    }
+
+    /// As a safetensors file: the file in a run directory, and a ring worker's starting replica.
+    public func encoded() throws -> [UInt8] {
+        var metadata = values
+        metadata["format"] = Self.format
+        let tensors = vectors.keys.sorted().map { SafeTensors.Tensor(name: $0, shape: [vectors[$0]!.count], values: vectors[$0]!) }
+        return try SafeTensors(tensors: tensors, metadata: metadata).encoded()
+    }
+
+    public init(decoding bytes: [UInt8]) throws {
+        let file = try SafeTensors(decoding: bytes)
+        guard file.metadata["format"] == Self.format else { throw FileError("not an nn run state (format \(Self.format))") }
+        values = file.metadata.filter { $0.key != "format" }
+        for tensor in file.tensors { vectors[tensor.name] = tensor.values }
     }
 
     /// The value under `key`; throws naming the file's missing entry.

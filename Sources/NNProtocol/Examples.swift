@@ -31,6 +31,14 @@ extension Message {
         .unmask(Unmask(round: 4, survivors: [6, 9])),
         .task(GradientTask(step: 9, start: 64, firstRow: 0, samples: [1, 2], parameters: [1, -2.5, 0.15625, .infinity], state: [0.1], compact: true)),
         .gradient(GradientResult(step: 9, start: 64, count: 2, correct: 1, lossSum: 1.5, computeNanoseconds: 3, gradient: [-0.5, 3, 0], state: [], compact: true)),
+        .task(GradientTask(step: 11, start: 32, firstRow: 32, samples: [3, 4], parameters: [], state: [],
+                           ring: RingPlan(generation: .max, position: 1, size: 3, total: 96, successor: "tcp://10.0.0.2:40001", sync: [1, 2, 3]))),
+        .task(GradientTask(step: 12, start: 0, firstRow: 0, samples: [9], parameters: [], state: [],
+                           ring: RingPlan(generation: 5, position: 0, size: 1, total: 1, successor: "tcp://[::1]:5"))),
+        .gradient(GradientResult(step: 11, start: 32, count: 32, correct: 31, lossSum: 0.75, computeNanoseconds: 8, gradient: [0.125, -0], state: [],
+                                 generation: 5)),
+        .ringChunk(RingChunk(generation: 5, step: 11, phase: 3, values: [1, .leastNonzeroMagnitude, -7])),
+        .ringEndpoint(RingEndpoint(endpoint: "tcp://192.168.1.7:39511")),
         .reveal(Reveal(round: 4, shares: [RevealedShare(holder: 9, owner: 6, secret: .maskingKey, share: Array(repeating: 7, count: 32))])),
     ]
 }

@@ -26,14 +26,18 @@ public enum Message: Equatable, Sendable {
     case maskingShares(MaskingShares)
     case unmask(Unmask)
     case reveal(Reveal)
+    /// Ring all-reduce (`RingMessages.swift`); ring tasks and ring gradients are `task` and `gradient` with a
+    /// ring plan or generation.
+    case ringChunk(RingChunk)
+    case ringEndpoint(RingEndpoint)
 
     public var type: MessageType {
         switch self {
         case .hello: return .hello
         case .welcome: return .welcome
         case .refuse: return .refuse
-        case .task(let t): return t.compact ? .compactTask : .task
-        case .gradient(let g): return g.compact ? .compactGradient : .gradient
+        case .task(let t): return t.ring != nil ? .ringTask : t.compact ? .compactTask : .task
+        case .gradient(let g): return g.generation != nil ? .ringGradient : g.compact ? .compactGradient : .gradient
         case .heartbeat: return .heartbeat
         case .error: return .error
         case .shutdown: return .shutdown
@@ -44,6 +48,8 @@ public enum Message: Equatable, Sendable {
         case .maskingShares: return .maskingShares
         case .unmask: return .unmask
         case .reveal: return .reveal
+        case .ringChunk: return .ringChunk
+        case .ringEndpoint: return .ringEndpoint
         }
     }
 }
@@ -51,7 +57,7 @@ public enum Message: Equatable, Sendable {
 public enum MessageType: UInt8, Sendable, CaseIterable {
     case hello = 1, welcome = 2, refuse = 3, task = 4, gradient = 5, heartbeat = 6, error = 7, shutdown = 8, train = 9, update = 10,
          compressedUpdate = 11, maskingKeys = 12, maskingRoster = 13, maskingShares = 14, unmask = 15, reveal = 16, maskedUpdate = 17,
-         compactTask = 18, compactGradient = 19
+         compactTask = 18, compactGradient = 19, ringTask = 20, ringGradient = 21, ringChunk = 22, ringEndpoint = 23
 }
 
 public struct Hello: Equatable, Sendable {
@@ -93,13 +99,14 @@ public struct Capabilities: OptionSet, Equatable, Sendable {
     public static let adversarialClients = Capabilities(rawValue: 1 << 3)
     public static let secureAggregation = Capabilities(rawValue: 1 << 4)
     public static let compactVectors = Capabilities(rawValue: 1 << 5)
-    public static let all: Capabilities = [.dropout, .batchNorm, .residualBlocks, .adversarialClients, .secureAggregation, .compactVectors]
+    public static let ring = Capabilities(rawValue: 1 << 6)
+    public static let all: Capabilities = [.dropout, .batchNorm, .residualBlocks, .adversarialClients, .secureAggregation, .compactVectors, .ring]
 
     /// Names of the features in `self`, for messages.
     public var names: [String] {
         [(Capabilities.dropout, "dropout"), (.batchNorm, "batch norm"), (.residualBlocks, "residual blocks"),
          (.adversarialClients, "adversarial clients"), (.secureAggregation, "secure aggregation"),
-         (.compactVectors, "bfloat16 vectors")].filter { contains($0.0) }.map(\.1)
+         (.compactVectors, "bfloat16 vectors"), (.ring, "the ring topology")].filter { contains($0.0) }.map(\.1)
     }
 }
 
@@ -136,10 +143,13 @@ public struct GradientTask: Equatable, Sendable {
     public var state: [Float]
     /// The parameters travel as bfloat16, and the gradient is to come back so.
     public var compact: Bool
+    /// Set in a ring: the worker computes at its replica (parameters and state are empty) and sums with the ring.
+    public var ring: RingPlan?
 
-    public init(step: UInt64, start: UInt32, firstRow: UInt32, samples: [UInt32], parameters: [Float], state: [Float], compact: Bool = false) {
+    public init(step: UInt64, start: UInt32, firstRow: UInt32, samples: [UInt32], parameters: [Float], state: [Float], compact: Bool = false,
+                ring: RingPlan? = nil) {
         self.step = step; self.start = start; self.firstRow = firstRow; self.samples = samples
-        self.parameters = parameters; self.state = state; self.compact = compact
+        self.parameters = parameters; self.state = state; self.compact = compact; self.ring = ring
     }
 }
 
@@ -158,12 +168,15 @@ public struct GradientResult: Equatable, Sendable {
     public var state: [Float]
     /// The gradient travels as bfloat16.
     public var compact: Bool
+    /// Set in a ring: the ring generation, and `gradient` is the chunk of the reduced vector (gradient, then
+    /// state) this worker owns; `state` is empty.
+    public var generation: UInt64?
 
     public init(step: UInt64, start: UInt32, count: UInt32, correct: UInt32, lossSum: Double, computeNanoseconds: UInt64,
-                gradient: [Float], state: [Float], compact: Bool = false) {
+                gradient: [Float], state: [Float], compact: Bool = false, generation: UInt64? = nil) {
         self.step = step; self.start = start; self.count = count; self.correct = correct; self.lossSum = lossSum
         self.computeNanoseconds = computeNanoseconds
-        self.gradient = gradient; self.state = state; self.compact = compact
+        self.gradient = gradient; self.state = state; self.compact = compact; self.generation = generation
     }
 }
 

@@ -35,8 +35,9 @@ public struct ProtocolError: Error, CustomStringConvertible, Equatable {
 /// Messages to frames and back. Frame 0 is a header: the bytes "NN", the protocol version, the message type,
 /// then the type's fields, little-endian. Tasks and train requests add an index frame (u32 sample indices) and
 /// two float32 frames (parameters, state); gradients and client updates add two float32 frames (gradient or
-/// parameters, then state); compressed updates add the encoding's frames, then state. Decoding checks every length against the frame it reads from and rejects anything
-/// left over. `docs/protocol.md` is the specification.
+/// parameters, then state); compressed updates add the encoding's frames, then state; ring tasks add an index
+/// frame and the replica's bytes (often empty); ring gradients and ring chunks one float32 frame. Decoding checks
+/// every length against the frame it reads from and rejects anything left over. `docs/protocol.md` is the specification.
 public enum WireCodec {
     public static let version: UInt8 = 3
     static let magic: [UInt8] = [0x4E, 0x4E]
@@ -68,11 +69,20 @@ public enum WireCodec {
             w.u32(m.workerIndex); w.text(m.configuration); w.u32(m.clientFirst); w.u32(m.clientCount)
         case .refuse(let m):
             w.text(m.reason)
+        case .task(let m) where m.ring != nil:
+            let ring = m.ring!
+            w.u64(m.step); w.u32(m.start); w.u32(m.firstRow)
+            w.u64(ring.generation); w.u32(ring.position); w.u32(ring.size); w.u32(ring.total); w.text(ring.successor)
+            return [.bytes(w.buffer), .bytes(indexBytes(m.samples)), .bytes(ring.sync)]
         case .task(let m):
             w.u64(m.step); w.u32(m.start); w.u32(m.firstRow)
             return [.bytes(w.buffer), .bytes(indexBytes(m.samples)), vector(m.parameters, compact: m.compact), .floats(m.state)]
         case .gradient(let m):
             w.u64(m.step); w.u32(m.start); w.u32(m.count); w.u32(m.correct); w.u64(m.lossSum.bitPattern); w.u64(m.computeNanoseconds)
+            if let generation = m.generation {
+                w.u64(generation)
+                return [.bytes(w.buffer), .floats(m.gradient)]
+            }
             return [.bytes(w.buffer), vector(m.gradient, compact: m.compact), .floats(m.state)]
         case .heartbeat(let m):
             w.u64(m.session)
@@ -112,6 +122,11 @@ public enum WireCodec {
         case .reveal(let m):
             w.u64(m.round); w.u32(UInt32(m.shares.count))
             for s in m.shares { w.u32(s.holder); w.u32(s.owner); w.u8(s.secret.rawValue); w.bytes(s.share) }
+        case .ringChunk(let m):
+            w.u64(m.generation); w.u64(m.step); w.u32(m.phase)
+            return [.bytes(w.buffer), .floats(m.values)]
+        case .ringEndpoint(let m):
+            w.text(m.endpoint)
         }
         return [.bytes(w.buffer)]
     }
@@ -145,8 +160,8 @@ public enum WireCodec {
         guard let type = MessageType(rawValue: header[3]) else { throw ProtocolError("unknown message type \(header[3])") }
         let expectedFrames = switch type {
         case .task, .compactTask, .train: 4
-        case .gradient, .compactGradient, .update: 3
-        case .maskedUpdate: 2
+        case .gradient, .compactGradient, .update, .ringTask: 3
+        case .maskedUpdate, .ringGradient, .ringChunk: 2
         case .compressedUpdate: frames.count == 4 ? 4 : 3  // the encoding, read below, says which
         default: 1
         }
@@ -172,6 +187,21 @@ public enum WireCodec {
             message = .task(GradientTask(step: try r.u64(), start: try r.u32(), firstRow: try r.u32(), samples: try indices(frames[1]),
                                          parameters: try vector(frames[2], "parameters", compact: compact), state: try floats(frames[3], "state"),
                                          compact: compact))
+        case .ringTask:
+            let step = try r.u64(), start = try r.u32(), firstRow = try r.u32()
+            let plan = RingPlan(generation: try r.u64(), position: try r.u32(), size: try r.u32(), total: try r.u32(),
+                                successor: try r.text(limit: maximumText), sync: frames[2].wireBytes)
+            guard plan.size >= 1, plan.position < plan.size else { throw ProtocolError("ringTask: position \(plan.position) in a ring of \(plan.size)") }
+            message = .task(GradientTask(step: step, start: start, firstRow: firstRow, samples: try indices(frames[1]), parameters: [], state: [],
+                                         ring: plan))
+        case .ringGradient:
+            message = .gradient(GradientResult(step: try r.u64(), start: try r.u32(), count: try r.u32(), correct: try r.u32(),
+                                               lossSum: Double(bitPattern: try r.u64()), computeNanoseconds: try r.u64(),
+                                               gradient: try floats(frames[1], "gradient"), state: [], generation: try r.u64()))
+        case .ringChunk:
+            message = .ringChunk(RingChunk(generation: try r.u64(), step: try r.u64(), phase: try r.u32(), values: try floats(frames[1], "chunk")))
+        case .ringEndpoint:
+            message = .ringEndpoint(RingEndpoint(endpoint: try r.text(limit: maximumText)))
         case .gradient, .compactGradient:
             let compact = type == .compactGradient
             message = .gradient(GradientResult(step: try r.u64(), start: try r.u32(), count: try r.u32(), correct: try r.u32(),

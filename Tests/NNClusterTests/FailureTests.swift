@@ -25,6 +25,23 @@ import Testing
         #expect(started.duration(to: .now) < .seconds(20))
     }
 
+    /// In a ring, a worker gone silent mid-step leaves its peers waiting for its chunks: once the heartbeat
+    /// timeout finds it, the step starts again in a ring of the others, from the coordinator's replica, and
+    /// the model is still the single-process one.
+    @Test func silentRingMemberRestartsTheStep() throws {
+        let data = try mnistSubset(1000)
+        var run = SyncRun(spec: try ModelSpec(widths: [784, 32, 10]))
+        run.topology = .ring
+        let single = try run.singleProcess(workers: 3, data: data)
+        let (distributed, outcome) = try run.distributed(workers: 3, data: data.train, wire: .zeroMQ,
+            timing: ClusterTiming(heartbeat: .milliseconds(20), timeout: .milliseconds(300), registration: .seconds(20)),
+            onRound: { round, clients in
+                if round == 5 { clients[1].silence() }
+            })
+        #expect(relativeDifference(distributed, single) < 1e-4)
+        #expect(outcome.epochs.last?.total.workers == 2)
+    }
+
     /// A worker that joins after training started gets work from the next step on; the global batch, and so
     /// the model, stays the one of the run it joined. Three slices instead of two change the order of float sums
     /// in every later step, which Adam amplifies in near-zero gradient entries: hence 1e-3 here.

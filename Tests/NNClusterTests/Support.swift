@@ -85,6 +85,7 @@ struct SyncRun {
     var epochs = 2
     /// Parameters and gradients travel as bfloat16.
     var compactVectors = false
+    var topology = Topology.parameterServer
 
     func settings(batch: Int) -> TrainingSettings {
         TrainingSettings(model: spec, optimizer: optimizer, schedule: LearningRateSchedule(base: lr), seed: seed, batch: batch, epochs: epochs,
@@ -106,7 +107,7 @@ struct SyncRun {
                      onRound: ((Int, [SilenceableClient]) -> Void)? = nil) throws -> (Network, SyncTrainingRun.Outcome) {
         let run = SyncTrainingRun(settings: settings(batch: perWorkerBatch),
                                   cluster: CoordinatorSettings(expectedWorkers: workers, minimumWorkers: minimumWorkers, timing: timing,
-                                                               compactVectors: compactVectors),
+                                                               compactVectors: compactVectors, topology: topology),
                                   train: data, test: nil, logger: quiet)
         let (server, connect) = try makeNetwork(wire, for: run.network)
         let clients = try (0..<(workers + lateWorkers)).map { SilenceableClient(try connect("w\($0 + 1)")) }

@@ -17,6 +17,40 @@ import Testing
         #expect(relativeDifference(Network(spec: run.spec, seed: run.seed), single) > 1e-2)
     }
 
+    /// In a ring the workers sum their gradients among themselves and each steps a replica of the model; the
+    /// coordinator's replica, stepped from the reduced chunks, is still one process's model. Control goes over
+    /// `wire`; the ring's own links are TCP on loopback.
+    @Test(arguments: [Wire.inProcess, .zeroMQ], [1, 2, 4])
+    func ringEqualsSingleProcess(wire: Wire, workers: Int) throws {
+        let data = try mnistSubset(1000)
+        var run = SyncRun(spec: try ModelSpec(widths: [784, 32, 10], dropout: 0.1))
+        run.topology = .ring
+        let single = try run.singleProcess(workers: workers, data: data)
+        let (distributed, outcome) = try run.distributed(workers: workers, data: data.train, wire: wire)
+        let difference = relativeDifference(distributed, single)
+        #expect(difference < 1e-5, "relative difference \(difference)")
+        #expect(outcome.rejectedMessages == 0)
+        // The coordinator sends each worker the starting replica once (model and Adam's two moments), and then
+        // takes one model's worth of reduced chunks a step.
+        let steps = run.epochs * ((1000 + workers * run.perWorkerBatch - 1) / (workers * run.perWorkerBatch))
+        let bytes = outcome.epochs.reduce(0) { $0 + $1.total.bytesSent + $1.total.bytesReceived }
+        let model = 4 * single.parameterCount
+        let bound = Double(model) * (1.1 * Double(steps) + 3.1 * Double(workers))
+        #expect(Double(bytes) < bound, "\(bytes) bytes in \(steps) steps, the model is \(model)")
+    }
+
+    /// With batch norm the running statistics are summed with the gradients: the ring gives the parameter
+    /// server's model (each worker normalises with its own part's statistics in both).
+    @Test func ringWithBatchNormEqualsParameterServer() throws {
+        let data = try mnistSubset(1000)
+        var run = SyncRun(spec: try ModelSpec(widths: [784, 32, 10], batchNorm: true))
+        let (server, _) = try run.distributed(workers: 2, data: data.train, wire: .inProcess)
+        run.topology = .ring
+        let (ring, _) = try run.distributed(workers: 2, data: data.train, wire: .inProcess)
+        #expect(relativeDifference(ring, server) < 1e-5)
+        #expect(ring.state.array != Network(spec: run.spec, seed: run.seed).state.array)
+    }
+
     /// With bfloat16 vectors the run is no longer one process's, but it learns as well: half the bytes on the wire,
     /// and test accuracy within 2 points of the float32 run's (on 500 test images, after 2 epochs of 1,000 samples).
     @Test func bfloat16VectorsHalveTheBytes() throws {

@@ -38,10 +38,14 @@ public struct CoordinatorSettings: Sendable {
     public var dropFlaggedAfter: Int?
     /// Synchronous SGD: parameters and gradients travel as bfloat16.
     public var compactVectors: Bool
+    /// Synchronous SGD: how the workers' gradients are summed.
+    public var topology: Topology
 
     public init(expectedWorkers: Int, minimumWorkers: Int = 1, timing: ClusterTiming = ClusterTiming(), stop: StopRequest? = nil,
-                boundClients: [CurvePublicKey: Range<Int>] = [:], dropFlaggedAfter: Int? = nil, compactVectors: Bool = false) {
+                boundClients: [CurvePublicKey: Range<Int>] = [:], dropFlaggedAfter: Int? = nil, compactVectors: Bool = false,
+                topology: Topology = .parameterServer) {
         self.expectedWorkers = expectedWorkers; self.minimumWorkers = minimumWorkers; self.timing = timing; self.stop = stop
         self.boundClients = boundClients; self.dropFlaggedAfter = dropFlaggedAfter; self.compactVectors = compactVectors
+        self.topology = topology
     }
 }

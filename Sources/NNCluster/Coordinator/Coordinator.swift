@@ -22,6 +22,8 @@ public final class Coordinator<S: Strategy> {
         var leftToOthers = 0
         /// Steps in a row in which a robust rule flagged this worker's gradient.
         var flaggedInARow = 0
+        /// In a ring run: where it takes chunks (it says so before it counts as registered).
+        var ringEndpoint: String?
         init(peer: PeerID, index: Int, name: String, session: UInt64, clients: Range<Int>, now: ContinuousClock.Instant) {
             self.peer = peer; self.index = index; self.name = name; self.session = session; self.clients = clients
             lastHeard = now; lastSent = now
@@ -63,7 +65,7 @@ public final class Coordinator<S: Strategy> {
         self.transport = transport; self.strategy = strategy; self.data = data; self.settings = settings; self.logger = logger
         let job = strategy.job
         configuration = RunConfiguration(job: job, model: strategy.network.spec, timing: settings.timing).json
-        required = .required(model: strategy.network.spec, experiment: job.experiment, compactVectors: job.compactVectors)
+        required = .required(model: strategy.network.spec, experiment: job.experiment, compactVectors: job.compactVectors, ring: job.ring != nil)
     }
 
     private var live: [WorkerRecord] { workers.values.sorted { $0.index < $1.index } }
@@ -181,6 +183,11 @@ public final class Coordinator<S: Strategy> {
 
     /// A welcomed worker has spoken again: it counts from now on, unless another worker took its clients meanwhile.
     private func confirm(_ worker: WorkerRecord) {
+        if strategy.job.ring != nil, worker.ringEndpoint == nil {
+            drop(worker, because: "it gave no ring endpoint")
+            sendRaw(.refuse(Refuse(reason: "this run is a ring, and the worker gave no endpoint for its peers")), to: worker.peer)
+            return
+        }
         if let clash = ready.first(where: { $0.clients.overlaps(worker.clients) }) {
             drop(worker, because: "\(clash.label) hosts its clients now")
             sendRaw(.refuse(Refuse(reason: "its clients are hosted by \(clash.label) now")), to: worker.peer)
@@ -272,6 +279,7 @@ public final class Coordinator<S: Strategy> {
         var firstAnswer: Duration?
         var tookOver: Set<PeerID> = [], answeredOwn: Set<PeerID> = []
         let start = ContinuousClock.now
+        let speculate = strategy.deadline == nil && !strategy.restartsRoundOnLoss
         func dispatch(_ assignments: [Assignment<S.Work>]) {
             for a in assignments {
                 for key in a.keys { pending[key] = a; sentAt[key] = .now }
@@ -279,6 +287,13 @@ public final class Coordinator<S: Strategy> {
             }
         }
         func redo(_ keys: [Int], of assignment: Assignment<S.Work>, among participants: [Participant]) {
+            if strategy.restartsRoundOnLoss {
+                // The round's results need each other: it starts again, with the workers still here.
+                logger.info("round \(round + 1) starts again with \(self.participants.count) worker\(self.participants.count == 1 ? "" : "s")")
+                pending.removeAll(); helpers.removeAll(); results.removeAll(); answeredBy.removeAll()
+                if !self.participants.isEmpty { dispatch(strategy.configure(round: round, participants: self.participants)) }
+                return
+            }
             for key in keys { pending[key] = nil; helpers[key] = nil }
             let again = strategy.reassign(assignment, keys: keys, round: round, participants: participants)
             if again.isEmpty {
@@ -351,7 +366,7 @@ public final class Coordinator<S: Strategy> {
         dispatch(assignments)
         while !pending.isEmpty && maskingFailure == nil {
             var wait = timing.heartbeat
-            if strategy.deadline == nil, let next = pending.keys.filter({ helpers[$0] == nil }).map({ sentAt[$0]! + speculationDelay(firstAnswer) }).min() {
+            if speculate, let next = pending.keys.filter({ helpers[$0] == nil }).map({ sentAt[$0]! + speculationDelay(firstAnswer) }).min() {
                 wait = min(wait, max(ContinuousClock.now.duration(to: next), .zero))
             }
             if let deadline = strategy.deadline {
@@ -366,7 +381,9 @@ public final class Coordinator<S: Strategy> {
             }
             if let (peer, frames) = try transport.receive(timeout: wait), let message = handle(peer, frames), !takeMasking(message, from: peer) {
                 let result = S.Result(message)
-                if let result, result.round == UInt64(round), let assignment = pending[result.key],
+                if let result, !strategy.isCurrent(result) {
+                    logger.debug("discarded a \(message.type) from \(label(peer)) for work since replaced")
+                } else if let result, result.round == UInt64(round), let assignment = pending[result.key],
                    assignment.worker == peer || helpers[result.key] == peer, masking.map({ $0.maskers.contains(UInt32(result.key)) }) ?? true {
                     do {
                         try strategy.check(result, against: assignment)
@@ -412,12 +429,16 @@ public final class Coordinator<S: Strategy> {
             }
             expireAndHeartbeat()
             if strategy.deadline == nil {
-                for (key, assignment) in pending where ContinuousClock.now - sentAt[key]! > timing.timeout {
-                    if let worker = workers[assignment.worker] { drop(worker, because: "no result within \(timing.timeout)", penalize: true) }
+                // A ring's results wait for each other: a lost member is found by its silence (the heartbeat
+                // timeout) and the round restarts; only then is the wait itself a fault (a ring link that fails
+                // while the control link lives), and every member still owing a result is dropped.
+                let allowed = strategy.restartsRoundOnLoss ? timing.timeout * 2 : timing.timeout
+                for (key, assignment) in pending where ContinuousClock.now - sentAt[key]! > allowed {
+                    if let worker = workers[assignment.worker] { drop(worker, because: "no result within \(allowed)", penalize: true) }
                 }
                 let busy = Set(pending.values.map(\.worker)).union(helpers.values)
                 var idle = participants.map(\.peer).filter { !busy.contains($0) }
-                for key in pending.keys.sorted() where helpers[key] == nil && ContinuousClock.now - sentAt[key]! >= speculationDelay(firstAnswer) {
+                for key in pending.keys.sorted() where speculate && helpers[key] == nil && ContinuousClock.now - sentAt[key]! >= speculationDelay(firstAnswer) {
                     guard !idle.isEmpty, let worker = workers[idle.removeFirst()] else { break }
                     helpers[key] = worker.peer
                     send(pending[key]!.work.message, to: worker)
@@ -430,6 +451,7 @@ public final class Coordinator<S: Strategy> {
                 for key in orphaned.keys.sorted() where pending[key] != nil {
                     let assignment = pending[key]!
                     redo(assignment.keys.filter { pending[$0] != nil }, of: assignment, among: participants)
+                    if strategy.restartsRoundOnLoss { break }
                 }
             }
             advanceMasking()
@@ -513,7 +535,7 @@ public final class Coordinator<S: Strategy> {
         }
     }
 
-    private var participants: [Participant] { ready.map { Participant(peer: $0.peer, clients: $0.clients) } }
+    private var participants: [Participant] { ready.map { Participant(peer: $0.peer, clients: $0.clients, ringEndpoint: $0.ringEndpoint) } }
 
     private func requireWorkers() throws {
         let count = ready.count
@@ -569,6 +591,17 @@ public final class Coordinator<S: Strategy> {
             return nil
         case .gradient, .update, .maskingKeys, .maskingShares, .reveal:
             return message
+        case .ringEndpoint(let ring):
+            if strategy.job.ring == nil {
+                reject("a ring endpoint from \(worker.label) in a run without a ring", from: peer, reply: true)
+            } else if worker.ready {
+                reject("a second ring endpoint from \(worker.label)", from: peer, reply: true)
+            } else if !ring.endpoint.hasPrefix("tcp://") {
+                reject("ring endpoint \(ring.endpoint) of \(worker.label): not a tcp:// endpoint", from: peer, reply: true)
+            } else {
+                worker.ringEndpoint = ring.endpoint
+            }
+            return nil
         default:
             reject("\(message.type) is not a message a worker sends (from \(worker.label))", from: peer, reply: true)
             return nil

@@ -24,7 +24,7 @@ public final class SyncTrainingRun {
                                      schedule: settings.schedule, clipNorm: settings.clip)
         strategy = SynchronousSGD(update: update, seed: settings.seed, trainingSamples: train.sampleCount,
                                   globalBatch: cluster.expectedWorkers * settings.batch, epochs: settings.epochs, robust: settings.robust,
-                                  compactVectors: cluster.compactVectors)
+                                  compactVectors: cluster.compactVectors, topology: cluster.topology)
     }
 
     public var globalBatch: Int { strategy.globalBatch }
@@ -48,6 +48,11 @@ public final class SyncTrainingRun {
     public func run(over transport: ServerTransport, onStep: (EpochReport, Int) -> Void = { _, _ in },
                     onEpoch: (EpochReport) throws -> Void = { _ in }) throws -> Outcome {
         if let path = settings.checkpoint { try AtomicFile.checkWritable(path) }
+        if cluster.topology == .ring {
+            // A ring sums gradients among the workers in float32: a robust rule or bfloat16 would need each one.
+            if let robust = settings.robust { throw ClusterError("the ring topology sums gradients among the workers; the robust rule \(robust.rule.rawValue) needs each worker's gradient at the coordinator") }
+            if cluster.compactVectors { throw ClusterError("the ring topology moves float32 chunks; bfloat16 vectors are for the parameter server") }
+        }
         let store = try runState.map {
             try RunStateStore($0, settings: TrainingRecord(settings, mode: "sync", workers: cluster.expectedWorkers), model: settings.model, data: train.identity)
         }

@@ -2,7 +2,11 @@
 public struct Participant: Sendable {
     public var peer: PeerID
     public var clients: Range<Int>
-    public init(peer: PeerID, clients: Range<Int> = 0..<0) { self.peer = peer; self.clients = clients }
+    /// In a ring run: where the worker takes chunks from its predecessor.
+    public var ringEndpoint: String?
+    public init(peer: PeerID, clients: Range<Int> = 0..<0, ringEndpoint: String? = nil) {
+        self.peer = peer; self.clients = clients; self.ringEndpoint = ringEndpoint
+    }
 }
 
 /// A piece of a round's work for one worker, and the keys of the results it yields (a slice's start, or the

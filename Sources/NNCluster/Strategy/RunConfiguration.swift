@@ -14,10 +14,13 @@ public struct RunConfiguration: Codable, Equatable, Sendable {
     public var timeoutSeconds: Double
     /// The federated experiment, for federated modes.
     public var experiment: Experiment?
+    /// Synchronous SGD in a ring: how each worker steps its replica.
+    public var ring: RingConfiguration?
 
     init(job: Job, model: ModelSpec, timing: ClusterTiming) {
         mode = job.mode; self.model = model; seed = job.seed; globalBatch = job.globalBatch
         heartbeatSeconds = timing.heartbeat.seconds; timeoutSeconds = timing.timeout.seconds; experiment = job.experiment
+        ring = job.ring
     }
 
     /// The JSON of the welcome: sorted keys, so the same run always sends the same bytes.
@@ -32,12 +35,22 @@ public struct Job: Sendable {
     public var experiment: Experiment?
     /// Parameters and gradients travel as bfloat16.
     public var compactVectors = false
+    public var ring: RingConfiguration?
+}
+
+/// What a ring worker needs to step its replica of the model as the coordinator steps its own.
+public struct RingConfiguration: Codable, Equatable, Sendable {
+    public var optimizer: OptimizerSettings
+    public var schedule: LearningRateSchedule
+    public var clipNorm: Float?
+    public var stepsPerEpoch: Int
+    public var totalSteps: Int
 }
 
 extension Capabilities {
     /// The optional features a worker needs for `model` (and, in a federated run, `experiment`; in synchronous SGD,
-    /// bfloat16 vectors).
-    static func required(model: ModelSpec, experiment: Experiment?, compactVectors: Bool) -> Capabilities {
+    /// bfloat16 vectors or the ring).
+    static func required(model: ModelSpec, experiment: Experiment?, compactVectors: Bool, ring: Bool) -> Capabilities {
         var needed: Capabilities = []
         if model.dropout > 0 { needed.insert(.dropout) }
         if model.batchNorm { needed.insert(.batchNorm) }
@@ -45,6 +58,7 @@ extension Capabilities {
         if let adversaries = experiment?.adversaries, adversaries.fraction > 0 { needed.insert(.adversarialClients) }
         if experiment?.secureAggregation != nil { needed.insert(.secureAggregation) }
         if compactVectors { needed.insert(.compactVectors) }
+        if ring { needed.insert(.ring) }
         return needed
     }
 }

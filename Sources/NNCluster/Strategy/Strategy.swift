@@ -33,6 +33,12 @@ public protocol Strategy: Resumable {
     /// that gave none. Returns what the results add up to.
     func aggregate(round: Int, results: [Result], failures: [Int]) throws -> RoundResult
 
+    /// True when a round's results depend on each other (a ring): a lost worker or an unusable result then has
+    /// the whole round configured again, and no work is given to a second worker on speculation.
+    var restartsRoundOnLoss: Bool { get }
+    /// False for a result that belongs to work configured earlier in the round and since replaced; it is dropped.
+    func isCurrent(_ result: Result) -> Bool
+
     /// With secure aggregation: the coordinator's side of `round`, whose work went to `clients`; nil without.
     func maskingServer(round: Int, clients: [Int]) -> MaskingServer?
     /// Combines masked results given `sum`, the unmasked sum of their inputs, which `server` put together.
@@ -40,6 +46,8 @@ public protocol Strategy: Resumable {
 }
 
 extension Strategy {
+    public var restartsRoundOnLoss: Bool { false }
+    public func isCurrent(_ result: Result) -> Bool { true }
     public func maskingServer(round: Int, clients: [Int]) -> MaskingServer? { nil }
     public func aggregate(round: Int, results: [Result], failures: [Int], sum: [UInt32], from server: MaskingServer) throws -> RoundResult {
         throw ClusterError("this strategy does not aggregate masked results")

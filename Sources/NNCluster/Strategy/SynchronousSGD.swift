@@ -4,7 +4,8 @@ import NNProtocol
 /// Synchronous data-parallel SGD: each step's global batch (a slice of the epoch's seeded order) is split among
 /// the workers, who are sent the sample indices of their part; each returns the mean gradient of its part; the
 /// coordinator takes the sample-weighted mean and applies the optimizer. Equivalent to one process training at
-/// the global batch over the same order.
+/// the global batch over the same order. In a ring (`Topology.ring`) the workers sum the weighted gradients among
+/// themselves and each steps a replica; the coordinator's replica steps from the reduced chunks they send it.
 public final class SynchronousSGD: Strategy {
     public let update: ParameterUpdate
     public var network: Network { update.network }
@@ -17,12 +18,21 @@ public final class SynchronousSGD: Strategy {
     /// Parameters go out and gradients come back as bfloat16: half the bytes, 8 significant bits (the optimizer
     /// keeps float32).
     public let compactVectors: Bool
+    public let topology: Topology
     /// A cache of the sample order of the epoch the current step is in.
     private var order: (epoch: Int, indices: [UInt32]) = (0, [])
+    /// The ring's generation: its members in ring order, and the round it was last configured for. Changed
+    /// members, or a second configuration of the same round (a redo), start the next generation, whose first
+    /// tasks carry the replica to start from.
+    private var ring: (generation: UInt64, members: [PeerID], round: Int)?
+    /// Generations start at a random number, so that a worker that outlived a coordinator does not take a new
+    /// coordinator's generation for its old one.
+    private let firstGeneration = UInt64.random(in: 0..<(1 << 62))
 
     public init(update: ParameterUpdate, seed: UInt64, trainingSamples: Int, globalBatch: Int, epochs: Int, robust: RobustGradients? = nil,
-                compactVectors: Bool = false) {
+                compactVectors: Bool = false, topology: Topology = .parameterServer) {
         self.update = update
+        self.topology = topology
         self.robust = robust
         self.compactVectors = compactVectors
         self.seed = seed
@@ -36,7 +46,13 @@ public final class SynchronousSGD: Strategy {
 
     public var roundsPerEpoch: Int { (trainingSamples + globalBatch - 1) / globalBatch }
     public var rounds: Int { roundsPerEpoch * epochs }
-    public var job: Job { Job(mode: "sync", seed: seed, globalBatch: globalBatch, compactVectors: compactVectors) }
+    public var job: Job {
+        Job(mode: "sync", seed: seed, globalBatch: globalBatch, compactVectors: compactVectors,
+            ring: topology == .ring ? RingConfiguration(optimizer: update.optimizer.settings, schedule: update.schedule, clipNorm: update.clipNorm,
+                                                        stepsPerEpoch: roundsPerEpoch, totalSteps: rounds) : nil)
+    }
+    public var restartsRoundOnLoss: Bool { topology == .ring }
+    public func isCurrent(_ g: GradientResult) -> Bool { g.generation == ring?.generation }
     public var clientCount: Int { 0 }
     public var deadline: Duration? { nil }
     public var minimumResults: Int { 1 }
@@ -46,6 +62,9 @@ public final class SynchronousSGD: Strategy {
         if order.epoch != epoch { order = (epoch, epochOrder(seed: seed, epoch: epoch, count: trainingSamples).map { UInt32($0) }) }
         let start = (round % roundsPerEpoch) * globalBatch
         let count = min(globalBatch, trainingSamples - start)
+        if topology == .ring {
+            return ringTasks(round: round, start: start, samples: Array(order.indices[start..<(start + count)]), among: participants)
+        }
         return split(round: round, start: start, samples: Array(order.indices[start..<(start + count)]), firstRow: 0,
                      among: participants.map(\.peer))
     }
@@ -71,7 +90,50 @@ public final class SynchronousSGD: Strategy {
         return assignments
     }
 
+    /// The ring's tasks: each member (one per sample at most) takes a contiguous part, as in `split`, and its
+    /// place in the ring.
+    private func ringTasks(round: Int, start: Int, samples: [UInt32], among participants: [Participant]) -> [Assignment<GradientTask>] {
+        let members = Array(participants.prefix(samples.count))
+        let peers = members.map(\.peer)
+        var sync: [UInt8] = []
+        if let ring, ring.members == peers, ring.round != round {
+            self.ring!.round = round
+        } else {
+            ring = ((ring?.generation ?? firstGeneration) &+ 1, peers, round)
+            var state = RunState()
+            update.save(into: &state)
+            sync = (try? state.encoded()) ?? []
+        }
+        let generation = ring!.generation, n = members.count
+        var offset = 0
+        return members.enumerated().map { i, member in
+            let part = samples.count / n + (i < samples.count % n ? 1 : 0)
+            defer { offset += part }
+            let plan = RingPlan(generation: generation, position: UInt32(i), size: UInt32(n), total: UInt32(samples.count),
+                                successor: members[(i + 1) % n].ringEndpoint ?? "", sync: sync)
+            let task = GradientTask(step: UInt64(round), start: UInt32(start + offset), firstRow: UInt32(offset),
+                                    samples: Array(samples[offset..<(offset + part)]), parameters: [], state: [], ring: plan)
+            return Assignment(worker: member.peer, keys: [start + offset], work: task)
+        }
+    }
+
+    /// The range of the reduced vector (gradient, then state) that the ring member at `position` sends.
+    private func ringChunk(position: Int, size: Int) -> Range<Int> {
+        RingAllReduce.bounds(chunk: RingAllReduce.owned(position: position, size: size), size: size,
+                             length: network.parameterCount + network.state.count)
+    }
+
     public func check(_ g: GradientResult, against assignment: Assignment<GradientTask>) throws {
+        if let plan = assignment.work.ring {
+            guard g.generation == plan.generation else { throw ClusterError("result of ring generation \(g.generation.map(String.init) ?? "none"), not \(plan.generation)") }
+            guard Int(g.count) == assignment.work.samples.count, g.correct <= g.count else {
+                throw ClusterError("result counts \(g.correct) correct of \(g.count) samples; the task had \(assignment.work.samples.count)")
+            }
+            let chunk = ringChunk(position: Int(plan.position), size: Int(plan.size))
+            guard g.gradient.count == chunk.count else { throw ClusterError("reduced chunk has \(g.gradient.count) values, \(chunk.count) expected") }
+            // Not checked for finiteness: a ring's chunks are sums over every member, so the step itself refuses them.
+            return
+        }
         let count = assignment.work.samples.count
         guard Int(g.count) == count else { throw ClusterError("gradient covers \(g.count) samples, the task had \(count)") }
         guard g.correct <= g.count else { throw ClusterError("gradient claims \(g.correct) correct of \(g.count) samples") }
@@ -88,6 +150,18 @@ public final class SynchronousSGD: Strategy {
     }
 
     public func aggregate(round: Int, results: [GradientResult], failures: [Int]) throws -> RoundResult {
+        if topology == .ring {
+            // Results come in key order, which is ring order.
+            guard let ring, results.count == ring.members.count else { throw ClusterError("a ring step with \(results.count) of its chunks") }
+            var reduced = [Float](repeating: 0, count: network.parameterCount + network.state.count)
+            for (position, result) in results.enumerated() {
+                reduced.replaceSubrange(ringChunk(position: position, size: results.count), with: result.gradient)
+            }
+            guard RingAllReduce.step(update, reduced: reduced, stepsPerEpoch: roundsPerEpoch, totalSteps: rounds) else {
+                throw TrainingError.nonFiniteUpdate(step: round + 1)
+            }
+            return RoundResult(round: results)
+        }
         let total = Float(results.reduce(0) { $0 + Int($1.count) })
         let weights = results.map { Float($0.count) / total }
         var flagged: [Int] = []

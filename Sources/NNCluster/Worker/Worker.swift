@@ -26,20 +26,25 @@ public final class Worker {
         /// Once set (SIGTERM), the worker finishes its current task or abandons a long one, tells the
         /// coordinator it leaves, and returns.
         public var stop: StopRequest?
+        /// In a ring run: the address of this machine where the other workers reach it.
+        public var ringHost: String
 
         public init(name: String, registrationTimeout: Duration = .seconds(30), reconnectTimeout: Duration = .seconds(60),
-                    clientFirst: Int? = nil, clientCount: Int = 0, clientThreads: Int = 1, stop: StopRequest? = nil) {
+                    clientFirst: Int? = nil, clientCount: Int = 0, clientThreads: Int = 1, stop: StopRequest? = nil, ringHost: String = "127.0.0.1") {
             self.name = name; self.registrationTimeout = registrationTimeout; self.reconnectTimeout = reconnectTimeout
             self.clientFirst = clientFirst; self.clientCount = clientCount; self.clientThreads = clientThreads; self.stop = stop
+            self.ringHost = ringHost
         }
     }
 
-    private let transport: ClientTransport
+    let transport: ClientTransport
     private let data: Dataset
     private let identity: DataIdentity
     public let session: UInt64
-    private let settings: Settings
-    private var logger: Logger
+    let settings: Settings
+    var logger: Logger
+    /// Messages from the coordinator that came while a ring step waited for its peers, to handle next.
+    var deferred: [[Frame]] = []
     /// Gradients computed and clients trained so far.
     public private(set) var tasksDone = 0 {
         didSet { tasksCounter.increment(by: Int64(tasksDone - oldValue)) }
@@ -54,13 +59,15 @@ public final class Worker {
     }
 
     /// The state a run needs once welcomed.
-    private struct Session {
+    struct Session {
         let configuration: RunConfiguration
         let timing: ClusterTiming
         let backpropagation: Backpropagation
         let buffer: BatchBuffer
         /// The hosted clients of a federated run.
         let host: ClientHost?
+        /// A ring run's links and replica.
+        let ring: RingMember?
     }
 
     /// How a registration ended: welcomed, or told to stop before the welcome came.
@@ -93,7 +100,7 @@ public final class Worker {
                 }
                 return "left: \(reason)"
             }
-            let received = try transport.receive(timeout: heartbeat)
+            let received = deferred.isEmpty ? try transport.receive(timeout: heartbeat) : deferred.removeFirst()
             // Heartbeat whenever nothing else went out for an interval, even while the coordinator's own
             // heartbeats keep arriving: each side must hear from the other.
             if ContinuousClock.now - lastSent >= heartbeat {
@@ -130,6 +137,14 @@ public final class Worker {
                 continue
             }
             switch message {
+            case .task(let task) where task.ring != nil:
+                do {
+                    if try ringStep(task, plan: task.ring!, in: session) { tasksDone += 1 }
+                    lastSent = .now
+                } catch let error as ClusterError {
+                    logger.warning("rejected ring task for step \(task.step + 1): \(error)")
+                    try send(.error(ErrorReport(code: .badMessage, text: error.description)))
+                }
             case .task(let task):
                 do {
                     try send(.gradient(try compute(task, in: session)))
@@ -195,13 +210,13 @@ public final class Worker {
                 lastHeard = .now
             case .error(let report):
                 logger.warning("coordinator reports: \(report.text)")
-            case .hello, .gradient, .update, .maskingKeys, .reveal:
+            case .hello, .gradient, .update, .maskingKeys, .reveal, .ringChunk, .ringEndpoint:
                 logger.warning("rejected a \(message.type) message: only workers send those")
             }
         }
     }
 
-    private func send(_ message: Message) throws { try transport.send(WireCodec.encode(message)) }
+    func send(_ message: Message) throws { try transport.send(WireCodec.encode(message)) }
 
     /// A step of secure aggregation for the round whose clients `party` holds; a message for another round or one
     /// the clients refuse is reported to the coordinator, and the worker goes on.
@@ -241,6 +256,7 @@ public final class Worker {
             case .welcome(let welcome):
                 do {
                     let session = try start(welcome)
+                    if let ring = session.ring { try send(.ringEndpoint(RingEndpoint(endpoint: ring.link.endpoint))) }
                     // Confirms the welcome: the coordinator counts a worker once it hears from it again.
                     try send(.heartbeat(Heartbeat(session: self.session)))
                     registrations.increment()
@@ -290,12 +306,14 @@ public final class Worker {
         logger.info("registered as worker #\(welcome.workerIndex): \(configuration.mode) training of \(configuration.model.description)\(hosting)")
         // A step never covers more samples than there are, whatever global batch the configuration names.
         let rows = min(max(configuration.globalBatch, 1), data.sampleCount)
-        return Session(configuration: configuration, timing: timing,
-                       backpropagation: Backpropagation(network: Network(spec: configuration.model), seed: configuration.seed),
-                       buffer: BatchBuffer(capacity: rows, inputWidth: data.inputWidth), host: host)
+        let backpropagation = Backpropagation(network: Network(spec: configuration.model), seed: configuration.seed)
+        let ring = try configuration.ring.map { try RingMember($0, network: backpropagation.network, host: settings.ringHost, logger: logger) }
+        return Session(configuration: configuration, timing: timing, backpropagation: backpropagation,
+                       buffer: BatchBuffer(capacity: rows, inputWidth: data.inputWidth), host: host, ring: ring)
     }
 
-    private func compute(_ task: GradientTask, in session: Session) throws -> GradientResult {
+    /// The slice's gradient; a ring task's at the replica, any other's at the parameters it carries.
+    func compute(_ task: GradientTask, in session: Session) throws -> GradientResult {
         let started = ContinuousClock.now
         let network = session.backpropagation.network
         let count = task.samples.count, globalBatch = session.configuration.globalBatch
@@ -305,10 +323,12 @@ public final class Worker {
         if let bad = task.samples.first(where: { Int($0) >= data.sampleCount }) {
             throw ClusterError("task names sample \(bad); this worker has \(data.sampleCount)")
         }
-        guard task.parameters.count == network.parameterCount, task.state.count == network.state.count else {
-            throw ClusterError("task carries \(task.parameters.count) parameters and \(task.state.count) state values; the model has \(network.parameterCount) and \(network.state.count)")
+        if task.ring == nil {
+            guard task.parameters.count == network.parameterCount, task.state.count == network.state.count else {
+                throw ClusterError("task carries \(task.parameters.count) parameters and \(task.state.count) state values; the model has \(network.parameterCount) and \(network.state.count)")
+            }
+            network.load(parameters: task.parameters, state: task.state)
         }
-        network.load(parameters: task.parameters, state: task.state)
         data.gather(task.samples.map { Int($0) }[...], into: session.buffer.x.base, labels: session.buffer.labels)
         let result = session.backpropagation.run(x: session.buffer.x.base, labels: session.buffer.labels, batch: count,
                                                  step: task.step, firstRow: Int(task.firstRow))

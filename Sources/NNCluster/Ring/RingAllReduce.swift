@@ -1,0 +1,56 @@
+import NNCore
+
+/// Sums a vector over a ring of n workers (Patarasuk and Yuan 2009) in 2(n − 1) sends of about 1/n of it each:
+/// n − 1 reduce-scatter steps leave worker p with the full sum of chunk (p + 1) mod n, and n − 1 all-gather
+/// steps pass the summed chunks round. Whatever n is, each worker sends and receives 2(n − 1)/n of the vector,
+/// so a link's traffic does not grow with the ring (a parameter server's does, n-fold).
+enum RingAllReduce {
+    /// Chunk `chunk` of a vector of `length` values cut into `size` near-equal chunks.
+    static func bounds(chunk: Int, size: Int, length: Int) -> Range<Int> { (chunk * length / size)..<((chunk + 1) * length / size) }
+
+    /// The chunk whose sum the worker at `position` holds after the reduce-scatter.
+    static func owned(position: Int, size: Int) -> Int { (position + 1) % size }
+
+    /// Sums `vector` with the ring's. `send` passes a phase's chunk to the successor; `receive` returns the
+    /// predecessor's chunk for a phase, or nil when the ring is given up (then this returns false, the vector
+    /// half-summed); `reduced` gets the owned chunk as soon as its sum is complete.
+    static func run(_ vector: inout [Float], position p: Int, size n: Int, send: (Int, ArraySlice<Float>) throws -> Void,
+                    receive: (Int) throws -> [Float]?, reduced: (ArraySlice<Float>) throws -> Void) throws -> Bool {
+        let length = vector.count
+        func exchange(_ phase: Int, sending: Int, receiving: Int, combine: (UnsafeMutablePointer<Float>, UnsafePointer<Float>, Int) -> Void) throws -> Bool {
+            try send(phase, vector[bounds(chunk: sending, size: n, length: length)])
+            guard let incoming = try receive(phase) else { return false }
+            let range = bounds(chunk: receiving, size: n, length: length)
+            guard incoming.count == range.count else {
+                throw ClusterError("ring chunk \(phase) has \(incoming.count) values, \(range.count) expected")
+            }
+            vector.withUnsafeMutableBufferPointer { v in incoming.withUnsafeBufferPointer { combine(v.baseAddress! + range.lowerBound, $0.baseAddress!, range.count) } }
+            return true
+        }
+        for s in 0..<(n - 1) {
+            guard try exchange(s, sending: (p - s + n) % n, receiving: (p - s - 1 + n) % n, combine: { y, x, count in
+                for i in 0..<count { y[i] += x[i] }
+            }) else { return false }
+        }
+        try reduced(vector[bounds(chunk: owned(position: p, size: n), size: n, length: length)])
+        for s in 0..<(n - 1) {
+            guard try exchange(n - 1 + s, sending: (p + 1 - s + n) % n, receiving: (p - s + n) % n, combine: { y, x, count in
+                y.update(from: x, count: count)
+            }) else { return false }
+        }
+        return true
+    }
+
+    /// One step of a replica from the reduced vector (gradient, then state), the same on every worker and on
+    /// the coordinator, so that all replicas stay bit-identical. False (and nothing changed) when the step would
+    /// leave the model non-finite.
+    static func step(_ update: ParameterUpdate, reduced: [Float], stepsPerEpoch: Int, totalSteps: Int) -> Bool {
+        let network = update.network, p = network.parameterCount
+        precondition(reduced.count == p + network.state.count)
+        reduced.withUnsafeBufferPointer { r in
+            network.gradients.base.update(from: r.baseAddress!, count: p)
+            if network.state.count > 0 { network.state.base.update(from: r.baseAddress! + p, count: network.state.count) }
+        }
+        return update.applyIfFinite(stepsPerEpoch: stepsPerEpoch, totalSteps: totalSteps)
+    }
+}

@@ -1,0 +1,78 @@
+import CZmq
+import Logging
+import NNProtocol
+
+/// A worker's links in a ring: a PULL socket its predecessor pushes chunks to, and a PUSH socket to its
+/// successor. Plain TCP: the ring topology is for private networks (a run secured with CURVE refuses it).
+/// A chunk other than the one awaited is kept when it may be wanted later (a peer is ahead, or in a newer
+/// generation) and dropped when it belongs to a step already done; what cannot be decoded is dropped.
+final class RingLink {
+    private let inbound: ZmqSocket
+    private var outbound: ZmqSocket?
+    /// Where peers push to.
+    let endpoint: String
+    private var early: [RingChunk] = []
+    private let logger: Logger
+    /// Chunks kept ahead of need, at most: a ring's full step is 2(n − 1) of them.
+    private static let keptChunks = 1024
+
+    /// Binds on `host` (an address of this machine the other workers can reach), a port the system picks.
+    init(host: String, maximumChunkBytes: Int64, logger: Logger) throws {
+        let address = host.contains(":") ? "[\(host)]" : host
+        inbound = try ZmqSocket(type: ZMQ_PULL, endpoint: "tcp://\(address):*")
+        try inbound.set(ZMQ_MAXMSGSIZE, maximumChunkBytes)
+        try inbound.set(ZMQ_RCVHWM, Int32(Self.keptChunks))
+        try inbound.set(ZMQ_LINGER, Int32(0))
+        if host.contains(":") { try inbound.set(ZMQ_IPV6, Int32(1)) }
+        try inbound.bind()
+        endpoint = inbound.lastEndpoint
+        self.logger = logger
+    }
+
+    /// Pushes from now on to `successor`, reconnecting if it changed; chunks still queued for an old one are dropped.
+    func connect(to successor: String) throws {
+        if outbound?.endpoint == successor { return }
+        outbound?.close()
+        let socket = try ZmqSocket(type: ZMQ_PUSH, endpoint: successor)
+        try socket.set(ZMQ_LINGER, Int32(0))
+        try socket.set(ZMQ_SNDHWM, Int32(Self.keptChunks))
+        // Chunks queue while the successor connects; a send blocked this long means it is not there.
+        try socket.set(ZMQ_SNDTIMEO, Int32(30_000))
+        if successor.contains("[") { try socket.set(ZMQ_IPV6, Int32(1)) }
+        try socket.connect()
+        outbound = socket
+    }
+
+    func send(_ chunk: RingChunk) throws {
+        guard let outbound else { throw ClusterError("the ring has no successor to send to") }
+        try outbound.send(WireCodec.encode(.ringChunk(chunk)))
+    }
+
+    /// The chunk of `phase` of `step` in `generation`, or nil when none came within `timeout`.
+    func receive(generation: UInt64, step: UInt64, phase: UInt32, timeout: Duration) throws -> RingChunk? {
+        func wanted(_ c: RingChunk) -> Bool { c.generation == generation && c.step == step && c.phase == phase }
+        if let i = early.firstIndex(where: wanted) { return early.remove(at: i) }
+        let deadline = ContinuousClock.now + timeout
+        while true {
+            guard let frames = try inbound.receive(timeout: max(ContinuousClock.now.duration(to: deadline), .zero)) else { return nil }
+            guard case .ringChunk(let chunk)? = try? WireCodec.decode(frames) else {
+                logger.warning("dropped a message on the ring port that is not a ring chunk")
+                continue
+            }
+            if wanted(chunk) { return chunk }
+            let behind = chunk.generation == generation && (chunk.step < step || (chunk.step == step && chunk.phase < phase))
+            if !behind {
+                if early.count == Self.keptChunks { early.removeFirst() }
+                early.append(chunk)
+            }
+        }
+    }
+
+    /// Drops kept chunks of other generations than `generation` (a worker starting a new one).
+    func forget(except generation: UInt64) { early.removeAll { $0.generation != generation } }
+
+    func close() {
+        inbound.close()
+        outbound?.close()
+    }
+}

@@ -1,0 +1,9 @@
+/// How the workers of synchronous SGD sum their gradients.
+public enum Topology: String, Sendable, CaseIterable {
+    /// Through the coordinator: it sends every worker the model and takes every gradient, so its link carries
+    /// n models and n gradients a step.
+    case parameterServer = "server"
+    /// Among themselves, in a ring all-reduce; each steps its own replica, and the coordinator only hands out
+    /// samples and takes one model's worth of reduced chunks a step. Per-link traffic does not grow with n.
+    case ring
+}
