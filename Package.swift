@@ -99,7 +99,7 @@ let package = Package(
         .testTarget(name: "FuzzSeedsTests", dependencies: ["FuzzSeeds", "NNCluster", "NNCore", "NNProtocol", "NNServing"]),
         .testTarget(
             name: "NNClusterTests",
-            dependencies: ["NNCluster", "NNCore", "NNData", "NNProtocol", "TestSupport", .product(name: "Logging", package: "swift-log")]),
+            dependencies: ["NNCluster", "CZmq", "NNCore", "NNData", "NNProtocol", "TestSupport", .product(name: "Logging", package: "swift-log")]),
         .testTarget(name: "nnTests", dependencies: ["nn", "nn-coordinator", "nn-worker", "NNData", "TestSupport"]),
     ]
 )

@@ -26,7 +26,7 @@ public struct Bench: AsyncParsableCommand {
     @Option(help: "Seconds per measurement.")
     var seconds: Double = 0.5
 
-    @Flag(help: "Measure synchronous SGD over ZeroMQ on loopback instead, with 1 and 2 worker processes at batch 64 and 256 per worker (--batch, --rounds and --seconds do not apply).")
+    @Flag(help: "Measure synchronous SGD over ZeroMQ on loopback instead, with 1 and 2 worker processes at batch 64 and 256 per worker, through the coordinator and in a ring (--batch, --rounds and --seconds do not apply).")
     var distributed = false
 
     @Flag(help: "Measure federated rounds instead: simulation with 1 and 2 client threads (with 2, also with the test evaluation every round and every 10 rounds), and 2 worker processes over ZeroMQ.")
@@ -93,15 +93,16 @@ public struct Bench: AsyncParsableCommand {
         try check(spec, fits: train)
         let bench = DistributedBenchmark(model: spec, optimizer: OptimizerSettings(kind: optimizer), train: train, launch: benchWorkers)
         print("nn bench --distributed: \(spec.description), \(optimizer.rawValue), MNIST training set, tcp loopback (plain, and CURVE-encrypted), 1 OpenBLAS thread per process")
-        print("wire   workers  batch/worker  global  samples/s  single-process samples/s  step ms  compute ms  communication ms  aggregation ms")
+        print("topology  wire   workers  batch/worker  global  samples/s  single-process samples/s  step ms  compute ms  communication ms  aggregation ms")
         for batch in [64, 256] {
             for workers in [1, 2] {
-                // Plain and CURVE one after the other, so that each pair shares the machine's state.
-                for curve in [false, true] {
-                    let f = try bench.measure(workers: workers, batch: batch, curve: curve)
-                    print(String(format: "%@  %7d  %12d  %6d  %9.0f  %24.0f  %7.3f  %10.3f  %16.3f  %14.3f", curve ? "CURVE" : "plain",
-                                 workers, batch, workers * batch, f.samplesPerSecond, f.singleProcessSamplesPerSecond,
-                                 f.step * 1e3, f.compute * 1e3, f.communication * 1e3, f.aggregation * 1e3))
+                // The variants one after the other, so that each group shares the machine's state.
+                for topology in Topology.allCases {
+                    for curve in [false, true] {
+                        let f = try bench.measure(workers: workers, batch: batch, curve: curve, topology: topology)
+                        print(topology.rawValue.padding(toLength: 8, withPad: " ", startingAt: 0) + String(format: "  %@  %7d  %12d  %6d  %9.0f  %24.0f  %7.3f  %10.3f  %16.3f  %14.3f", curve ? "CURVE" : "plain", workers, batch, workers * batch, f.samplesPerSecond, f.singleProcessSamplesPerSecond,
+                                     f.step * 1e3, f.compute * 1e3, f.communication * 1e3, f.aggregation * 1e3))
+                    }
                 }
             }
         }

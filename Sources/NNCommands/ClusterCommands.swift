@@ -77,6 +77,9 @@ public struct CoordinatorCommand: AsyncParsableCommand {
     @Option(help: "Synchronous SGD: how parameters and gradients travel, float32 (exact: the run equals one process) or bfloat16 (half the bytes, 8 significant bits; the optimizer keeps float32).")
     var vectors: VectorPrecision = .float32
 
+    @Option(help: "Synchronous SGD: how the workers' gradients are summed: server (through the coordinator, which sends every worker the model each step) or ring (among the workers, a ring all-reduce; each steps a replica, and a link's traffic does not grow with the workers).")
+    var topology: Topology = .parameterServer
+
     @OptionGroup var security: ServerSecurityOptions
     @OptionGroup var runState: RunStateOptions
     @OptionGroup var monitoring: MonitoringOptions
@@ -108,6 +111,11 @@ public struct CoordinatorCommand: AsyncParsableCommand {
         if vectors == .bfloat16, experimentOptions.config != nil {
             throw ValidationError("--vectors bfloat16 is for synchronous SGD; a federated experiment compresses its uploads with its compression key")
         }
+        if topology == .ring {
+            if experimentOptions.config != nil { throw ValidationError("--topology ring is for synchronous SGD; a federated experiment's clients train apart") }
+            if robust != nil { throw ValidationError("--topology ring sums the gradients among the workers; --robust needs each one at the coordinator") }
+            if vectors == .bfloat16 { throw ValidationError("--topology ring moves float32 chunks; --vectors bfloat16 is for the parameter server") }
+        }
     }
 
     public func run() async throws {
@@ -118,7 +126,7 @@ public struct CoordinatorCommand: AsyncParsableCommand {
         let cluster = CoordinatorSettings(expectedWorkers: workers, minimumWorkers: minWorkers, timing: try timing.timing,
                                           stop: stopRequestOnSignals(),
                                           boundClients: secure?.allowlist.keys.compactMapValues { $0 } ?? [:], dropFlaggedAfter: dropOutliersAfter,
-                                          compactVectors: vectors == .bfloat16)
+                                          compactVectors: vectors == .bfloat16, topology: topology)
         if let secure { logger.info("CURVE on: \(secure.allowlist.keys.count) worker key\(secure.allowlist.keys.count == 1 ? "" : "s") admitted") }
         let listen = { (network: Network) in
             try ZmqServer(bind: bind, settings: .coordinator(for: network), security: secure, insecure: security.insecure, logger: logger)
@@ -205,6 +213,9 @@ public struct WorkerCommand: AsyncParsableCommand {
     @Option(help: "Federated runs: threads that train this worker's clients of a round in parallel.")
     var clientThreads: Int = 1
 
+    @Option(help: "Ring runs: the address of this machine where the other workers reach it (default: the one its packets to the coordinator leave from).")
+    var ringHost: String?
+
     /// `--clients first-last` as a range.
     private func clientRange() throws -> Range<Int>? {
         do { return try clients.map(Allowlist.clientRange) } catch { throw ValidationError("--clients: \(error)") }
@@ -243,7 +254,7 @@ public struct WorkerCommand: AsyncParsableCommand {
                             settings: .init(name: name, registrationTimeout: .seconds(registrationTimeout), reconnectTimeout: .seconds(reconnectTimeout),
                                             clientFirst: range?.lowerBound,
                                             clientCount: range?.count ?? clientsPerWorker ?? 0, clientThreads: clientThreads,
-                                            stop: stopRequestOnSignals()),
+                                            stop: stopRequestOnSignals(), ringHost: try ringHost ?? LocalAddress.towards(connect)),
                             logger: logger)
         let reason = try worker.run()
         logger.info("done after \(worker.tasksDone) tasks: \(reason)")
@@ -254,3 +265,5 @@ public struct WorkerCommand: AsyncParsableCommand {
 enum VectorPrecision: String, ExpressibleByArgument, CaseIterable {
     case float32, bfloat16
 }
+
+extension Topology: ExpressibleByArgument {}

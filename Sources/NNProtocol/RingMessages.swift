@@ -14,13 +14,18 @@ public struct RingPlan: Equatable, Sendable {
     public var total: UInt32
     /// Where the next worker in the ring takes chunks.
     public var successor: String
+    /// In a run secured with CURVE, the Z85 public keys of the next worker (the server key to push to it with)
+    /// and of the previous one (the only key admitted to push to this worker); empty otherwise.
+    public var successorKey: String
+    public var predecessorKey: String
     /// The replica to start the generation from, a run state (`RunState.encoded`: model, optimizer, schedule
     /// position); empty on the generation's later steps, whose replica the worker has.
     public var sync: [UInt8]
 
-    public init(generation: UInt64, position: UInt32, size: UInt32, total: UInt32, successor: String, sync: [UInt8] = []) {
+    public init(generation: UInt64, position: UInt32, size: UInt32, total: UInt32, successor: String, successorKey: String = "",
+                predecessorKey: String = "", sync: [UInt8] = []) {
         self.generation = generation; self.position = position; self.size = size; self.total = total
-        self.successor = successor; self.sync = sync
+        self.successor = successor; self.successorKey = successorKey; self.predecessorKey = predecessorKey; self.sync = sync
     }
 }
 

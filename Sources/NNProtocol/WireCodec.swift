@@ -73,6 +73,7 @@ public enum WireCodec {
             let ring = m.ring!
             w.u64(m.step); w.u32(m.start); w.u32(m.firstRow)
             w.u64(ring.generation); w.u32(ring.position); w.u32(ring.size); w.u32(ring.total); w.text(ring.successor)
+            w.text(ring.successorKey); w.text(ring.predecessorKey)
             return [.bytes(w.buffer), .bytes(indexBytes(m.samples)), .bytes(ring.sync)]
         case .task(let m):
             w.u64(m.step); w.u32(m.start); w.u32(m.firstRow)
@@ -190,8 +191,12 @@ public enum WireCodec {
         case .ringTask:
             let step = try r.u64(), start = try r.u32(), firstRow = try r.u32()
             let plan = RingPlan(generation: try r.u64(), position: try r.u32(), size: try r.u32(), total: try r.u32(),
-                                successor: try r.text(limit: maximumText), sync: frames[2].wireBytes)
+                                successor: try r.text(limit: maximumText), successorKey: try r.text(limit: 40), predecessorKey: try r.text(limit: 40),
+                                sync: frames[2].wireBytes)
             guard plan.size >= 1, plan.position < plan.size else { throw ProtocolError("ringTask: position \(plan.position) in a ring of \(plan.size)") }
+            guard [plan.successorKey, plan.predecessorKey].allSatisfy({ $0.isEmpty || $0.utf8.count == 40 }) else {
+                throw ProtocolError("ringTask: a key that is neither empty nor 40 Z85 characters")
+            }
             message = .task(GradientTask(step: step, start: start, firstRow: firstRow, samples: try indices(frames[1]), parameters: [], state: [],
                                          ring: plan))
         case .ringGradient:

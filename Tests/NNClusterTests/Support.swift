@@ -176,6 +176,8 @@ final class SilenceableClient: ClientTransport, @unchecked Sendable {
 
     func silence() { silent.set(true) }
 
+    var keys: CurveKeyPair? { inner.keys }
+
     func send(_ frames: [Frame]) throws {
         if !silent.get() { try inner.send(frames) }
     }

@@ -20,7 +20,7 @@ import Testing
     /// In a ring the workers sum their gradients among themselves and each steps a replica of the model; the
     /// coordinator's replica, stepped from the reduced chunks, is still one process's model. Control goes over
     /// `wire`; the ring's own links are TCP on loopback.
-    @Test(arguments: [Wire.inProcess, .zeroMQ], [1, 2, 4])
+    @Test(arguments: Wire.allCases, [1, 2, 4])
     func ringEqualsSingleProcess(wire: Wire, workers: Int) throws {
         let data = try mnistSubset(1000)
         var run = SyncRun(spec: try ModelSpec(widths: [784, 32, 10], dropout: 0.1))

@@ -84,11 +84,15 @@ func lastAccuracy(_ metrics: String) throws -> Double {
         try Child(workerPath, ["--connect", "tcp://127.0.0.1:\(port)", "--name", name] + extra, log: "\(dir)/\(name).log")
     }
 
-    @Test func workerKilledMidRun() throws {
+    /// A worker killed with SIGKILL after the first epoch: the others finish the run, as well as undisturbed. In a
+    /// ring the lost worker's peers wait for its chunks until the coordinator finds it gone and restarts the step
+    /// in a ring of the two others.
+    @Test(arguments: ["server", "ring"])
+    func workerKilledMidRun(topology: String) throws {
         let dir = temporaryDirectory()
         // Undisturbed.
         let port = freePort()
-        let quiet = try coordinator(port: port, workers: 3, dir: dir, name: "quiet")
+        let quiet = try coordinator(port: port, workers: 3, dir: dir, name: "quiet", extra: ["--topology", topology])
         let quietWorkers = try (0..<3).map { try worker(port: port, dir: dir, name: "quiet-\($0)") }
         #expect(quiet.wait(seconds: 300), "undisturbed run did not finish")
         #expect(quiet.status == 0, "\(quiet.output)")
@@ -96,7 +100,7 @@ func lastAccuracy(_ metrics: String) throws -> Double {
 
         // The same run with worker 1 killed once the first epoch is done.
         let port2 = freePort()
-        let run = try coordinator(port: port2, workers: 3, dir: dir, name: "killed")
+        let run = try coordinator(port: port2, workers: 3, dir: dir, name: "killed", extra: ["--topology", topology])
         let workers = try (0..<3).map { try worker(port: port2, dir: dir, name: "killed-\($0)") }
         #expect(waitUntil(seconds: 300) { FileManager.default.fileExists(atPath: "\(dir)/killed.jsonl") })
         workers[1].kill(SIGKILL)

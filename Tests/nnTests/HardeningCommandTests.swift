@@ -61,6 +61,11 @@ import Testing
         try expectFailure(["coordinator", "--workers", "1", "--vectors", "float16"], mentioning: ["float32", "bfloat16"])
         try expectFailure(["coordinator", "--workers", "1", "--vectors", "bfloat16", "--config", "experiments/mnist-2nn-iid.json"],
                           mentioning: ["--vectors bfloat16 is for synchronous SGD"])
+        try expectFailure(["coordinator", "--workers", "1", "--topology", "star"], mentioning: ["server", "ring"])
+        try expectFailure(["coordinator", "--workers", "3", "--topology", "ring", "--robust", "median"], mentioning: ["--robust needs each one"])
+        try expectFailure(["coordinator", "--workers", "2", "--topology", "ring", "--vectors", "bfloat16"], mentioning: ["float32 chunks"])
+        try expectFailure(["coordinator", "--workers", "2", "--topology", "ring", "--config", "experiments/mnist-2nn-iid.json"],
+                          mentioning: ["--topology ring is for synchronous SGD"])
         let dir = temporaryDirectory()
         func experiment(_ replace: String, with value: String) throws -> String {
             let json = #"{"name":"x","model":"784-10","partition":{"kind":"iid"},"clients":4,"fraction":1,"localEpochs":1,"localBatch":10,"learningRate":0.1,"rounds":1,"seed":1}"#

@@ -27,8 +27,8 @@ public struct DistributedBenchmark {
     }
 
     /// `curve`: encrypted and authenticated, with throwaway keys.
-    public func measure(workers: Int, batch: Int, curve: Bool = false) throws -> Figures {
-        let cluster = CoordinatorSettings(expectedWorkers: workers, timing: ClusterTiming(timeout: .seconds(10)))
+    public func measure(workers: Int, batch: Int, curve: Bool = false, topology: Topology = .parameterServer) throws -> Figures {
+        let cluster = CoordinatorSettings(expectedWorkers: workers, timing: ClusterTiming(timeout: .seconds(10)), topology: topology)
         let run = SyncTrainingRun(settings: settings(batch: batch), cluster: cluster, train: train, test: nil,
                                   logger: Logger(label: "bench", factory: { _ in SwiftLogNoOpLogHandler() }))
         let keys = curve ? try ThrowawayKeys(workers: workers) : nil

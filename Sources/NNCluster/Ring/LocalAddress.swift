@@ -3,8 +3,8 @@ import Foundation
 /// The address of this machine that packets to `endpoint`'s host leave from (a UDP socket's connect picks the
 /// route without sending anything): what a worker tells its ring peers, who reach the coordinator the same way.
 /// 127.0.0.1 for endpoints that are not TCP.
-enum LocalAddress {
-    static func towards(_ endpoint: String) throws -> String {
+public enum LocalAddress {
+    public static func towards(_ endpoint: String) throws -> String {
         guard endpoint.hasPrefix("tcp://") else { return "127.0.0.1" }
         var rest = endpoint.dropFirst("tcp://".count)
         if let semicolon = rest.firstIndex(of: ";") { rest = rest[rest.index(after: semicolon)...] }  // "source;destination"

@@ -3,12 +3,16 @@ import Logging
 import NNProtocol
 
 /// A worker's links in a ring: a PULL socket its predecessor pushes chunks to, and a PUSH socket to its
-/// successor. Plain TCP: the ring topology is for private networks (a run secured with CURVE refuses it).
-/// A chunk other than the one awaited is kept when it may be wanted later (a peer is ahead, or in a newer
-/// generation) and dropped when it belongs to a step already done; what cannot be decoded is dropped.
+/// successor. With `keys` (a run secured with CURVE) both are encrypted, the PULL socket admits only the
+/// predecessor's key, and the PUSH socket checks the successor's. A chunk other than the one awaited is kept
+/// when it may be wanted later (a peer is ahead, or in a newer generation) and dropped when it belongs to a
+/// step already done; what cannot be decoded is dropped.
 final class RingLink {
     private let inbound: ZmqSocket
-    private var outbound: ZmqSocket?
+    private var outbound: (socket: ZmqSocket, key: CurvePublicKey?)?
+    private let keys: CurveKeyPair?
+    /// With CURVE: the inbound socket's ZAP domain, monitor endpoint and admission rules.
+    private let zap: (domain: String, monitor: String, gate: Gate)?
     /// Where peers push to.
     let endpoint: String
     private var early: [RingChunk] = []
@@ -17,35 +21,60 @@ final class RingLink {
     private static let keptChunks = 1024
 
     /// Binds on `host` (an address of this machine the other workers can reach), a port the system picks.
-    init(host: String, maximumChunkBytes: Int64, logger: Logger) throws {
+    init(host: String, keys: CurveKeyPair?, maximumChunkBytes: Int64, logger: Logger) throws {
         let address = host.contains(":") ? "[\(host)]" : host
         inbound = try ZmqSocket(type: ZMQ_PULL, endpoint: "tcp://\(address):*")
         try inbound.set(ZMQ_MAXMSGSIZE, maximumChunkBytes)
         try inbound.set(ZMQ_RCVHWM, Int32(Self.keptChunks))
         try inbound.set(ZMQ_LINGER, Int32(0))
         if host.contains(":") { try inbound.set(ZMQ_IPV6, Int32(1)) }
+        self.keys = keys
+        if let keys {
+            let gate = Gate(allowlist: Allowlist([:]), logger: logger)
+            let (domain, monitor) = try ZapHandler.shared.register(gate)
+            zap = (domain, monitor, gate)
+            try inbound.set(ZMQ_CURVE_SERVER, Int32(1))
+            try inbound.set(ZMQ_CURVE_SECRETKEY, bytes: Array(keys.secret.utf8))
+            try inbound.set(ZMQ_ZAP_DOMAIN, bytes: Array(domain.utf8))
+            try inbound.monitor(monitor, events: ZMQ_EVENT_HANDSHAKE_FAILED_PROTOCOL | ZMQ_EVENT_HANDSHAKE_FAILED_NO_DETAIL)
+        } else {
+            zap = nil
+        }
         try inbound.bind()
         endpoint = inbound.lastEndpoint
         self.logger = logger
     }
 
-    /// Pushes from now on to `successor`, reconnecting if it changed; chunks still queued for an old one are dropped.
-    func connect(to successor: String) throws {
-        if outbound?.endpoint == successor { return }
-        outbound?.close()
+    /// Takes chunks from the predecessor and pushes to `successor` from now on, reconnecting if it
+    /// changed (chunks still queued for an old successor are dropped). The keys are Z85, empty without CURVE.
+    func join(successor: String, successorKey: String, predecessorKey: String) throws {
+        guard (keys == nil) == successorKey.isEmpty, (keys == nil) == predecessorKey.isEmpty else {
+            throw ClusterError(keys == nil ? "the ring is secured with CURVE, and this worker has no keys" : "this worker has CURVE keys, and the ring names none")
+        }
+        let successorPublic = successorKey.isEmpty ? nil : try CurvePublicKey(z85: successorKey)
+        if let predecessor = predecessorKey.isEmpty ? nil : try CurvePublicKey(z85: predecessorKey) {
+            zap?.gate.admit(Allowlist([predecessor: nil]))
+        }
+        if let outbound, outbound.socket.endpoint == successor, outbound.key == successorPublic { return }
+        outbound?.socket.close()
         let socket = try ZmqSocket(type: ZMQ_PUSH, endpoint: successor)
         try socket.set(ZMQ_LINGER, Int32(0))
         try socket.set(ZMQ_SNDHWM, Int32(Self.keptChunks))
         // Chunks queue while the successor connects; a send blocked this long means it is not there.
         try socket.set(ZMQ_SNDTIMEO, Int32(30_000))
         if successor.contains("[") { try socket.set(ZMQ_IPV6, Int32(1)) }
+        if let keys, let successorPublic {
+            try socket.set(ZMQ_CURVE_SERVERKEY, bytes: Array(successorPublic.z85.utf8))
+            try socket.set(ZMQ_CURVE_PUBLICKEY, bytes: Array(keys.publicKey.z85.utf8))
+            try socket.set(ZMQ_CURVE_SECRETKEY, bytes: Array(keys.secret.utf8))
+        }
         try socket.connect()
-        outbound = socket
+        outbound = (socket, successorPublic)
     }
 
     func send(_ chunk: RingChunk) throws {
         guard let outbound else { throw ClusterError("the ring has no successor to send to") }
-        try outbound.send(WireCodec.encode(.ringChunk(chunk)))
+        try outbound.socket.send(WireCodec.encode(.ringChunk(chunk)))
     }
 
     /// The chunk of `phase` of `step` in `generation`, or nil when none came within `timeout`.
@@ -71,8 +100,10 @@ final class RingLink {
     /// Drops kept chunks of other generations than `generation` (a worker starting a new one).
     func forget(except generation: UInt64) { early.removeAll { $0.generation != generation } }
 
-    func close() {
-        inbound.close()
-        outbound?.close()
+    deinit {
+        if let zap {
+            _ = try? inbound.monitor(nil, events: 0)
+            ZapHandler.shared.unregister(domain: zap.domain, monitor: zap.monitor)
+        }
     }
 }

@@ -11,11 +11,11 @@ final class RingMember {
     /// The generation the replica belongs to; nil until the first.
     private(set) var generation: UInt64?
 
-    init(_ configuration: RingConfiguration, network: Network, host: String, logger: Logger) throws {
+    init(_ configuration: RingConfiguration, network: Network, host: String, keys: CurveKeyPair?, logger: Logger) throws {
         self.configuration = configuration
         replica = ParameterUpdate(network: network, optimizer: configuration.optimizer, schedule: configuration.schedule, clipNorm: configuration.clipNorm)
         // A chunk is at most the whole reduced vector, and a header.
-        link = try RingLink(host: host, maximumChunkBytes: Int64(4 * (network.parameterCount + network.state.count) + 64), logger: logger)
+        link = try RingLink(host: host, keys: keys, maximumChunkBytes: Int64(4 * (network.parameterCount + network.state.count) + 64), logger: logger)
     }
 
     /// Starts `generation` from the coordinator's replica (a run state's bytes).
@@ -45,7 +45,7 @@ extension Worker {
         guard task.samples.count <= Int(plan.total), plan.total <= UInt32(session.configuration.globalBatch) else {
             throw ClusterError("a ring task of \(task.samples.count) samples of \(plan.total), in steps of \(session.configuration.globalBatch)")
         }
-        try ring.link.connect(to: plan.successor)
+        try ring.link.join(successor: plan.successor, successorKey: plan.successorKey, predecessorKey: plan.predecessorKey)
         var result = try compute(task, in: session)
         let weight = Float(result.count) / Float(plan.total)
         var vector = (result.gradient + result.state).map { $0 * weight }

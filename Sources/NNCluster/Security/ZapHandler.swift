@@ -4,7 +4,7 @@ import Logging
 
 /// The admission rules of one CURVE server socket, consulted by the ZAP handler for every connection.
 final class Gate: @unchecked Sendable {
-    let allowlist: Allowlist
+    private var allowlist: Allowlist
     private let logger: Logger
     private let lock = NSLock()
     private var logged: Set<String> = []
@@ -17,6 +17,12 @@ final class Gate: @unchecked Sendable {
     }
 
     init(allowlist: Allowlist, logger: Logger) { self.allowlist = allowlist; self.logger = logger }
+
+    /// From now on admits the keys of `allowlist` (earlier connections stay).
+    func admit(_ allowlist: Allowlist) {
+        lock.lock(); defer { lock.unlock() }
+        self.allowlist = allowlist
+    }
 
     /// Whether a peer at `address` with `key` may connect; nil admits, else the reason. (ZAP's identity frame
     /// carries the server's own routing id, not the peer's, so routing ids are guarded by the ROUTER instead.)

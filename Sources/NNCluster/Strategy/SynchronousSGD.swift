@@ -110,7 +110,8 @@ public final class SynchronousSGD: Strategy {
             let part = samples.count / n + (i < samples.count % n ? 1 : 0)
             defer { offset += part }
             let plan = RingPlan(generation: generation, position: UInt32(i), size: UInt32(n), total: UInt32(samples.count),
-                                successor: members[(i + 1) % n].ringEndpoint ?? "", sync: sync)
+                                successor: members[(i + 1) % n].ringEndpoint ?? "", successorKey: members[(i + 1) % n].peer.key?.z85 ?? "",
+                                predecessorKey: members[(i + n - 1) % n].peer.key?.z85 ?? "", sync: sync)
             let task = GradientTask(step: UInt64(round), start: UInt32(start + offset), firstRow: UInt32(offset),
                                     samples: Array(samples[offset..<(offset + part)]), parameters: [], state: [], ring: plan)
             return Assignment(worker: member.peer, keys: [start + offset], work: task)

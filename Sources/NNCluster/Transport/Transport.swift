@@ -13,8 +13,11 @@ public protocol ClientTransport: AnyObject {
     func receive(timeout: Duration) throws -> [Frame]?
     /// Why the coordinator's end refused the connection (an unknown key, a wrong server key), once it has.
     func refusal() -> String?
+    /// The CURVE key pair this end authenticates with, if any; a ring worker secures its ring links with it.
+    var keys: CurveKeyPair? { get }
 }
 
 extension ClientTransport {
     public func refusal() -> String? { nil }
+    public var keys: CurveKeyPair? { nil }
 }

@@ -293,11 +293,13 @@ public struct ClientSecurity: Sendable {
 /// A worker's DEALER socket, with a routing id derived from its session so that a reconnection keeps its identity.
 public final class ZmqClient: ClientTransport {
     private let socket: ZmqSocket
+    public let keys: CurveKeyPair?
     /// With CURVE: the socket's handshake failures.
     private var monitor: ZmqSocket?
 
     public init(connect endpoint: String, identity: [UInt8], settings: ZmqSettings, security: ClientSecurity? = nil) throws {
         socket = try ZmqSocket(type: ZMQ_DEALER, endpoint: endpoint)
+        keys = security?.keys
         try socket.set(ZMQ_ROUTING_ID, bytes: identity)
         if let security {
             try socket.set(ZMQ_CURVE_SERVERKEY, bytes: Array(security.serverKey.z85.utf8))

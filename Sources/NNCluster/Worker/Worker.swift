@@ -307,7 +307,7 @@ public final class Worker {
         // A step never covers more samples than there are, whatever global batch the configuration names.
         let rows = min(max(configuration.globalBatch, 1), data.sampleCount)
         let backpropagation = Backpropagation(network: Network(spec: configuration.model), seed: configuration.seed)
-        let ring = try configuration.ring.map { try RingMember($0, network: backpropagation.network, host: settings.ringHost, logger: logger) }
+        let ring = try configuration.ring.map { try RingMember($0, network: backpropagation.network, host: settings.ringHost, keys: transport.keys, logger: logger) }
         return Session(configuration: configuration, timing: timing, backpropagation: backpropagation,
                        buffer: BatchBuffer(capacity: rows, inputWidth: data.inputWidth), host: host, ring: ring)
     }
