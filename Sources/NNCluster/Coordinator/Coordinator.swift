@@ -53,6 +53,8 @@ public final class Coordinator<S: Strategy> {
     private var badMessages: [PeerID: Int] = [:]
     private var ignored: Set<PeerID> = []
     private var ignoredSinceLog = 0
+    /// The next round's work, sent before this round was aggregated (`Strategy.configureAhead`), and when.
+    private var sentAhead: (round: Int, assignments: [Assignment<S.Work>], at: ContinuousClock.Instant)?
     /// Hello tokens: refilled at `AdmissionLimits.hellosPerSecond`.
     private var helloTokens = Double(AdmissionLimits.hellosPerSecond)
     private var tokensRefilled = ContinuousClock.now
@@ -87,6 +89,11 @@ public final class Coordinator<S: Strategy> {
             let sentBefore = bytesSent, receivedBefore = bytesReceived
             let (results, answeredBy, masked) = try collect(round: round, into: &report)
             let aggregationStart = ContinuousClock.now
+            if report.skipped == nil, round + 1 < strategy.rounds, !ready.isEmpty,
+               let ahead = strategy.configureAhead(round: round + 1, participants: participants) {
+                for a in ahead { if let worker = workers[a.worker] { send(a.work.message, to: worker) } }
+                sentAhead = (round + 1, ahead, .now)
+            }
             if report.skipped == nil {
                 if let masked {
                     report.result = try strategy.aggregate(round: round, results: results, failures: report.missed, sum: masked.sum, from: masked.server)
@@ -304,7 +311,9 @@ public final class Coordinator<S: Strategy> {
             }
         }
         try requireWorkers()
-        let assignments = strategy.configure(round: round, participants: participants)
+        let ahead = sentAhead?.round == round ? sentAhead : nil
+        sentAhead = nil
+        let assignments = ahead?.assignments ?? strategy.configure(round: round, participants: participants)
         report.expected = assignments.reduce(0) { $0 + $1.keys.count }
         let masking = strategy.maskingServer(round: round, clients: assignments.flatMap(\.keys))
         let hosted = Dictionary(assignments.map { ($0.worker, Set($0.keys.map { UInt32($0) })) }, uniquingKeysWith: { $0.union($1) })
@@ -363,7 +372,11 @@ public final class Coordinator<S: Strategy> {
                 maskingFailure = "\(error)"
             }
         }
-        dispatch(assignments)
+        if let ahead {
+            for a in assignments { for key in a.keys { pending[key] = a; sentAt[key] = ahead.at } }
+        } else {
+            dispatch(assignments)
+        }
         while !pending.isEmpty && maskingFailure == nil {
             var wait = timing.heartbeat
             if speculate, let next = pending.keys.filter({ helpers[$0] == nil }).map({ sentAt[$0]! + speculationDelay(firstAnswer) }).min() {

@@ -42,14 +42,19 @@ enum RingAllReduce {
     }
 
     /// One step of a replica from the reduced vector (gradient, then state), the same on every worker and on
-    /// the coordinator, so that all replicas stay bit-identical. False (and nothing changed) when the step would
-    /// leave the model non-finite.
-    static func step(_ update: ParameterUpdate, reduced: [Float], stepsPerEpoch: Int, totalSteps: Int) -> Bool {
+    /// the coordinator, so that all replicas stay bit-identical. `checked`: false (and nothing changed) when the
+    /// step would leave the model non-finite. The coordinator checks, and stops the run on such a step; the
+    /// workers' replicas, which that ends, spare the extra pass.
+    static func step(_ update: ParameterUpdate, reduced: [Float], stepsPerEpoch: Int, totalSteps: Int, checked: Bool) -> Bool {
         let network = update.network, p = network.parameterCount
         precondition(reduced.count == p + network.state.count)
         reduced.withUnsafeBufferPointer { r in
             network.gradients.base.update(from: r.baseAddress!, count: p)
             if network.state.count > 0 { network.state.base.update(from: r.baseAddress! + p, count: network.state.count) }
+        }
+        guard checked else {
+            update.apply(stepsPerEpoch: stepsPerEpoch, totalSteps: totalSteps)
+            return true
         }
         return update.applyIfFinite(stepsPerEpoch: stepsPerEpoch, totalSteps: totalSteps)
     }

@@ -24,6 +24,9 @@ public protocol Strategy: Resumable {
 
     /// The round's work for `participants` (in registration order; never empty).
     func configure(round: Int, participants: [Participant]) -> [Assignment<Work>]
+    /// The work of `round` when it can be sent before the round before it is aggregated (it does not depend on
+    /// the model, as a ring's samples do not), so that workers need not wait for the aggregation; nil otherwise.
+    func configureAhead(round: Int, participants: [Participant]) -> [Assignment<Work>]?
     /// Work whose results (`keys` of `lost`) will not come, for the remaining `participants`; empty if it is
     /// not to be redone.
     func reassign(_ lost: Assignment<Work>, keys: [Int], round: Int, participants: [Participant]) -> [Assignment<Work>]
@@ -47,6 +50,7 @@ public protocol Strategy: Resumable {
 
 extension Strategy {
     public var restartsRoundOnLoss: Bool { false }
+    public func configureAhead(round: Int, participants: [Participant]) -> [Assignment<Work>]? { nil }
     public func isCurrent(_ result: Result) -> Bool { true }
     public func maskingServer(round: Int, clients: [Int]) -> MaskingServer? { nil }
     public func aggregate(round: Int, results: [Result], failures: [Int], sum: [UInt32], from server: MaskingServer) throws -> RoundResult {

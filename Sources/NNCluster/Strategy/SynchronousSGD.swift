@@ -90,6 +90,16 @@ public final class SynchronousSGD: Strategy {
         return assignments
     }
 
+    /// A ring's next tasks go out before the step before is aggregated, unless they start a new generation
+    /// (whose replica is the aggregated model).
+    public func configureAhead(round: Int, participants: [Participant]) -> [Assignment<GradientTask>]? {
+        guard topology == .ring, let ring, round < rounds else { return nil }
+        let start = (round % roundsPerEpoch) * globalBatch
+        let members = participants.prefix(min(globalBatch, trainingSamples - start)).map(\.peer)
+        guard ring.members == members, ring.round != round else { return nil }
+        return configure(round: round, participants: participants)
+    }
+
     /// The ring's tasks: each member (one per sample at most) takes a contiguous part, as in `split`, and its
     /// place in the ring.
     private func ringTasks(round: Int, start: Int, samples: [UInt32], among participants: [Participant]) -> [Assignment<GradientTask>] {
@@ -158,7 +168,7 @@ public final class SynchronousSGD: Strategy {
             for (position, result) in results.enumerated() {
                 reduced.replaceSubrange(ringChunk(position: position, size: results.count), with: result.gradient)
             }
-            guard RingAllReduce.step(update, reduced: reduced, stepsPerEpoch: roundsPerEpoch, totalSteps: rounds) else {
+            guard RingAllReduce.step(update, reduced: reduced, stepsPerEpoch: roundsPerEpoch, totalSteps: rounds, checked: true) else {
                 throw TrainingError.nonFiniteUpdate(step: round + 1)
             }
             return RoundResult(round: results)
