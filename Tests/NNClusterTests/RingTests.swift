@@ -26,16 +26,16 @@ import Testing
             Thread {
                 var v = input
                 let lock = ring.lock
-                let done = try? RingAllReduce.run(&v, position: p, size: n, send: { phase, values in
+                let done: Void? = try? RingAllReduce.run(&v, position: p, size: n, send: { phase, values in
                     lock.lock(); ring.queues[(p + 1) % n][phase] = Array(values); ring.sent[p] += values.count; lock.broadcast(); lock.unlock()
                 }, receive: { phase in
                     lock.lock(); defer { lock.unlock() }
                     while ring.queues[p][phase] == nil { lock.wait() }
-                    return ring.queues[p].removeValue(forKey: phase)
+                    return ring.queues[p].removeValue(forKey: phase)!
                 }, reduced: { chunk in
                     lock.lock(); ring.reduced[p] = Array(chunk); lock.unlock()
                 })
-                lock.lock(); if done == true { ring.vectors[p] = v }; lock.unlock()
+                lock.lock(); if done != nil { ring.vectors[p] = v }; lock.unlock()
                 group.leave()
             }.start()
         }

@@ -12,33 +12,31 @@ enum RingAllReduce {
     static func owned(position: Int, size: Int) -> Int { (position + 1) % size }
 
     /// Sums `vector` with the ring's. `send` passes a phase's chunk to the successor; `receive` returns the
-    /// predecessor's chunk for a phase, or nil when the ring is given up (then this returns false, the vector
-    /// half-summed); `reduced` gets the owned chunk as soon as its sum is complete.
+    /// predecessor's chunk for a phase (either throws when the ring is given up); `reduced` gets the owned chunk
+    /// as soon as its sum is complete.
     static func run(_ vector: inout [Float], position p: Int, size n: Int, send: (Int, ArraySlice<Float>) throws -> Void,
-                    receive: (Int) throws -> [Float]?, reduced: (ArraySlice<Float>) throws -> Void) throws -> Bool {
+                    receive: (Int) throws -> [Float], reduced: (ArraySlice<Float>) throws -> Void) throws {
         let length = vector.count
-        func exchange(_ phase: Int, sending: Int, receiving: Int, combine: (UnsafeMutablePointer<Float>, UnsafePointer<Float>, Int) -> Void) throws -> Bool {
+        func exchange(_ phase: Int, sending: Int, receiving: Int, combine: (UnsafeMutablePointer<Float>, UnsafePointer<Float>, Int) -> Void) throws {
             try send(phase, vector[bounds(chunk: sending, size: n, length: length)])
-            guard let incoming = try receive(phase) else { return false }
+            let incoming = try receive(phase)
             let range = bounds(chunk: receiving, size: n, length: length)
             guard incoming.count == range.count else {
                 throw ClusterError("ring chunk \(phase) has \(incoming.count) values, \(range.count) expected")
             }
             vector.withUnsafeMutableBufferPointer { v in incoming.withUnsafeBufferPointer { combine(v.baseAddress! + range.lowerBound, $0.baseAddress!, range.count) } }
-            return true
         }
         for s in 0..<(n - 1) {
-            guard try exchange(s, sending: (p - s + n) % n, receiving: (p - s - 1 + n) % n, combine: { y, x, count in
+            try exchange(s, sending: (p - s + n) % n, receiving: (p - s - 1 + n) % n) { y, x, count in
                 for i in 0..<count { y[i] += x[i] }
-            }) else { return false }
+            }
         }
         try reduced(vector[bounds(chunk: owned(position: p, size: n), size: n, length: length)])
         for s in 0..<(n - 1) {
-            guard try exchange(n - 1 + s, sending: (p + 1 - s + n) % n, receiving: (p - s + n) % n, combine: { y, x, count in
+            try exchange(n - 1 + s, sending: (p + 1 - s + n) % n, receiving: (p - s + n) % n) { y, x, count in
                 y.update(from: x, count: count)
-            }) else { return false }
+            }
         }
-        return true
     }
 
     /// One step of a replica from the reduced vector (gradient, then state), the same on every worker and on

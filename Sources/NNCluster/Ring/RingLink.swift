@@ -9,7 +9,7 @@ import NNProtocol
 /// step already done; what cannot be decoded is dropped.
 final class RingLink {
     private let inbound: ZmqSocket
-    private var outbound: (socket: ZmqSocket, key: CurvePublicKey?)?
+    private var outbound: (socket: ZmqSocket, key: CurvePublicKey?, since: ContinuousClock.Instant)?
     private let keys: CurveKeyPair?
     /// With CURVE: the inbound socket's ZAP domain, monitor endpoint and admission rules.
     private let zap: (domain: String, monitor: String, gate: Gate)?
@@ -56,12 +56,18 @@ final class RingLink {
             zap?.gate.admit(Allowlist([predecessor: nil]))
         }
         if let outbound, outbound.socket.endpoint == successor, outbound.key == successorPublic { return }
+        try connect(to: successor, key: successorPublic)
+    }
+
+    private func connect(to successor: String, key successorPublic: CurvePublicKey?) throws {
         outbound?.socket.close()
         let socket = try ZmqSocket(type: ZMQ_PUSH, endpoint: successor)
         try socket.set(ZMQ_LINGER, Int32(0))
         try socket.set(ZMQ_SNDHWM, Int32(Self.keptChunks))
-        // Chunks queue while the successor connects; a send blocked this long means it is not there.
-        try socket.set(ZMQ_SNDTIMEO, Int32(30_000))
+        // Chunks wait here until the connection is complete: a chunk queued to a connection whose handshake then
+        // fails (the successor has not yet been told to admit this worker's key) would be lost with it.
+        try socket.set(ZMQ_IMMEDIATE, Int32(1))
+        try socket.set(ZMQ_SNDTIMEO, Int32(1_000))
         if successor.contains("[") { try socket.set(ZMQ_IPV6, Int32(1)) }
         if let keys, let successorPublic {
             try socket.set(ZMQ_CURVE_SERVERKEY, bytes: Array(successorPublic.z85.utf8))
@@ -69,12 +75,20 @@ final class RingLink {
             try socket.set(ZMQ_CURVE_SECRETKEY, bytes: Array(keys.secret.utf8))
         }
         try socket.connect()
-        outbound = (socket, successorPublic)
+        outbound = (socket, successorPublic, .now)
     }
 
-    func send(_ chunk: RingChunk) throws {
+    /// Sends `chunk` once the successor is connected and takes it; false when that did not happen within `timeout`.
+    /// A connection still incomplete after a quarter of a second is made again: libzmq does not retry one whose
+    /// handshake was refused, which happens when this worker connects before its successor was told to admit it.
+    func send(_ chunk: RingChunk, within timeout: Duration) throws -> Bool {
         guard let outbound else { throw ClusterError("the ring has no successor to send to") }
+        guard try outbound.socket.canSend(within: timeout) else {
+            if ContinuousClock.now - outbound.since > .milliseconds(250) { try connect(to: outbound.socket.endpoint, key: outbound.key) }
+            return false
+        }
         try outbound.socket.send(WireCodec.encode(.ringChunk(chunk)))
+        return true
     }
 
     /// The chunk of `phase` of `step` in `generation`, or nil when none came within `timeout`.

@@ -37,6 +37,11 @@ extension Worker {
     /// and is handled next).
     func ringStep(_ task: GradientTask, plan: RingPlan, in session: Session) throws -> Bool {
         guard let ring = session.ring else { throw ClusterError("a ring task in a run without a ring") }
+        if plan.sync.isEmpty, let current = ring.generation, plan.generation < current {
+            // Sent ahead for a ring given up since (generations only grow within a run).
+            logger.debug("skipped step \(task.step + 1) of ring generation \(plan.generation), now \(current)")
+            return false
+        }
         if !plan.sync.isEmpty {
             try ring.start(plan.generation, from: plan.sync)
         } else if ring.generation != plan.generation {
@@ -50,44 +55,63 @@ extension Worker {
         let weight = Float(result.count) / Float(plan.total)
         var vector = (result.gradient + result.state).map { $0 * weight }
         let step = task.step, generation = plan.generation
-        let completed = try RingAllReduce.run(&vector, position: Int(plan.position), size: Int(plan.size), send: { phase, values in
-            try ring.link.send(RingChunk(generation: generation, step: step, phase: UInt32(phase), values: Array(values)))
-        }, receive: { phase in
-            try awaitChunk(ring, generation: generation, step: step, phase: UInt32(phase), timing: session.timing)
-        }, reduced: { chunk in
-            result.gradient = Array(chunk)
-            result.state = []
-            result.generation = generation
-            try send(.gradient(result))
-        })
-        guard completed else { return false }
+        do {
+            try RingAllReduce.run(&vector, position: Int(plan.position), size: Int(plan.size), send: { phase, values in
+                let chunk = RingChunk(generation: generation, step: step, phase: UInt32(phase), values: Array(values))
+                try whileRingWaits(generation: generation, timing: session.timing) { try ring.link.send(chunk, within: .milliseconds(20)) ? () : nil }
+            }, receive: { phase in
+                try whileRingWaits(generation: generation, timing: session.timing) {
+                    try ring.link.receive(generation: generation, step: step, phase: UInt32(phase), timeout: .milliseconds(20))?.values
+                }
+            }, reduced: { chunk in
+                result.gradient = Array(chunk)
+                result.state = []
+                result.generation = generation
+                try send(.gradient(result))
+            })
+        } catch is RingGivenUp {
+            return false
+        }
         let configuration = ring.configuration
         _ = RingAllReduce.step(ring.replica, reduced: vector, stepsPerEpoch: configuration.stepsPerEpoch, totalSteps: configuration.totalSteps,
                                checked: false)
         return true
     }
 
-    /// The predecessor's chunk for `phase`. While it is late (a peer slow or gone), the coordinator keeps
-    /// hearing from this worker, and what it says is kept for afterwards; a task of another generation or a
-    /// shutdown gives the step up (nil), as does a coordinator silent for the timeout.
-    private func awaitChunk(_ ring: RingMember, generation: UInt64, step: UInt64, phase: UInt32, timing: ClusterTiming) throws -> [Float]? {
+    /// Repeats `attempt` (a send to the successor or a receive from the predecessor, each bounded in time) until it
+    /// gives a value. Meanwhile (a peer slow or gone) the coordinator keeps hearing from this worker, and what it
+    /// says is kept for afterwards; a task of another generation or a shutdown gives the step up, as does a
+    /// coordinator silent for the timeout.
+    private func whileRingWaits<T>(generation: UInt64, timing: ClusterTiming, _ attempt: () throws -> T?) throws -> T {
         var lastHeard = ContinuousClock.now, lastSent = ContinuousClock.now
         while true {
-            if let chunk = try ring.link.receive(generation: generation, step: step, phase: phase, timeout: .milliseconds(20)) { return chunk.values }
+            if let value = try attempt() { return value }
             if ContinuousClock.now - lastSent >= timing.heartbeat {
                 try send(.heartbeat(Heartbeat(session: session)))
                 lastSent = .now
             }
             while let frames = try transport.receive(timeout: .zero) {
-                deferred.append(frames)
                 lastHeard = .now
                 switch try? WireCodec.decode(frames) {
-                case .task(let next)? where next.ring?.generation != generation: return nil
-                case .shutdown?: return nil
-                default: continue
+                case .task(let next)? where next.ring.map({ $0.generation != generation }) ?? true:
+                    // A new ring: what was sent ahead for this one will not be done.
+                    deferred.removeAll { frames in
+                        guard case .task(let old)? = try? WireCodec.decode(frames), let plan = old.ring else { return false }
+                        return plan.generation == generation
+                    }
+                    deferred.append(frames)
+                    throw RingGivenUp()
+                case .shutdown?:
+                    deferred.append(frames)
+                    throw RingGivenUp()
+                default:
+                    deferred.append(frames)
                 }
             }
-            if settings.stop?.reason != nil || ContinuousClock.now - lastHeard > timing.timeout { return nil }
+            if settings.stop?.reason != nil || ContinuousClock.now - lastHeard > timing.timeout { throw RingGivenUp() }
         }
     }
 }
+
+/// A ring step given up: a new generation or a shutdown came, or the coordinator went silent.
+private struct RingGivenUp: Error {}

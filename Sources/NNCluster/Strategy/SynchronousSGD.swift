@@ -21,9 +21,9 @@ public final class SynchronousSGD: Strategy {
     public let topology: Topology
     /// A cache of the sample order of the epoch the current step is in.
     private var order: (epoch: Int, indices: [UInt32]) = (0, [])
-    /// The ring's generation: its members in ring order, and the round it was last configured for. Changed
-    /// members, or a second configuration of the same round (a redo), start the next generation, whose first
-    /// tasks carry the replica to start from.
+    /// The ring's generation: its members in ring order, and the latest round configured. Changed members, or
+    /// configuring a round again (a redo), start the next generation, whose first tasks carry the replica to
+    /// start from.
     private var ring: (generation: UInt64, members: [PeerID], round: Int)?
     /// Generations start at a random number, so that a worker that outlived a coordinator does not take a new
     /// coordinator's generation for its old one.
@@ -96,7 +96,7 @@ public final class SynchronousSGD: Strategy {
         guard topology == .ring, let ring, round < rounds else { return nil }
         let start = (round % roundsPerEpoch) * globalBatch
         let members = participants.prefix(min(globalBatch, trainingSamples - start)).map(\.peer)
-        guard ring.members == members, ring.round != round else { return nil }
+        guard ring.members == members, round > ring.round else { return nil }
         return configure(round: round, participants: participants)
     }
 
@@ -106,7 +106,7 @@ public final class SynchronousSGD: Strategy {
         let members = Array(participants.prefix(samples.count))
         let peers = members.map(\.peer)
         var sync: [UInt8] = []
-        if let ring, ring.members == peers, ring.round != round {
+        if let ring, ring.members == peers, round > ring.round {
             self.ring!.round = round
         } else {
             ring = ((ring?.generation ?? firstGeneration) &+ 1, peers, round)

@@ -77,6 +77,18 @@ final class ZmqSocket {
         return buffer.text
     }
 
+    /// True once a message can be sent without blocking, false after `timeout`.
+    func canSend(within timeout: Duration) throws -> Bool {
+        var item = zmq_pollitem_t(socket: handle, fd: 0, events: Int16(ZMQ_POLLOUT), revents: 0)
+        let milliseconds = max(Int(timeout.components.seconds * 1000 + timeout.components.attoseconds / 1_000_000_000_000_000), 0)
+        let ready = zmq_poll(&item, 1, milliseconds)
+        if ready < 0 {
+            if zmq_errno() == EINTR { return false }
+            throw ZmqSocket.error("poll \(endpoint)")
+        }
+        return ready > 0
+    }
+
     /// Sends `frames` as one multipart message. Float frames go out without a copy: libzmq holds a retain on
     /// the array until its I/O thread is done with it, and releases it through the free function.
     func send(_ frames: [Frame], prefix: [UInt8]? = nil) throws {
