@@ -40,6 +40,8 @@ public final class Coordinator<S: Strategy> {
     /// The welcome's configuration, and the optional features a worker must offer to be admitted.
     private let configuration: String
     private let required: Capabilities
+    /// The run is a ring: workers give an endpoint for their peers.
+    private let ring: Bool
     private var workers: [PeerID: WorkerRecord] = [:]
     private var nextIndex = 0
     private var bytesSent = 0, bytesReceived = 0
@@ -67,7 +69,8 @@ public final class Coordinator<S: Strategy> {
         self.transport = transport; self.strategy = strategy; self.data = data; self.settings = settings; self.logger = logger
         let job = strategy.job
         configuration = RunConfiguration(job: job, model: strategy.network.spec, timing: settings.timing).json
-        required = .required(model: strategy.network.spec, experiment: job.experiment, compactVectors: job.compactVectors, ring: job.ring != nil)
+        ring = job.ring != nil
+        required = .required(model: strategy.network.spec, experiment: job.experiment, compactVectors: job.compactVectors, ring: ring)
     }
 
     private var live: [WorkerRecord] { workers.values.sorted { $0.index < $1.index } }
@@ -190,7 +193,7 @@ public final class Coordinator<S: Strategy> {
 
     /// A welcomed worker has spoken again: it counts from now on, unless another worker took its clients meanwhile.
     private func confirm(_ worker: WorkerRecord) {
-        if strategy.job.ring != nil, worker.ringEndpoint == nil {
+        if ring, worker.ringEndpoint == nil {
             drop(worker, because: "it gave no ring endpoint")
             sendRaw(.refuse(Refuse(reason: "this run is a ring, and the worker gave no endpoint for its peers")), to: worker.peer)
             return
@@ -604,15 +607,15 @@ public final class Coordinator<S: Strategy> {
             return nil
         case .gradient, .update, .maskingKeys, .maskingShares, .reveal:
             return message
-        case .ringEndpoint(let ring):
-            if strategy.job.ring == nil {
+        case .ringEndpoint(let given):
+            if !ring {
                 reject("a ring endpoint from \(worker.label) in a run without a ring", from: peer, reply: true)
             } else if worker.ready {
                 reject("a second ring endpoint from \(worker.label)", from: peer, reply: true)
-            } else if !ring.endpoint.hasPrefix("tcp://") {
-                reject("ring endpoint \(ring.endpoint) of \(worker.label): not a tcp:// endpoint", from: peer, reply: true)
+            } else if !given.endpoint.hasPrefix("tcp://") {
+                reject("ring endpoint \(given.endpoint) of \(worker.label): not a tcp:// endpoint", from: peer, reply: true)
             } else {
-                worker.ringEndpoint = ring.endpoint
+                worker.ringEndpoint = given.endpoint
             }
             return nil
         default:

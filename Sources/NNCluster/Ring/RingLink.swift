@@ -17,8 +17,10 @@ final class RingLink {
     let endpoint: String
     private var early: [RingChunk] = []
     private let logger: Logger
-    /// Chunks kept ahead of need, at most: a ring's full step is 2(n − 1) of them.
-    private static let keptChunks = 1024
+    /// Chunks kept ahead of need, and queued each way, at most. A member is rarely more than a chunk or two
+    /// ahead of its successor; the bound keeps what a stray or hostile sender can make a worker hold to 2 × 64
+    /// model-sized chunks.
+    private static let keptChunks = 64
 
     /// Binds on `host` (an address of this machine the other workers can reach), a port the system picks.
     init(host: String, keys: CurveKeyPair?, maximumChunkBytes: Int64, logger: Logger) throws {
