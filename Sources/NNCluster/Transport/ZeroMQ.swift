@@ -77,9 +77,10 @@ final class ZmqSocket {
         return buffer.text
     }
 
-    /// True once a message can be sent without blocking, false after `timeout`.
-    func canSend(within timeout: Duration) throws -> Bool {
-        var item = zmq_pollitem_t(socket: handle, fd: 0, events: Int16(ZMQ_POLLOUT), revents: 0)
+    /// True once `events` (ZMQ_POLLIN, ZMQ_POLLOUT) are ready, false after `timeout` or an interrupt.
+    private func poll(_ events: Int32, timeout: Duration) throws -> Bool {
+        var item = zmq_pollitem_t(socket: handle, fd: 0, events: Int16(events), revents: 0)
+        // Never negative: zmq_poll would wait for ever.
         let milliseconds = max(Int(timeout.components.seconds * 1000 + timeout.components.attoseconds / 1_000_000_000_000_000), 0)
         let ready = zmq_poll(&item, 1, milliseconds)
         if ready < 0 {
@@ -88,6 +89,9 @@ final class ZmqSocket {
         }
         return ready > 0
     }
+
+    /// True once a message can be sent without blocking, false after `timeout`.
+    func canSend(within timeout: Duration) throws -> Bool { try poll(ZMQ_POLLOUT, timeout: timeout) }
 
     /// Sends `frames` as one multipart message. Float frames go out without a copy: libzmq holds a retain on
     /// the array until its I/O thread is done with it, and releases it through the free function.
@@ -133,15 +137,7 @@ final class ZmqSocket {
 
     /// As `receive(timeout:)`; `userID` gets the User-Id the ZAP handler gave the sender's connection (its key).
     func receive(timeout: Duration, userID: inout String?) throws -> [Frame]? {
-        var item = zmq_pollitem_t(socket: handle, fd: 0, events: Int16(ZMQ_POLLIN), revents: 0)
-        // Never negative: zmq_poll would wait for ever.
-        let milliseconds = max(Int(timeout.components.seconds * 1000 + timeout.components.attoseconds / 1_000_000_000_000_000), 0)
-        let ready = zmq_poll(&item, 1, milliseconds)
-        if ready < 0 {
-            if zmq_errno() == EINTR { return nil }
-            throw ZmqSocket.error("poll \(endpoint)")
-        }
-        guard ready > 0 else { return nil }
+        guard try poll(ZMQ_POLLIN, timeout: timeout) else { return nil }
         var parts: [Frame] = []
         var more: Int32 = 1
         while more != 0 {
