@@ -42,10 +42,14 @@ import Testing
         return output
     }
 
-    /// Synchronous SGD with Adam, a cosine schedule and dropout, killed in the middle of its second epoch.
-    @Test func syncResumeIsExact() throws {
+    /// Synchronous SGD with Adam, a cosine schedule and dropout, killed in the middle of its second epoch; through
+    /// the coordinator, and in a ring (whose workers, waiting for the resumed coordinator, start a new generation
+    /// from its run state; two members sum in either order to the same bits).
+    @Test(arguments: ["server", "ring"])
+    func syncResumeIsExact(topology: String) throws {
         let dir = temporaryDirectory()
-        let run = ["--model", "784-64-10", "--dropout", "0.1", "--batch", "32", "--epochs", "3", "--optimizer", "adam", "--schedule", "cosine", "--seed", "5"]
+        let run = ["--model", "784-64-10", "--dropout", "0.1", "--batch", "32", "--epochs", "3", "--optimizer", "adam", "--schedule", "cosine", "--seed", "5",
+                   "--topology", topology]
         try coordinate(run, workers: 2, dir: dir, name: "whole")
         let output = try coordinate(run, workers: 2, dir: dir, name: "resumed", kill: true, delay: 2)
         #expect(output.contains("resuming \(dir)/resumed-run after step"), "\(output)")
