@@ -216,6 +216,9 @@ public struct WorkerCommand: AsyncParsableCommand {
     @Option(help: "Ring runs: the address of this machine where the other workers reach it (default: the one its packets to the coordinator leave from).")
     var ringHost: String?
 
+    @Option(help: "Ring runs: the TCP port the other workers reach this one at (default: one the system picks), for a firewall to let through.")
+    var ringPort: Int?
+
     /// `--clients first-last` as a range.
     private func clientRange() throws -> Range<Int>? {
         do { return try clients.map(Allowlist.clientRange) } catch { throw ValidationError("--clients: \(error)") }
@@ -230,6 +233,7 @@ public struct WorkerCommand: AsyncParsableCommand {
         if let clientsPerWorker, clientsPerWorker < 1 { throw ValidationError("--clients-per-worker must be at least 1") }
         guard clients == nil || clientsPerWorker == nil else { throw ValidationError("give --clients or --clients-per-worker, not both") }
         guard clientThreads >= 1 else { throw ValidationError("--client-threads must be at least 1") }
+        if let ringPort, !(1...65535).contains(ringPort) { throw ValidationError("--ring-port must be 1…65535") }
     }
 
     @OptionGroup var dataOptions: DataOptions
@@ -254,7 +258,7 @@ public struct WorkerCommand: AsyncParsableCommand {
                             settings: .init(name: name, registrationTimeout: .seconds(registrationTimeout), reconnectTimeout: .seconds(reconnectTimeout),
                                             clientFirst: range?.lowerBound,
                                             clientCount: range?.count ?? clientsPerWorker ?? 0, clientThreads: clientThreads,
-                                            stop: stopRequestOnSignals(), ringHost: try ringHost ?? LocalAddress.towards(connect)),
+                                            stop: stopRequestOnSignals(), ringHost: try ringHost ?? LocalAddress.towards(connect), ringPort: ringPort ?? 0),
                             logger: logger)
         let reason = try worker.run()
         logger.info("done after \(worker.tasksDone) tasks: \(reason)")

@@ -56,7 +56,7 @@ import Testing
     /// gets nothing through, the predecessor does.
     @Test func securedPortAdmitsOnlyThePredecessor() throws {
         let owner = try CurveKeyPair.generate(), predecessor = try CurveKeyPair.generate(), stranger = try CurveKeyPair.generate()
-        let link = try RingLink(host: "127.0.0.1", keys: owner, maximumChunkBytes: 1 << 16, logger: quiet)
+        let link = try RingLink(host: "127.0.0.1", port: 0, keys: owner, maximumChunkBytes: 1 << 16, logger: quiet)
         try link.join(successor: link.endpoint, successorKey: owner.publicKey.z85, predecessorKey: predecessor.publicKey.z85)
         func push(as keys: CurveKeyPair?, phase: UInt32) throws -> ZmqSocket {
             let socket = try ZmqSocket(type: ZMQ_PUSH, endpoint: link.endpoint)

@@ -62,6 +62,7 @@ import Testing
         try expectFailure(["coordinator", "--workers", "1", "--vectors", "bfloat16", "--config", "experiments/mnist-2nn-iid.json"],
                           mentioning: ["--vectors bfloat16 is for synchronous SGD"])
         try expectFailure(["coordinator", "--workers", "1", "--topology", "star"], mentioning: ["server", "ring"])
+        try expectFailure(["worker", "--connect", "tcp://127.0.0.1:5555", "--ring-port", "70000"], mentioning: ["--ring-port must be 1…65535"])
         try expectFailure(["coordinator", "--workers", "3", "--topology", "ring", "--robust", "median"], mentioning: ["--robust needs each one"])
         try expectFailure(["coordinator", "--workers", "2", "--topology", "ring", "--vectors", "bfloat16"], mentioning: ["float32 chunks"])
         try expectFailure(["coordinator", "--workers", "2", "--topology", "ring", "--config", "experiments/mnist-2nn-iid.json"],

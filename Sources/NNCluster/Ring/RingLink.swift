@@ -22,10 +22,10 @@ final class RingLink {
     /// model-sized chunks.
     private static let keptChunks = 64
 
-    /// Binds on `host` (an address of this machine the other workers can reach), a port the system picks.
-    init(host: String, keys: CurveKeyPair?, maximumChunkBytes: Int64, logger: Logger) throws {
+    /// Binds on `host` (an address of this machine the other workers can reach) and `port` (0: one the system picks).
+    init(host: String, port: Int, keys: CurveKeyPair?, maximumChunkBytes: Int64, logger: Logger) throws {
         let address = host.contains(":") ? "[\(host)]" : host
-        inbound = try ZmqSocket(type: ZMQ_PULL, endpoint: "tcp://\(address):*")
+        inbound = try ZmqSocket(type: ZMQ_PULL, endpoint: "tcp://\(address):\(port == 0 ? "*" : String(port))")
         try inbound.set(ZMQ_MAXMSGSIZE, maximumChunkBytes)
         try inbound.set(ZMQ_RCVHWM, Int32(Self.keptChunks))
         try inbound.set(ZMQ_LINGER, Int32(0))
