@@ -258,7 +258,8 @@ public struct WorkerCommand: AsyncParsableCommand {
                             settings: .init(name: name, registrationTimeout: .seconds(registrationTimeout), reconnectTimeout: .seconds(reconnectTimeout),
                                             clientFirst: range?.lowerBound,
                                             clientCount: range?.count ?? clientsPerWorker ?? 0, clientThreads: clientThreads,
-                                            stop: stopRequestOnSignals(), ringHost: try ringHost ?? LocalAddress.towards(connect), ringPort: ringPort ?? 0),
+                                            stop: stopRequestOnSignals(), ringHost: { [ringHost, connect] in try ringHost ?? LocalAddress.towards(connect) },
+                                            ringPort: ringPort ?? 0),
                             logger: logger)
         let reason = try worker.run()
         logger.info("done after \(worker.tasksDone) tasks: \(reason)")

@@ -16,6 +16,8 @@ final class RingLink {
     /// Where peers push to.
     let endpoint: String
     private var early: [RingChunk] = []
+    /// Messages on the ring port that were not ring chunks; logged at 1, 10, 100… so a stray sender cannot fill the log.
+    private var dropped = 0
     private let logger: Logger
     /// Chunks kept ahead of need, and queued each way, at most. A member is rarely more than a chunk or two
     /// ahead of its successor; the bound keeps what a stray or hostile sender can make a worker hold to 2 × 64
@@ -101,7 +103,10 @@ final class RingLink {
         while true {
             guard let frames = try inbound.receive(timeout: max(ContinuousClock.now.duration(to: deadline), .zero)) else { return nil }
             guard case .ringChunk(let chunk)? = try? WireCodec.decode(frames) else {
-                logger.warning("dropped a message on the ring port that is not a ring chunk")
+                dropped += 1
+                if String(dropped).dropFirst().allSatisfy({ $0 == "0" }) {
+                    logger.warning("dropped \(dropped) message\(dropped == 1 ? "" : "s") on the ring port that \(dropped == 1 ? "was not a ring chunk" : "were not ring chunks") so far")
+                }
                 continue
             }
             if wanted(chunk) { return chunk }

@@ -26,13 +26,13 @@ public final class Worker {
         /// Once set (SIGTERM), the worker finishes its current task or abandons a long one, tells the
         /// coordinator it leaves, and returns.
         public var stop: StopRequest?
-        /// In a ring run: the address of this machine where the other workers reach it, and the port (0: one the
-        /// system picks).
-        public var ringHost: String
+        /// In a ring run: the address of this machine where the other workers reach it (found only then, as
+        /// finding it may fail), and the port (0: one the system picks).
+        public var ringHost: @Sendable () throws -> String
         public var ringPort: Int
 
         public init(name: String, registrationTimeout: Duration = .seconds(30), reconnectTimeout: Duration = .seconds(60),
-                    clientFirst: Int? = nil, clientCount: Int = 0, clientThreads: Int = 1, stop: StopRequest? = nil, ringHost: String = "127.0.0.1",
+                    clientFirst: Int? = nil, clientCount: Int = 0, clientThreads: Int = 1, stop: StopRequest? = nil, ringHost: @escaping @Sendable () throws -> String = { "127.0.0.1" },
                     ringPort: Int = 0) {
             self.name = name; self.registrationTimeout = registrationTimeout; self.reconnectTimeout = reconnectTimeout
             self.clientFirst = clientFirst; self.clientCount = clientCount; self.clientThreads = clientThreads; self.stop = stop
@@ -310,7 +310,7 @@ public final class Worker {
         let rows = min(max(configuration.globalBatch, 1), data.sampleCount)
         let backpropagation = Backpropagation(network: Network(spec: configuration.model), seed: configuration.seed)
         let ring = try configuration.ring.map {
-            try RingMember($0, network: backpropagation.network, host: settings.ringHost, port: settings.ringPort, keys: transport.keys, logger: logger)
+            try RingMember($0, network: backpropagation.network, host: try settings.ringHost(), port: settings.ringPort, keys: transport.keys, logger: logger)
         }
         let listening = ring.map { "; ring peers reach it at \($0.link.endpoint)" } ?? ""
         logger.info("registered as worker #\(welcome.workerIndex): \(configuration.mode) training of \(configuration.model.description)\(hosting)\(listening)")
