@@ -52,8 +52,13 @@ extension Worker {
         }
         try ring.link.join(successor: plan.successor, successorKey: plan.successorKey, predecessorKey: plan.predecessorKey)
         var result = try compute(task, in: session)
-        let weight = Float(result.count) / Float(plan.total)
-        var vector = (result.gradient + result.state).map { $0 * weight }
+        // The vector to sum: the gradient, then the state, weighed by this part's share of the step.
+        let network = session.backpropagation.network, weight = Float(result.count) / Float(plan.total)
+        var vector = [Float](unsafeUninitializedCapacity: network.parameterCount + network.state.count) { out, count in
+            for i in 0..<network.parameterCount { out[i] = weight * network.gradients.base[i] }
+            for i in 0..<network.state.count { out[network.parameterCount + i] = weight * network.state.base[i] }
+            count = network.parameterCount + network.state.count
+        }
         let step = task.step, generation = plan.generation
         do {
             try RingAllReduce.run(&vector, position: Int(plan.position), size: Int(plan.size), send: { phase, values in

@@ -318,7 +318,8 @@ public final class Worker {
                        buffer: BatchBuffer(capacity: rows, inputWidth: data.inputWidth), host: host, ring: ring)
     }
 
-    /// The slice's gradient; a ring task's at the replica, any other's at the parameters it carries.
+    /// The slice's gradient; a ring task's at the replica and left in the network (the ring sums it from there),
+    /// any other's at the parameters it carries, and returned.
     func compute(_ task: GradientTask, in session: Session) throws -> GradientResult {
         let started = ContinuousClock.now
         let network = session.backpropagation.network
@@ -340,6 +341,7 @@ public final class Worker {
                                                  step: task.step, firstRow: Int(task.firstRow))
         return GradientResult(step: task.step, start: task.start, count: UInt32(count), correct: UInt32(result.correct),
                               lossSum: result.loss * Double(count), computeNanoseconds: UInt64(started.duration(to: .now).seconds * 1e9),
-                              gradient: network.gradients.array, state: network.state.array, compact: task.compact)
+                              gradient: task.ring == nil ? network.gradients.array : [], state: task.ring == nil ? network.state.array : [],
+                              compact: task.compact)
     }
 }
