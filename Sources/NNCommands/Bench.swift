@@ -26,7 +26,7 @@ public struct Bench: AsyncParsableCommand {
     @Option(help: "Seconds per measurement.")
     var seconds: Double = 0.5
 
-    @Flag(help: "Measure synchronous SGD over ZeroMQ on loopback instead, with 1 and 2 worker processes at batch 64 and 256 per worker, through the coordinator and in a ring (--batch, --rounds and --seconds do not apply).")
+    @Flag(help: "Measure synchronous SGD instead, at batch 64 and 256 per worker, against one process at that batch: 2 batch threads in one process, and 1 and 2 worker processes over ZeroMQ on loopback, through the coordinator and in a ring (--batch, --rounds and --seconds do not apply).")
     var distributed = false
 
     @Flag(help: "Measure federated rounds instead: simulation with 1 and 2 client threads (with 2, also with the test evaluation every round and every 10 rounds), and 2 worker processes over ZeroMQ.")
@@ -93,15 +93,26 @@ public struct Bench: AsyncParsableCommand {
         try check(spec, fits: train)
         let bench = DistributedBenchmark(model: spec, optimizer: OptimizerSettings(kind: optimizer), train: train, launch: benchWorkers)
         print("nn bench --distributed: \(spec.description), \(optimizer.rawValue), MNIST training set, tcp loopback (plain, and CURVE-encrypted), 1 OpenBLAS thread per process")
-        print("topology  wire   workers  batch/worker  global  samples/s  single-process samples/s  step ms  compute ms  communication ms  aggregation ms")
+        print("The reference for each per-worker batch b is one process at batch b, measured first; threads: one process at batch workers × b on that many threads.\n")
+        print("topology  wire   workers  batch/worker  global  samples/s  × one process at b  single-process samples/s at global  step ms  compute ms  communication ms  aggregation ms")
         for batch in [64, 256] {
+            let reference = bench.singleProcess(batch: batch)
+            print(String(format: "one process at batch %d: %.0f samples/s", batch, reference))
             for workers in [1, 2] {
+                func line(_ kind: String, _ wire: String, _ samplesPerSecond: Double, _ rest: String) {
+                    print(kind.padding(toLength: 8, withPad: " ", startingAt: 0) + "  " + wire.padding(toLength: 5, withPad: " ", startingAt: 0)
+                          + String(format: "  %7d  %12d  %6d  %9.0f  %18.2f", workers, batch, workers * batch, samplesPerSecond, samplesPerSecond / reference) + rest)
+                }
+                if workers > 1 {
+                    line("threads", "-", bench.singleProcess(batch: workers * batch, threads: workers), "")
+                }
                 // The variants one after the other, so that each group shares the machine's state.
                 for topology in Topology.allCases {
                     for curve in [false, true] {
                         let f = try bench.measure(workers: workers, batch: batch, curve: curve, topology: topology)
-                        print(topology.rawValue.padding(toLength: 8, withPad: " ", startingAt: 0) + String(format: "  %@  %7d  %12d  %6d  %9.0f  %24.0f  %7.3f  %10.3f  %16.3f  %14.3f", curve ? "CURVE" : "plain", workers, batch, workers * batch, f.samplesPerSecond, f.singleProcessSamplesPerSecond,
-                                     f.step * 1e3, f.compute * 1e3, f.communication * 1e3, f.aggregation * 1e3))
+                        line(topology.rawValue, curve ? "CURVE" : "plain", f.samplesPerSecond,
+                             String(format: "  %35.0f  %7.3f  %10.3f  %16.3f  %14.3f", f.singleProcessSamplesPerSecond, f.step * 1e3, f.compute * 1e3,
+                                    f.communication * 1e3, f.aggregation * 1e3))
                     }
                 }
             }

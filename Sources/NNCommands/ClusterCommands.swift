@@ -213,6 +213,9 @@ public struct WorkerCommand: AsyncParsableCommand {
     @Option(help: "Federated runs: threads that train this worker's clients of a round in parallel.")
     var clientThreads: Int = 1
 
+    @Option(help: "Synchronous SGD: threads that compute each task's gradient, each on a contiguous slice of its samples (see nn train --batch-threads).")
+    var batchThreads: Int = 1
+
     @Option(help: "Ring runs: the address of this machine where the other workers reach it (default: the one its packets to the coordinator leave from).")
     var ringHost: String?
 
@@ -233,6 +236,7 @@ public struct WorkerCommand: AsyncParsableCommand {
         if let clientsPerWorker, clientsPerWorker < 1 { throw ValidationError("--clients-per-worker must be at least 1") }
         guard clients == nil || clientsPerWorker == nil else { throw ValidationError("give --clients or --clients-per-worker, not both") }
         guard clientThreads >= 1 else { throw ValidationError("--client-threads must be at least 1") }
+        try BatchThreads.validate(batchThreads)
         if let ringPort, !(1...65535).contains(ringPort) { throw ValidationError("--ring-port must be 1…65535") }
     }
 
@@ -259,7 +263,7 @@ public struct WorkerCommand: AsyncParsableCommand {
                                             clientFirst: range?.lowerBound,
                                             clientCount: range?.count ?? clientsPerWorker ?? 0, clientThreads: clientThreads,
                                             stop: stopRequestOnSignals(), ringHost: { [ringHost, connect] in try ringHost ?? LocalAddress.towards(connect) },
-                                            ringPort: ringPort ?? 0),
+                                            ringPort: ringPort ?? 0, batchThreads: batchThreads),
                             logger: logger)
         let reason = try worker.run()
         logger.info("done after \(worker.tasksDone) tasks: \(reason)")

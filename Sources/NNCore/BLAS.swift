@@ -46,6 +46,13 @@ public enum BLAS {
         }
     }
 
+    /// The same sum over `count` floats at each pointer (the parts of one batch on several threads).
+    public static func weightedSum(_ vectors: [UnsafePointer<Float>], weights: [Float], into out: UnsafeMutablePointer<Float>, count: Int) {
+        precondition(vectors.count == weights.count)
+        out.update(repeating: 0, count: count)
+        for (vector, weight) in zip(vectors, weights) where count > 0 { nn_axpy(out, vector, count, weight) }
+    }
+
     /// Limits OpenBLAS to `n` threads; parallelism belongs in processes and the trainer's own threads.
     public static func setThreads(_ n: Int) { openblas_set_num_threads(Int32(n)) }
 }

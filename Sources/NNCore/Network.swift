@@ -17,12 +17,22 @@ public final class Network {
     public let parameterLayout: [Slot]
     public let stateLayout: [Slot]
 
-    public init(spec: ModelSpec) {
+    public convenience init(spec: ModelSpec) {
+        self.init(spec: spec, parameters: nil)
+    }
+
+    /// A replica that reads `network`'s parameters in place, with gradients, state and workspaces of its own:
+    /// one thread's part of a batch, while no one changes the parameters.
+    public convenience init(sharingParametersOf network: Network) {
+        self.init(spec: network.spec, parameters: network.parameters)
+    }
+
+    private init(spec: ModelSpec, parameters shared: FloatBuffer?) {
         self.spec = spec
         body = Network.layers(for: spec)
         parameterLayout = Network.slots(body.parameterTensors)
         stateLayout = Network.slots(body.stateTensors)
-        parameters = FloatBuffer(count: body.parameterCount)
+        parameters = shared ?? FloatBuffer(count: body.parameterCount)
         gradients = FloatBuffer(count: body.parameterCount)
         state = FloatBuffer(count: body.stateCount)
         body.bind(parameters: parameters.base, gradients: gradients.base, state: state.base)

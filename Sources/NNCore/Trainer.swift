@@ -1,13 +1,15 @@
-/// Mini-batch training of one network in one process: each step is `Backpropagation` then `ParameterUpdate`.
+/// Mini-batch training of one network in one process: each step is the batch's gradient (on `threads`
+/// threads, see `ParallelBackpropagation`) then `ParameterUpdate`.
 public final class Trainer {
-    public let backpropagation: Backpropagation
+    public let backpropagation: ParallelBackpropagation
     public let update: ParameterUpdate
     public var network: Network { update.network }
     public var step: Int { update.step }
     public var learningRate: Float { update.learningRate }
 
-    public init(network: Network, optimizer: OptimizerSettings, schedule: LearningRateSchedule, clipNorm: Float? = nil, seed: UInt64) {
-        backpropagation = Backpropagation(network: network, seed: seed)
+    public init(network: Network, optimizer: OptimizerSettings, schedule: LearningRateSchedule, clipNorm: Float? = nil, seed: UInt64,
+                threads: Int = 1) {
+        backpropagation = ParallelBackpropagation(network: network, threads: threads, seed: seed)
         update = ParameterUpdate(network: network, optimizer: optimizer, schedule: schedule, clipNorm: clipNorm)
     }
 

@@ -86,6 +86,8 @@ struct SyncRun {
     /// Parameters and gradients travel as bfloat16.
     var compactVectors = false
     var topology = Topology.parameterServer
+    /// Threads of the one process (`singleProcess`), or of each worker (`distributed`), that cut each batch.
+    var batchThreads = 1
 
     func settings(batch: Int) -> TrainingSettings {
         TrainingSettings(model: spec, optimizer: optimizer, schedule: LearningRateSchedule(base: lr), seed: seed, batch: batch, epochs: epochs,
@@ -94,7 +96,9 @@ struct SyncRun {
 
     /// One process at batch N·b over the same epoch orders.
     func singleProcess(workers: Int, data: (train: Dataset, test: Dataset)) throws -> Network {
-        let run = LocalTrainingRun(settings: settings(batch: workers * perWorkerBatch), train: data.train, test: data.test, logger: quiet)
+        var settings = settings(batch: workers * perWorkerBatch)
+        settings.batchThreads = batchThreads
+        let run = LocalTrainingRun(settings: settings, train: data.train, test: data.test, logger: quiet)
         _ = try run.run()
         return run.network
     }
@@ -112,7 +116,10 @@ struct SyncRun {
         let (server, connect) = try makeNetwork(wire, for: run.network)
         let clients = try (0..<(workers + lateWorkers)).map { SilenceableClient(try connect("w\($0 + 1)")) }
         let threads = WorkerThreads()
-        func start(_ i: Int) { threads.start(transport: clients[i], data: data, name: "worker-\(i)", session: UInt64(i + 1)) }
+        func start(_ i: Int) {
+            threads.start(transport: clients[i], data: data, name: "worker-\(i)", session: UInt64(i + 1),
+                          settings: .init(name: "worker-\(i)", registrationTimeout: .seconds(20), reconnectTimeout: .seconds(1), batchThreads: batchThreads))
+        }
         for i in 0..<workers { start(i) }
         let outcome = try run.run(over: server, onStep: { epoch, done in
             let round = (epoch.epoch - 1) * run.stepsPerEpoch + done

@@ -63,6 +63,9 @@ import Testing
                           mentioning: ["--vectors bfloat16 is for synchronous SGD"])
         try expectFailure(["coordinator", "--workers", "1", "--topology", "star"], mentioning: ["server", "ring"])
         try expectFailure(["worker", "--connect", "tcp://127.0.0.1:5555", "--ring-port", "70000"], mentioning: ["--ring-port must be 1…65535"])
+        try expectFailure(["worker", "--connect", "tcp://127.0.0.1:5555", "--batch-threads", "0"], mentioning: ["--batch-threads must be 1…256"])
+        try expectFailure(["train", "--batch-threads", "300"], mentioning: ["--batch-threads must be 1…256"])
+        try expectFailure(["train", "--batch-threads", "2", "--batch", "3", "--batch-norm"], mentioning: ["2 rows a thread: --batch 4 or more"])
         try expectFailure(["coordinator", "--workers", "3", "--topology", "ring", "--robust", "median"], mentioning: ["--robust needs each one"])
         try expectFailure(["coordinator", "--workers", "2", "--topology", "ring", "--vectors", "bfloat16"], mentioning: ["float32 chunks"])
         try expectFailure(["coordinator", "--workers", "2", "--topology", "ring", "--config", "experiments/mnist-2nn-iid.json"],

@@ -75,10 +75,12 @@ import Testing
         #expect(try parameters("\(dir)/whole.safetensors") == parameters("\(dir)/resumed.safetensors"))
     }
 
-    /// `nn train --resume` after SIGKILL; and a resume with other settings is refused, naming them.
+    /// `nn train --resume` after SIGKILL, on two batch threads; and a resume with other settings (a seed, the
+    /// batch threads) is refused, naming them.
     @Test func trainResumeIsExact() throws {
         let dir = temporaryDirectory()
-        let run = ["train", "--model", "784-64-10", "--dropout", "0.1", "--epochs", "4", "--optimizer", "adam", "--schedule", "cosine", "--seed", "6"]
+        let run = ["train", "--model", "784-64-10", "--dropout", "0.1", "--epochs", "4", "--optimizer", "adam", "--schedule", "cosine", "--seed", "6",
+                   "--batch-threads", "2"]
         let whole = try NNProcess.run(run + ["--out", "\(dir)/whole.safetensors"])
         #expect(whole.status == 0, "\(whole.stderr)")
         let first = try Child(NNProcess.executable, run + ["--out", "\(dir)/resumed.safetensors", "--run-dir", "\(dir)/run", "--metrics", "\(dir)/m.jsonl"],
@@ -88,6 +90,8 @@ import Testing
         #expect(first.wait(seconds: 10))
         let other = try NNProcess.run(run.map { $0 == "6" ? "7" : $0 } + ["--resume", "\(dir)/run"])
         #expect(other.status != 0 && other.stderr.contains("seed: 6 → 7"), "\(other.stderr)")
+        let unthreaded = try NNProcess.run(Array(run.dropLast(2)) + ["--resume", "\(dir)/run"])
+        #expect(unthreaded.status != 0 && unthreaded.stderr.contains("batchThreads: 2 → unset"), "\(unthreaded.stderr)")
         let resumed = try NNProcess.run(run + ["--out", "\(dir)/resumed.safetensors", "--resume", "\(dir)/run", "--metrics", "\(dir)/m.jsonl"])
         #expect(resumed.status == 0, "\(resumed.stderr)")
         #expect(try parameters("\(dir)/whole.safetensors") == parameters("\(dir)/resumed.safetensors"))

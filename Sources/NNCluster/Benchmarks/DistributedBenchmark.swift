@@ -6,7 +6,8 @@ import NNData
 /// Synchronous SGD over ZeroMQ on loopback: this process coordinates, worker processes compute. For a worker
 /// count and per-worker batch it trains two epochs and reports the second (warm) one: samples/s, and the mean
 /// step split into the slowest worker's compute, communication (the rest of the round trip) and aggregation
-/// (averaging plus the optimizer). One process at the same global batch is the reference.
+/// (averaging plus the optimizer). One process (`singleProcess`, on one thread or several batch threads) is
+/// the reference.
 public struct DistributedBenchmark {
     public let model: ModelSpec
     public let optimizer: OptimizerSettings
@@ -45,10 +46,10 @@ public struct DistributedBenchmark {
                        communication: warm.total.communicationSeconds / steps, aggregation: warm.total.aggregationSeconds / steps)
     }
 
-    /// Samples/s of one process training an epoch at `batch`, after a warm-up epoch.
-    private func singleProcess(batch: Int) -> Double {
+    /// Samples/s of one process training an epoch at `batch` on `threads` threads, after a warm-up epoch.
+    public func singleProcess(batch: Int, threads: Int = 1) -> Double {
         let s = settings(batch: batch)
-        let trainer = Trainer(network: Network(spec: model, seed: 1), optimizer: s.optimizer, schedule: s.schedule, seed: 1)
+        let trainer = Trainer(network: Network(spec: model, seed: 1), optimizer: s.optimizer, schedule: s.schedule, seed: 1, threads: threads)
         let buffer = BatchBuffer(capacity: batch, inputWidth: train.inputWidth)
         var rate = 0.0
         for epoch in 1...2 {

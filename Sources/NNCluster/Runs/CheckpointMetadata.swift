@@ -13,11 +13,14 @@ struct TrainingRecord: Codable {
     var epochs: Int
     var seed: UInt64
     var robust: RobustGradients?
+    /// Absent for one thread: a batch cut in slices is computed as that many workers would.
+    var batchThreads: Int?
 
     init(_ settings: TrainingSettings, mode: String, workers: Int?) {
         dataset = settings.dataset; self.mode = mode; self.workers = workers; optimizer = settings.optimizer
         schedule = settings.schedule; clip = settings.clip; batch = settings.batch; epochs = settings.epochs; seed = settings.seed
         robust = settings.robust
+        batchThreads = settings.batchThreads > 1 ? settings.batchThreads : nil
     }
 }
 

@@ -18,7 +18,7 @@ public final class LocalTrainingRun {
     public init(settings: TrainingSettings, train: Dataset, test: Dataset, runState: RunStateSettings? = nil, logger: Logger) {
         self.settings = settings; self.train = train; self.test = test; self.runState = runState; self.logger = logger
         trainer = Trainer(network: Network(spec: settings.model, seed: settings.seed), optimizer: settings.optimizer,
-                          schedule: settings.schedule, clipNorm: settings.clip, seed: settings.seed)
+                          schedule: settings.schedule, clipNorm: settings.clip, seed: settings.seed, threads: settings.batchThreads)
     }
 
     /// Trains every epoch; `onStep` gets the epoch's running totals after each step, `onEpoch` each epoch's

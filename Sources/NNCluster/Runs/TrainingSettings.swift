@@ -16,6 +16,8 @@ public struct TrainingSettings: Sendable {
     public var checkpoint: String?
     /// Synchronous SGD: combine the workers' gradients robustly instead of by their exact mean.
     public var robust: RobustGradients?
+    /// In one process: threads that compute each batch's gradient, each on a slice (see `ParallelBackpropagation`).
+    public var batchThreads = 1
 
     public init(model: ModelSpec, optimizer: OptimizerSettings, schedule: LearningRateSchedule, clip: Float? = nil, seed: UInt64,
                 batch: Int, epochs: Int, dataset: String, checkpoint: String? = nil) {

@@ -73,21 +73,14 @@ public final class SynchronousSGD: Strategy {
         split(round: round, start: Int(lost.work.start), samples: lost.work.samples, firstRow: Int(lost.work.firstRow), among: participants.map(\.peer))
     }
 
-    /// Contiguous, near-equal parts of `samples`, the first workers taking one more when it does not divide.
+    /// The workers' parts of `samples`, cut by `BatchSlices`.
     private func split(round: Int, start: Int, samples: [UInt32], firstRow: Int, among workers: [PeerID]) -> [Assignment<GradientTask>] {
         let parameters = network.parameters.array, state = network.state.array
-        var assignments: [Assignment<GradientTask>] = []
-        var offset = 0
-        for (i, worker) in workers.enumerated() {
-            let part = samples.count / workers.count + (i < samples.count % workers.count ? 1 : 0)
-            guard part > 0 else { continue }
-            let task = GradientTask(step: UInt64(round), start: UInt32(start + offset), firstRow: UInt32(firstRow + offset),
-                                    samples: Array(samples[offset..<(offset + part)]), parameters: parameters, state: state,
-                                    compact: compactVectors)
-            assignments.append(Assignment(worker: worker, keys: [start + offset], work: task))
-            offset += part
+        return zip(workers, BatchSlices.ranges(count: samples.count, parts: workers.count)).map { worker, part in
+            let task = GradientTask(step: UInt64(round), start: UInt32(start + part.lowerBound), firstRow: UInt32(firstRow + part.lowerBound),
+                                    samples: Array(samples[part]), parameters: parameters, state: state, compact: compactVectors)
+            return Assignment(worker: worker, keys: [start + part.lowerBound], work: task)
         }
-        return assignments
     }
 
     /// A ring's next tasks go out before the step before is aggregated, unless they start a new generation
@@ -100,8 +93,8 @@ public final class SynchronousSGD: Strategy {
         return configure(round: round, participants: participants)
     }
 
-    /// The ring's tasks: each member (one per sample at most) takes a contiguous part, as in `split`, and its
-    /// place in the ring.
+    /// The ring's tasks: each member (one per sample at most) takes its part, as in `split`, and its place in
+    /// the ring.
     private func ringTasks(round: Int, start: Int, samples: [UInt32], among participants: [Participant]) -> [Assignment<GradientTask>] {
         let members = Array(participants.prefix(samples.count))
         let peers = members.map(\.peer)
@@ -115,16 +108,14 @@ public final class SynchronousSGD: Strategy {
             sync = (try? state.encoded()) ?? []
         }
         let generation = ring!.generation, n = members.count
-        var offset = 0
-        return members.enumerated().map { i, member in
-            let part = samples.count / n + (i < samples.count % n ? 1 : 0)
-            defer { offset += part }
+        return zip(members.enumerated(), BatchSlices.ranges(count: samples.count, parts: n)).map { position, part in
+            let (i, member) = position
             let plan = RingPlan(generation: generation, position: UInt32(i), size: UInt32(n), total: UInt32(samples.count),
                                 successor: members[(i + 1) % n].ringEndpoint ?? "", successorKey: members[(i + 1) % n].peer.key?.z85 ?? "",
                                 predecessorKey: members[(i + n - 1) % n].peer.key?.z85 ?? "", sync: sync)
-            let task = GradientTask(step: UInt64(round), start: UInt32(start + offset), firstRow: UInt32(offset),
-                                    samples: Array(samples[offset..<(offset + part)]), parameters: [], state: [], ring: plan)
-            return Assignment(worker: member.peer, keys: [start + offset], work: task)
+            let task = GradientTask(step: UInt64(round), start: UInt32(start + part.lowerBound), firstRow: UInt32(part.lowerBound),
+                                    samples: Array(samples[part]), parameters: [], state: [], ring: plan)
+            return Assignment(worker: member.peer, keys: [start + part.lowerBound], work: task)
         }
     }
 

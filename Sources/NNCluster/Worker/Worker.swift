@@ -30,13 +30,15 @@ public final class Worker {
         /// finding it may fail), and the port (0: one the system picks).
         public var ringHost: @Sendable () throws -> String
         public var ringPort: Int
+        /// Synchronous SGD: threads that compute each task's gradient, each on a slice of its samples.
+        public var batchThreads: Int
 
         public init(name: String, registrationTimeout: Duration = .seconds(30), reconnectTimeout: Duration = .seconds(60),
                     clientFirst: Int? = nil, clientCount: Int = 0, clientThreads: Int = 1, stop: StopRequest? = nil, ringHost: @escaping @Sendable () throws -> String = { "127.0.0.1" },
-                    ringPort: Int = 0) {
+                    ringPort: Int = 0, batchThreads: Int = 1) {
             self.name = name; self.registrationTimeout = registrationTimeout; self.reconnectTimeout = reconnectTimeout
             self.clientFirst = clientFirst; self.clientCount = clientCount; self.clientThreads = clientThreads; self.stop = stop
-            self.ringHost = ringHost; self.ringPort = ringPort
+            self.ringHost = ringHost; self.ringPort = ringPort; self.batchThreads = batchThreads
         }
     }
 
@@ -65,7 +67,7 @@ public final class Worker {
     struct Session {
         let configuration: RunConfiguration
         let timing: ClusterTiming
-        let backpropagation: Backpropagation
+        let backpropagation: ParallelBackpropagation
         let buffer: BatchBuffer
         /// The hosted clients of a federated run.
         let host: ClientHost?
@@ -308,7 +310,8 @@ public final class Worker {
         }
         // A step never covers more samples than there are, whatever global batch the configuration names.
         let rows = min(max(configuration.globalBatch, 1), data.sampleCount)
-        let backpropagation = Backpropagation(network: Network(spec: configuration.model), seed: configuration.seed)
+        let backpropagation = ParallelBackpropagation(network: Network(spec: configuration.model), threads: settings.batchThreads,
+                                                      seed: configuration.seed)
         let ring = try configuration.ring.map {
             try RingMember($0, network: backpropagation.network, host: try settings.ringHost(), port: settings.ringPort, keys: transport.keys, logger: logger)
         }
