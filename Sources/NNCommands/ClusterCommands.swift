@@ -145,7 +145,7 @@ public struct CoordinatorCommand: AsyncParsableCommand {
         let run = try FederatedRun(experiment: experiment, train: train, test: test, checkpoint: output.out,
                                    stopAtTarget: experimentOptions.stopAtTarget, runState: runState.settings(defaultEvery: 1), logger: logger)
         let server = try listen(run.network)
-        defer { server.close() }
+        defer { finish(closing: server.close, logger: logger) }
         logger.info("listening on \(server.endpoint); \(experiment.summary(parameters: run.network.parameterCount))")
         var log = try FederatedLog(experiment: experiment, output: output, network: run.network)
         let outcome = try run.run(over: server, cluster: cluster) { try log.record($0) }
@@ -161,7 +161,7 @@ public struct CoordinatorCommand: AsyncParsableCommand {
         let run = SyncTrainingRun(settings: settings, cluster: cluster, train: train, test: test, runState: runState.settings(defaultEvery: 100),
                                   logger: logger)
         let server = try listen(run.network)
-        defer { server.close() }
+        defer { finish(closing: server.close, logger: logger) }
         logger.info("listening on \(server.endpoint); model \(settings.model.description), \(run.network.parameterCount) parameters; sync SGD, global batch \(run.globalBatch) (\(workers) × \(settings.batch)), \(settings.epochs) epochs")
         var metrics = try MetricsLog(output)
         var bar = ProgressBar(label: "epoch 1/\(settings.epochs)", total: run.stepsPerEpoch)
@@ -255,7 +255,7 @@ public struct WorkerCommand: AsyncParsableCommand {
         let name = self.name ?? "\(ProcessInfo.processInfo.hostName)-\(getpid())"
         let client = try ZmqClient(connect: connect, identity: Array("\(name)#\(String(session, radix: 16))".utf8.prefix(200)),
                                    settings: ZmqSettings(maximumMessageBytes: maxMessageBytes), security: secure)
-        defer { client.close() }
+        defer { finish(closing: client.close, logger: logger) }
         logger.info("worker \(name) connecting to \(connect)\(secure == nil ? "" : " with CURVE, key \(secure!.keys.publicKey)")")
         let range = try clientRange()
         let worker = Worker(transport: client, data: train, session: session,
@@ -267,6 +267,15 @@ public struct WorkerCommand: AsyncParsableCommand {
                             logger: logger)
         let reason = try worker.run()
         logger.info("done after \(worker.tasksDone) tasks: \(reason)")
+    }
+}
+
+/// Closes a command's socket and ends the process's ZeroMQ, so that what it queued last (the coordinator's
+/// shutdown notices) is delivered before the process exits.
+private func finish(closing close: () -> Void, logger: Logger) {
+    close()
+    if !ZmqContext.terminate(within: .milliseconds(Int(ZmqSettings.worker.lingerMilliseconds) + 1000)) {
+        logger.warning("ZeroMQ did not finish delivering within its linger; the last messages may be lost")
     }
 }
 

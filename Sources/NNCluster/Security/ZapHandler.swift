@@ -110,7 +110,7 @@ final class ZapHandler: @unchecked Sendable {
             monitorsToOpen = []; monitorsToClose = []
             lock.unlock()
             for (endpoint, domain) in opening {
-                let pair = zmq_socket(ZmqSocket.context, ZMQ_PAIR)!
+                guard let pair = zmq_socket(ZmqSocket.context, ZMQ_PAIR) else { continue }
                 if zmq_connect(pair, endpoint) == 0 { monitors.append((pair, endpoint, domain)) } else { zmq_close(pair) }
             }
             for m in monitors where closing.contains(m.endpoint) { zmq_close(m.socket) }
@@ -118,7 +118,14 @@ final class ZapHandler: @unchecked Sendable {
 
             var items = [zmq_pollitem_t(socket: rep, fd: 0, events: Int16(ZMQ_POLLIN), revents: 0)]
                 + monitors.map { zmq_pollitem_t(socket: $0.socket, fd: 0, events: Int16(ZMQ_POLLIN), revents: 0) }
-            guard zmq_poll(&items, Int32(items.count), 100) > 0 else { continue }
+            let ready = zmq_poll(&items, Int32(items.count), 100)
+            if ready < 0 && zmq_errno() == ETERM {
+                // The process is ending (`ZmqContext.terminate`), which waits for these sockets too.
+                zmq_close(rep)
+                for m in monitors { zmq_close(m.socket) }
+                return
+            }
+            guard ready > 0 else { continue }
             if items[0].revents & Int16(ZMQ_POLLIN) != 0, let request = Self.receive(rep) {
                 Self.send(answer(request), on: rep)
             }

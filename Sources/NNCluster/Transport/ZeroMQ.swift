@@ -177,13 +177,33 @@ final class FloatsBox {
     }
 }
 
+/// The end of this process's ZeroMQ. Closing a socket leaves its queued messages (a coordinator's last shutdown
+/// notices) to the I/O thread, for as long as the socket's linger; a process that then just exits drops them.
+/// Terminating the context waits until they are delivered or their linger is over.
+public enum ZmqContext {
+    /// Call with every socket closed, as a command's last act: no socket can be made after it. False when the
+    /// context did not end within `timeout` (a socket left open), and the process goes on to exit regardless.
+    @discardableResult
+    public static func terminate(within timeout: Duration) -> Bool {
+        let done = DispatchSemaphore(value: 0)
+        let thread = Thread {
+            while zmq_ctx_term(ZmqSocket.context) != 0 && zmq_errno() == EINTR {}
+            done.signal()
+        }
+        thread.name = "nn-zmq-term"
+        thread.start()
+        return done.wait(timeout: .now() + timeout.seconds) == .success
+    }
+}
+
 /// Socket settings chosen for a training cluster.
 public struct ZmqSettings: Sendable {
     /// Largest message a peer may send; bigger ones make libzmq drop the connection. Set from the model size.
     public var maximumMessageBytes: Int64
-    /// How long closing waits to deliver queued messages (the shutdown notices). With several processes a core, a
-    /// slow worker's queue (the last step's model, then the shutdown) can take over a second to drain; a worker
-    /// that misses the shutdown waits out its reconnect timeout and fails, so closing waits up to 5 s for it.
+    /// How long queued messages (the shutdown notices) may still be delivered after their socket is closed, before
+    /// `ZmqContext.terminate` gives them up. With several processes a core, a slow worker's queue (the last
+    /// step's model, then the shutdown) can take over a second to drain; a worker that misses the shutdown
+    /// waits out its reconnect timeout and fails, so up to 5 s are given.
     public var lingerMilliseconds: Int32 = 5000
     /// First and longest wait between reconnection attempts.
     public var reconnectMilliseconds: Int32 = 100
