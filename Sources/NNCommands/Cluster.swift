@@ -32,6 +32,11 @@ public struct ClusterCommand: AsyncParsableCommand {
     @Option(help: "Serve each process's Prometheus metrics: rank r at port PORT + r (loopback; see nn coordinator --help).")
     var metricsPort: Int?
 
+    @Option(help: "Threads each worker computes its share of a step on (nn worker --batch-threads), e.g. the CPUs of its task.")
+    var batchThreads: Int = 1
+
+    public func validate() throws { try BatchThreads.validate(batchThreads) }
+
     @OptionGroup var dataOptions: DataOptions
 
     @Argument(parsing: .allUnrecognized, help: "Options for the coordinator.")
@@ -52,7 +57,8 @@ public struct ClusterCommand: AsyncParsableCommand {
             let experiment = try CoordinatorCommand.parse(["--workers", String(role.workers)] + coordinatorOptions).experimentOptions.load()
             let dataArguments = try experiment.map { try dataOptions.fixing($0).arguments } ?? dataOptions.arguments
             let keyArguments = keys.map { ["--key", "\($0)/worker.key_secret", "--server-key", "\($0)/coordinator.key"] } ?? []
-            let command = try WorkerCommand.parse(["--connect", role.connectEndpoint, "--name", "rank-\(role.rank)"] + dataArguments + keyArguments + monitoring)
+            let command = try WorkerCommand.parse(["--connect", role.connectEndpoint, "--name", "rank-\(role.rank)"] + dataArguments
+                                               + BatchThreads.arguments(batchThreads) + keyArguments + monitoring)
             try await command.run()
         }
     }

@@ -26,6 +26,9 @@ public struct Launch: AsyncParsableCommand {
     @Flag(help: "Run without CURVE encryption (by default the launcher makes throwaway keys for its processes).")
     var insecure = false
 
+    @Option(help: "Threads each worker computes its share of a step on (nn worker --batch-threads).")
+    var batchThreads: Int = 1
+
     @OptionGroup var dataOptions: DataOptions
 
     @Argument(parsing: .allUnrecognized, help: "Options for the coordinator.")
@@ -34,6 +37,7 @@ public struct Launch: AsyncParsableCommand {
     public func validate() throws {
         guard workers >= 1 else { throw ValidationError("--workers must be at least 1") }
         if let port, !(1...65535).contains(port) { throw ValidationError("--port must be 1…65535") }
+        try BatchThreads.validate(batchThreads)
         // Fail here, with the coordinator's own message, rather than in a child process.
         let coordinator = try CoordinatorCommand.parse(try coordinatorArguments(port: 1))
         if coordinator.security.key != nil || coordinator.security.insecure {
@@ -58,7 +62,8 @@ public struct Launch: AsyncParsableCommand {
                         arguments: ["coordinator"] + (try coordinatorArguments(port: port)) + (keys?.coordinatorArguments ?? []))
         for i in 0..<workers {
             try group.start(label: "worker \(i)", executable: executable,
-                            arguments: ["worker", "--connect", "tcp://127.0.0.1:\(port)", "--name", "worker-\(i)"] + dataArguments + (keys?.workerArguments(i) ?? []))
+                            arguments: ["worker", "--connect", "tcp://127.0.0.1:\(port)", "--name", "worker-\(i)"] + dataArguments + BatchThreads.arguments(batchThreads)
+                                       + (keys?.workerArguments(i) ?? []))
         }
         let status = group.waitForCoordinator()
         guard status == 0 else { throw ExitCode(status) }

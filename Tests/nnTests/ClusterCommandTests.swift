@@ -206,4 +206,21 @@ func lastAccuracy(_ metrics: String) throws -> Double {
         launcher.kill(SIGKILL)
         #expect(waitUntil(seconds: 10) { children.allSatisfy { Glibc.kill($0, 0) != 0 } }, "orphans left: \(children)")
     }
+
+    /// One worker process cutting its steps among two threads trains, bit for bit, the model of two worker
+    /// processes (batch norm and dropout included), and so does `nn train` on two batch threads.
+    @Test func batchThreadsEqualWorkers() throws {
+        let dir = temporaryDirectory()
+        let model = ["--model", "784-32-10", "--batch-norm", "--dropout", "0.1", "--epochs", "1", "--optimizer", "adam"]
+        func parameters(_ name: String) throws -> [Float] { try Checkpoint.load(from: "\(dir)/\(name).safetensors").network.parameters.array }
+        for (name, arguments) in [("workers", ["launch", "--workers", "2", "--batch", "32"]),
+                                  ("threads", ["launch", "--workers", "1", "--batch-threads", "2", "--batch", "64"]),
+                                  ("train", ["train", "--batch-threads", "2", "--batch", "64"])] {
+            let run = try NNProcess.run(arguments + model + ["--out", "\(dir)/\(name).safetensors"])
+            #expect(run.status == 0, "\(name): \(run.stderr)")
+        }
+        let workers = try parameters("workers")
+        #expect(try parameters("threads") == workers)
+        #expect(try parameters("train") == workers)
+    }
 }
