@@ -50,7 +50,7 @@ public enum BLAS {
     public static func weightedSum(_ vectors: [UnsafePointer<Float>], weights: [Float], into out: UnsafeMutablePointer<Float>, count: Int) {
         precondition(vectors.count == weights.count)
         out.update(repeating: 0, count: count)
-        for (vector, weight) in zip(vectors, weights) where count > 0 { nn_axpy(out, vector, count, weight) }
+        for (vector, weight) in zip(vectors, weights) { nn_axpy(out, vector, count, weight) }
     }
 
     /// Limits OpenBLAS to `n` threads; parallelism belongs in processes and the trainer's own threads.
