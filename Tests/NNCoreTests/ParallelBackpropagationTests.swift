@@ -19,7 +19,8 @@ import Testing
 
     /// T threads leave, bit for bit, the weighted sum of each slice's gradient and batch-norm state computed
     /// alone from the same parameters and state (what the coordinator makes of T workers' results), with
-    /// dropout masks placed by row. Training moves the state, so it is set apart from its start first.
+    /// dropout masks placed by row. The state starts away from its initial values, so that a replica that did not
+    /// take it from the network would be seen.
     @Test(arguments: [2, 3, 4])
     func threadsGiveTheWorkersSum(threads: Int) throws {
         let spec = try ModelSpec(widths: [12, 8, 8, 5], batchNorm: true, dropout: 0.2)
