@@ -1,7 +1,9 @@
 import CZmq
 import Foundation
 @testable import NNCluster
+import NNCore
 import NNProtocol
+import TestSupport
 import Testing
 
 @Suite struct RingTests {
@@ -75,5 +77,47 @@ import Testing
         let admitted = try push(as: predecessor, phase: 0)
         #expect(try link.receive(generation: 1, step: 0, phase: 0, timeout: .seconds(5))?.values == [0])
         withExtendedLifetime((strangers, admitted)) {}
+    }
+
+    /// A member waiting on its ring when its coordinator is replaced (killed, then resumed) hears from the new one
+    /// that it is not registered: it gives the step up and registers again at once, instead of waiting on until the
+    /// new coordinator ignores its heartbeats as a stranger's.
+    @Test func memberForgottenByANewCoordinatorRegistersAgain() throws {
+        let data = try mnistSubset(100).train
+        let spec = try ModelSpec(widths: [784, 10])
+        let optimizer = OptimizerSettings(kind: .sgd), schedule = LearningRateSchedule(base: 0.1)
+        let job = Job(mode: "sync", seed: 1, globalBatch: 4,
+                      ring: RingConfiguration(optimizer: optimizer, schedule: schedule, clipNorm: nil, stepsPerEpoch: 1, totalSteps: 1))
+        let configuration = RunConfiguration(job: job, model: spec, timing: ClusterTiming(heartbeat: .milliseconds(50), timeout: .seconds(5)))
+        let network = InProcessNetwork()
+        let server = network.server()
+        let outcome = Locked("")
+        let threads = WorkerThreads()
+        threads.start(transport: network.connect(), data: data, name: "member", session: 1,
+                      settings: .init(name: "member", registrationTimeout: .seconds(5), reconnectTimeout: .seconds(5))) { outcome.set($0) }
+        func next(within timeout: Duration, _ wanted: (Message) -> Bool) throws -> PeerID? {
+            let deadline = ContinuousClock.now + timeout
+            while ContinuousClock.now < deadline {
+                if let (peer, frames) = try server.receive(timeout: .milliseconds(50)), let message = try? WireCodec.decode(frames), wanted(message) {
+                    return peer
+                }
+            }
+            return nil
+        }
+        guard let peer = try next(within: .seconds(5), { if case .hello = $0 { true } else { false } }) else { Issue.record("no hello"); return }
+        try server.send(WireCodec.encode(.welcome(Welcome(workerIndex: 0, configuration: configuration.json))), to: peer)
+        // A ring of two whose other member never answers (nothing listens at its port): the member waits on its ring.
+        var state = RunState()
+        ParameterUpdate(network: Network(spec: spec, seed: 1), optimizer: optimizer, schedule: schedule).save(into: &state)
+        let plan = RingPlan(generation: 7, position: 0, size: 2, total: 4, successor: "tcp://127.0.0.1:9", sync: try state.encoded())
+        try server.send(WireCodec.encode(.task(GradientTask(step: 0, start: 0, firstRow: 0, samples: [0, 1], parameters: [], state: [], ring: plan))),
+                        to: peer)
+        #expect(try next(within: .seconds(2)) { if case .heartbeat = $0 { true } else { false } } != nil, "no heartbeat while the ring waits")
+        let forgotten = ContinuousClock.now
+        try server.send(WireCodec.encode(.error(ErrorReport(code: .notRegistered, text: "not registered: send hello first"))), to: peer)
+        let again = try next(within: .seconds(3)) { if case .hello = $0 { true } else { false } }
+        #expect(again != nil && forgotten.duration(to: .now) < .seconds(1), "no new hello")
+        try server.send(WireCodec.encode(.shutdown(Shutdown(reason: "test over"))), to: again ?? peer)
+        #expect(threads.wait(seconds: 10), "the member did not stop: \(outcome.get())")
     }
 }

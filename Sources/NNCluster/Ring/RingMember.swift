@@ -85,8 +85,8 @@ extension Worker {
 
     /// Repeats `attempt` (a send to the successor or a receive from the predecessor, each bounded in time) until it
     /// gives a value. Meanwhile (a peer slow or gone) the coordinator keeps hearing from this worker, and what it
-    /// says is kept for afterwards; a task of another generation or a shutdown gives the step up, as does a
-    /// coordinator silent for the timeout.
+    /// says is kept for afterwards; a task of another generation, a shutdown, a refusal or a coordinator that no
+    /// longer knows this worker gives the step up, as does a coordinator silent for the timeout.
     private func whileRingWaits<T>(generation: UInt64, timing: ClusterTiming, _ attempt: () throws -> T?) throws -> T {
         var lastHeard = ContinuousClock.now, lastSent = ContinuousClock.now
         while true {
@@ -106,7 +106,12 @@ extension Worker {
                     }
                     deferred.append(frames)
                     throw RingGivenUp()
-                case .shutdown?:
+                case .shutdown?, .refuse?:
+                    deferred.append(frames)
+                    throw RingGivenUp()
+                case .error(let report)? where report.code == .notRegistered:
+                    // A new coordinator (resumed, restarted) that does not know this worker, which registers again
+                    // next; waiting on would have it ignore the worker's heartbeats as a stranger's.
                     deferred.append(frames)
                     throw RingGivenUp()
                 default:
@@ -118,5 +123,6 @@ extension Worker {
     }
 }
 
-/// A ring step given up: a new generation or a shutdown came, or the coordinator went silent.
+/// A ring step given up: a new generation, a shutdown or a refusal came, the coordinator forgot this worker, or it
+/// went silent.
 private struct RingGivenUp: Error {}
