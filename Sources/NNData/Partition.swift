@@ -58,10 +58,22 @@ public struct PartitionSpec: Codable, Equatable, Sendable, CustomStringConvertib
             throw DataError("partition '\(kind.rawValue)' takes no '\(stray.0)'")
         }
         if let s = shardsPerClient, s < 1 { throw DataError("partition shardsPerClient must be at least 1") }
-        if kind == .dirichlet { guard let alpha, alpha > 0, alpha.isFinite else { throw DataError("partition 'dirichlet' needs a positive alpha") } }
+        // Bounded so that the sampled weights stay finite (exp(σ·z) overflows past σ ≈ 80); beyond these the
+        // partitions are all-IID or all-in-one-client anyway.
+        if kind == .dirichlet {
+            guard let alpha, alpha > 0, alpha <= PartitionSpec.largestAlpha else {
+                throw DataError("partition 'dirichlet' needs 0 < alpha ≤ \(Int(PartitionSpec.largestAlpha))")
+            }
+        }
         if let m = minimumSize, m < 1 { throw DataError("partition minimumSize must be at least 1") }
-        if kind == .lognormal { guard let sigma, sigma >= 0, sigma.isFinite else { throw DataError("partition 'lognormal' needs sigma ≥ 0") } }
+        if kind == .lognormal {
+            guard let sigma, sigma >= 0, sigma <= PartitionSpec.largestSigma else {
+                throw DataError("partition 'lognormal' needs 0 ≤ sigma ≤ \(Int(PartitionSpec.largestSigma))")
+            }
+        }
     }
+
+    static let largestAlpha = 1e6, largestSigma = 20.0
 
     /// The sample indices of each of `clients` clients.
     public func split(labels: [UInt8], classes: Int, clients: Int, seed: UInt64) throws -> [[Int]] {

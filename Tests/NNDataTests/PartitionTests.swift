@@ -92,6 +92,14 @@ import Testing
         expectDataError("alpha") { _ = try PartitionSpec(kind: .dirichlet).split(labels: labels, classes: 10, clients: 5, seed: 1) }
         expectDataError("takes no", "sigma") { _ = try PartitionSpec(kind: .iid, sigma: 1).split(labels: labels, classes: 10, clients: 5, seed: 1) }
         expectDataError("cannot be split") { _ = try PartitionSpec.iid.split(labels: labels, classes: 10, clients: 51, seed: 1) }
+        // Weights that would overflow to infinity (and sizes to NaN) are refused, not trapped on.
+        for sigma in [-1, 21, 3.3e76, .infinity, .nan] {
+            expectDataError("0 ≤ sigma ≤ 20") { _ = try PartitionSpec(kind: .lognormal, sigma: sigma).split(labels: labels, classes: 10, clients: 5, seed: 1) }
+        }
+        for alpha in [0, 2e6, 1.7e308, .infinity, .nan] {
+            expectDataError("0 < alpha ≤ 1000000") { _ = try PartitionSpec(kind: .dirichlet, alpha: alpha).split(labels: labels, classes: 10, clients: 5, seed: 1) }
+        }
+        #expect(try PartitionSpec(kind: .lognormal, sigma: 20).split(labels: labels, classes: 10, clients: 5, seed: 1).map(\.count).reduce(0, +) == 50)
         expectDataError("minimumSize") {
             _ = try PartitionSpec(kind: .dirichlet, alpha: 1, minimumSize: 20).split(labels: labels, classes: 10, clients: 5, seed: 1)
         }
