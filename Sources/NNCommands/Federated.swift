@@ -143,12 +143,17 @@ public struct Simulate: AsyncParsableCommand {
     @Option(help: "Threads that train a round's clients in parallel (default: the processor count).")
     var clientThreads: Int?
 
+    @Option(help: ArgumentHelp("With hostAggregation: split the clients among this many hosts, as `nn launch --workers N` does (default 1).",
+                               valueName: "n"))
+    var hosts: Int = 1
+
     @OptionGroup var output: OutputOptions
     @OptionGroup var global: GlobalOptions
 
     public func validate() throws {
         guard experimentOptions.config != nil else { throw ValidationError("missing --config FILE") }
         guard (clientThreads ?? 1) >= 1 else { throw ValidationError("--client-threads must be at least 1") }
+        guard hosts >= 1 else { throw ValidationError("--hosts must be at least 1") }
     }
 
     public func run() async throws {
@@ -162,7 +167,7 @@ public struct Simulate: AsyncParsableCommand {
                                    stopAtTarget: experimentOptions.stopAtTarget, logger: logger)
         logger.info("\(experiment.summary()); \(clientThreads) client thread\(clientThreads == 1 ? "" : "s")")
         var log = try FederatedLog(experiment: experiment, output: output, network: run.network)
-        let outcome = try run.simulate(threads: clientThreads) { try log.record($0) }
+        let outcome = try run.simulate(threads: clientThreads, hosts: hosts) { try log.record($0) }
         try log.finish(outcome)
     }
 }

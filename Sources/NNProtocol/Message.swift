@@ -100,13 +100,15 @@ public struct Capabilities: OptionSet, Equatable, Sendable {
     public static let secureAggregation = Capabilities(rawValue: 1 << 4)
     public static let compactVectors = Capabilities(rawValue: 1 << 5)
     public static let ring = Capabilities(rawValue: 1 << 6)
-    public static let all: Capabilities = [.dropout, .batchNorm, .residualBlocks, .adversarialClients, .secureAggregation, .compactVectors, .ring]
+    public static let hostAggregation = Capabilities(rawValue: 1 << 7)
+    public static let all: Capabilities = [.dropout, .batchNorm, .residualBlocks, .adversarialClients, .secureAggregation, .compactVectors, .ring,
+                                           .hostAggregation]
 
     /// Names of the features in `self`, for messages.
     public var names: [String] {
         [(Capabilities.dropout, "dropout"), (.batchNorm, "batch norm"), (.residualBlocks, "residual blocks"),
          (.adversarialClients, "adversarial clients"), (.secureAggregation, "secure aggregation"),
-         (.compactVectors, "bfloat16 vectors"), (.ring, "the ring topology")].filter { contains($0.0) }.map(\.1)
+         (.compactVectors, "bfloat16 vectors"), (.ring, "the ring topology"), (.hostAggregation, "host aggregation")].filter { contains($0.0) }.map(\.1)
     }
 }
 

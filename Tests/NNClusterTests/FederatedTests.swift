@@ -37,6 +37,116 @@ func smallExperiment(_ strategy: StrategySpec = StrategySpec(kind: .fedavg), par
         #expect(relativeDifference(Network(spec: experiment.model, seed: experiment.seed), simulated) > 1e-2, "training did not move the model")
     }
 
+    /// With host aggregation, the simulation split among two hosts and a coordinator with two workers give the
+    /// same parameters, bit for bit; the model is FedAvg's but for the order of the sums, and each host uploads
+    /// one model a round instead of one per client.
+    @Test(arguments: [StrategySpec(kind: .fedavg), StrategySpec(kind: .fedadam, serverLearningRate: 0.01)], Wire.allCases)
+    func hostAggregationEqualsItsSimulation(strategy: StrategySpec, wire: Wire) throws {
+        let data = try mnistSubset(3000).train
+        var experiment = try smallExperiment(strategy)
+        experiment.hostAggregation = true
+        let (simulated, simulatedReports) = try simulate(experiment, data: data, hosts: 2)
+        let (distributed, reports) = try federated(experiment, data: data, workers: 2, wire: wire)
+        #expect(simulated.parameters.array == distributed.parameters.array)
+        #expect(reports.map(\.answered) == [5, 5, 5, 5] && simulatedReports.map(\.answered) == [5, 5, 5, 5])
+        #expect(reports.last?.rejectedSoFar == 0)
+
+        experiment.hostAggregation = false
+        let (flat, flatReports) = try simulate(experiment, data: data)
+        let difference = relativeDifference(flat, simulated)
+        #expect(difference < 1e-5, "relative difference \(difference)")
+        #expect(relativeDifference(Network(spec: experiment.model, seed: experiment.seed), flat) > 1e-2, "training did not move the model")
+        // Five clients' models a round, against at most one from each of the two hosts.
+        for (hosted, each) in zip(simulatedReports, flatReports) {
+            #expect(hosted.bytesReceived * 5 <= each.bytesReceived * 2, "\(hosted.bytesReceived) bytes against \(each.bytesReceived)")
+        }
+    }
+
+    /// A host's update must be named by its first sampled client and carry all of their samples; the averaging
+    /// rules alone take it, and never with privacy, secure aggregation or compression.
+    @Test func hostAggregatesAreCheckedAndRestricted() throws {
+        let data = try mnistSubset(1000).train
+        var experiment = try smallExperiment()
+        experiment.hostAggregation = true
+        try experiment.validate()
+        let strategy = try FederatedAveraging(experiment: experiment, trainingLabels: data.labels, classes: data.classes)
+        let assignment = strategy.configure(round: 0, participants: [Participant(peer: PeerID([1]), clients: 0..<10)])[0]
+        #expect(assignment.keys.count == 5)
+        let samples = assignment.keys.reduce(0) { $0 + strategy.partitions[$1].count }
+        let good = ClientUpdate(round: 0, client: UInt32(assignment.keys[0]), samples: UInt32(samples), correct: 0, lossSum: 1,
+                                computeNanoseconds: 0, parameters: strategy.network.parameters.array, state: [])
+        try strategy.check(good, against: assignment)
+        #expect(strategy.keys(answeredBy: good, of: assignment) == assignment.keys)
+        var oneClient = good; oneClient.samples = UInt32(strategy.partitions[assignment.keys[0]].count)
+        var secondName = good; secondName.client = UInt32(assignment.keys[1])
+        for bad in [oneClient, secondName] {
+            #expect(throws: ClusterError.self) { try strategy.check(bad, against: assignment) }
+        }
+
+        for kind in [StrategySpec.Kind.fedmedian, .fedtrimmedavg] {
+            var robust = try smallExperiment(StrategySpec(kind: kind))
+            robust.hostAggregation = true
+            #expect(throws: ExperimentError.self) { try robust.validate() }
+        }
+        var compressed = experiment
+        compressed.compression = CompressionSpec(kind: .int8)
+        #expect(throws: ExperimentError.self) { try compressed.validate() }
+        let encoded = try JSONEncoder().encode(experiment)
+        #expect(try Experiment.decode(encoded, source: "round trip") == experiment)
+        #expect(String(decoding: encoded, as: UTF8.self).contains("\"hostAggregation\":true"))
+
+        // A worker that would answer client by client is refused at registration, with the reason.
+        let run = try FederatedRun(experiment: experiment, train: data, test: nil, logger: quiet)
+        let network = InProcessNetwork()
+        let plain = network.connect()
+        try plain.send(WireCodec.encode(.hello(Hello(session: 1, name: "plain", dataFingerprint: data.fingerprint, inputWidth: 784, classes: 10,
+                                                      capabilities: Capabilities.all.subtracting(.hostAggregation)))))
+        let timing = ClusterTiming(heartbeat: .milliseconds(50), registration: .seconds(1))
+        #expect(throws: ClusterError.self) { _ = try run.run(over: network.server(), cluster: CoordinatorSettings(expectedWorkers: 1, timing: timing)) }
+        let refusal = try #require(try plain.receive(timeout: .seconds(1)))
+        #expect(try WireCodec.decode(refusal) == .refuse(Refuse(reason: "the run needs host aggregation, which this worker does not offer")))
+    }
+
+    /// A host whose one update is unusable has all of its sampled clients left out at once, not at the deadline.
+    @Test func aBadHostUpdateLeavesOutItsClients() throws {
+        let data = try mnistSubset(2000).train
+        var experiment = try smallExperiment(rounds: 3)
+        experiment.hostAggregation = true
+        experiment.deadlineSeconds = 30
+        let run = try FederatedRun(experiment: experiment, train: data, test: nil, logger: quiet)
+        let (server, connect) = try makeNetwork(.inProcess, for: run.network)
+        let threads = WorkerThreads()
+        threads.start(transport: try connect("honest"), data: data, name: "honest", session: 1,
+                      settings: .init(name: "honest", clientFirst: 0, clientCount: 5))
+        let peer = HostilePeer(try connect("peer"))
+        let sizes = run.strategy.partitions.map(\.count)
+        let sampled = Locked<[[Int]]>([])
+        threads.start {
+            peer.run(hello: Hello(session: 2, name: "peer", dataFingerprint: data.fingerprint, inputWidth: 784, classes: 10, clientFirst: 5, clientCount: 5),
+                     heartbeats: true, noise: false, seed: 5) { message, _ in
+                guard case .train(let request) = message else { return [] }
+                sampled.update { $0.append(request.clients.map { Int($0.client) }) }
+                // Its clients' samples, one too many.
+                let samples = request.clients.reduce(1) { $0 + sizes[Int($1.client)] }
+                return [.update(ClientUpdate(round: request.round, client: request.clients[0].client, samples: UInt32(samples), correct: 0,
+                                             lossSum: 1, computeNanoseconds: 0, parameters: request.parameters, state: []))]
+            }
+        }
+        var reports: [RoundReport] = []
+        let start = ContinuousClock.now
+        _ = try run.run(over: server, cluster: CoordinatorSettings(expectedWorkers: 2, timing: ClusterTiming(heartbeat: .milliseconds(50)))) { round in
+            reports.append(round.report)
+        }
+        let seconds = start.duration(to: .now).seconds
+        peer.stop.set(true)
+        #expect(threads.wait())
+        let missed = reports.map(\.missed).filter { !$0.isEmpty }
+        #expect(!missed.isEmpty && missed == sampled.get(), "missed \(missed), sampled on the peer \(sampled.get())")
+        #expect(reports.allSatisfy { $0.answered + $0.missed.count == $0.expected }, "\(reports.map { ($0.answered, $0.missed, $0.expected) })")
+        #expect(reports.last?.rejectedSoFar == missed.count)
+        #expect(seconds < 15, "the rounds waited \(seconds) s for clients whose host's update was refused")
+    }
+
     /// FedAvg with C = 1, E = 1, B = ∞ on IID data is FedSGD: each round is one full-batch gradient step.
     @Test func fedAvgWithOneFullBatchEpochIsFedSGD() throws {
         let data = try mnistSubset(2000).train
@@ -92,10 +202,12 @@ func smallExperiment(_ strategy: StrategySpec = StrategySpec(kind: .fedavg), par
     }
 
     /// A worker that stops answering mid-run: its clients miss the round's deadline and are left out (reported),
-    /// the round still aggregates the others, and later rounds sample among the clients still hosted.
-    @Test func stragglerIsLeftOutAtTheDeadline() throws {
+    /// the round still aggregates the others, and later rounds sample among the clients still hosted. With host
+    /// aggregation the same holds, the silent host's sampled clients missing together.
+    @Test(arguments: [false, true]) func stragglerIsLeftOutAtTheDeadline(hostAggregation: Bool) throws {
         let data = try mnistSubset(2000).train
-        let experiment = try smallExperiment(rounds: 12)
+        var experiment = try smallExperiment(rounds: 12)
+        experiment.hostAggregation = hostAggregation
         let (_, reports) = try federated(experiment, data: data, workers: 2, wire: .inProcess, deadline: 2, timeout: 4) { round, clients in
             if round == 1 { clients[1].silence() }
         }

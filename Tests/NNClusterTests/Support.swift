@@ -132,10 +132,10 @@ struct SyncRun {
 }
 
 /// Runs `experiment` in one process; returns the global model and the round reports.
-func simulate(_ experiment: Experiment, data: Dataset, threads: Int = 2) throws -> (Network, [RoundReport]) {
+func simulate(_ experiment: Experiment, data: Dataset, threads: Int = 2, hosts: Int = 1) throws -> (Network, [RoundReport]) {
     let run = try FederatedRun(experiment: experiment, train: data, test: nil, logger: quiet)
     var reports: [RoundReport] = []
-    _ = try run.simulate(threads: threads) { reports.append($0.report) }
+    _ = try run.simulate(threads: threads, hosts: hosts) { reports.append($0.report) }
     return (run.network, reports)
 }
 

@@ -38,6 +38,24 @@ import Testing
         }
     }
 
+    /// With host aggregation, `nn simulate --hosts 2` and `nn launch --workers 2` train the same model, and
+    /// `--hosts` without it is refused.
+    @Test func hostAggregationSimulateEqualsLaunch() throws {
+        let dir = temporaryDirectory()
+        let config = try experiment(dir, extra: ", \"hostAggregation\": true")
+        let simulated = try NNProcess.run(["simulate", "--config", config, "--hosts", "2", "--out", dir + "/sim.safetensors"])
+        #expect(simulated.status == 0, "\(simulated.stderr)")
+        #expect(simulated.stdout.contains("round 3/3  clients 4/4"), "\(simulated.stdout)")
+        let launched = try NNProcess.run(["launch", "--workers", "2", "--config", config, "--out", dir + "/launch.safetensors"])
+        #expect(launched.status == 0, "\(launched.stdout)\(launched.stderr)")
+        #expect(launched.stdout.contains("round 3/3  clients 4/4"), "\(launched.stdout)")
+        let a = try parameters(dir + "/sim.safetensors"), b = try parameters(dir + "/launch.safetensors")
+        #expect(a == b, "largest difference \(zip(a, b).map { abs($0 - $1) }.max() ?? 0)")
+        let plain = try experiment(dir)
+        let refused = try NNProcess.run(["simulate", "--config", plain, "--hosts", "2"])
+        #expect(refused.status != 0 && refused.stderr.contains("hostAggregation"), "\(refused.stderr)")
+    }
+
     /// `nn sweep` runs every cell with every seed, and its table and CSV say what the runs said; a bad axis is
     /// refused before anything runs.
     @Test func sweepTabulatesItsRuns() throws {

@@ -241,7 +241,7 @@ public final class Coordinator<S: Strategy> {
             }
             return tentative.contains { $0.overlaps(wanted) } ? nil : wanted
         }
-        let share = hello.clientCount > 0 ? Int(hello.clientCount) : (total + settings.expectedWorkers - 1) / settings.expectedWorkers
+        let share = hello.clientCount > 0 ? Int(hello.clientCount) : Participant.evenShare(clients: total, workers: settings.expectedWorkers)
         func block(avoiding ranges: [Range<Int>]) -> Range<Int>? {
             guard let free = (0..<total).first(where: { c in !ranges.contains { $0.contains(c) } }) else { return nil }
             let next = ranges.map(\.lowerBound).filter { $0 > free }.min() ?? total
@@ -281,6 +281,8 @@ public final class Coordinator<S: Strategy> {
         var pending: [Int: Assignment<S.Work>] = [:]
         var results: [Int: S.Result] = [:]
         var answeredBy: [Int: PeerID] = [:]
+        // How many keys each result answers (more than one for a host's aggregate).
+        var answers: [Int: Int] = [:]
         var nonFinite: Set<PeerID> = [], nonFiniteCount = 0
         var sentAt: [Int: ContinuousClock.Instant] = [:]
         // Speculative re-execution (synchronous SGD): work still out when the others have answered goes to an idle
@@ -300,7 +302,7 @@ public final class Coordinator<S: Strategy> {
             if strategy.restartsRoundOnLoss {
                 // The round's results need each other: it starts again, with the workers still here.
                 logger.info("round \(round + 1) starts again with \(self.participants.count) worker\(self.participants.count == 1 ? "" : "s")")
-                pending.removeAll(); helpers.removeAll(); results.removeAll(); answeredBy.removeAll()
+                pending.removeAll(); helpers.removeAll(); results.removeAll(); answeredBy.removeAll(); answers.removeAll()
                 if !self.participants.isEmpty { dispatch(strategy.configure(round: round, participants: self.participants)) }
                 return
             }
@@ -403,9 +405,10 @@ public final class Coordinator<S: Strategy> {
                    assignment.worker == peer || helpers[result.key] == peer, masking.map({ $0.maskers.contains(UInt32(result.key)) }) ?? true {
                     do {
                         try strategy.check(result, against: assignment)
-                        pending[result.key] = nil
-                        helpers[result.key] = nil
+                        let keys = strategy.keys(answeredBy: result, of: assignment)
+                        for key in keys { pending[key] = nil; helpers[key] = nil }
                         results[result.key] = result
+                        answers[result.key] = keys.count
                         answeredBy[result.key] = peer
                         firstAnswer = firstAnswer ?? start.duration(to: .now)
                         if peer == assignment.worker { answeredOwn.insert(peer) } else { tookOver.insert(assignment.worker) }
@@ -428,7 +431,7 @@ public final class Coordinator<S: Strategy> {
                         // synchronous SGD it counts as work this worker left to others.
                         if strategy.deadline == nil { tookOver.insert(peer) }
                         let others = participants.filter { $0.peer != peer }
-                        redo([result.key], of: assignment, among: others.isEmpty ? participants : [others[0]])
+                        redo(strategy.keys(answeredBy: result, of: assignment), of: assignment, among: others.isEmpty ? participants : [others[0]])
                     }
                 } else if let result, result.round == UInt64(round), results[result.key] != nil {
                     // The slower of two answers to work that was also given to another worker: slow, not mute.
@@ -496,11 +499,11 @@ public final class Coordinator<S: Strategy> {
                 logger.warning("round \(round + 1): secure aggregation failed: \(error); the global model stays as it was")
             }
         }
-        report.answered = results.count
+        report.answered = answers.values.reduce(0, +)
         report.missed.sort()
-        if report.skipped == nil, results.count < strategy.minimumResults {
+        if report.skipped == nil, report.answered < strategy.minimumResults {
             report.skipped = "fewer than \(strategy.minimumResults) results"
-            logger.warning("round \(round + 1) got \(results.count) result\(results.count == 1 ? "" : "s"), fewer than the minimum of \(strategy.minimumResults); the global model stays as it was")
+            logger.warning("round \(round + 1) got \(report.answered) result\(report.answered == 1 ? "" : "s"), fewer than the minimum of \(strategy.minimumResults); the global model stays as it was")
         }
         // In key order, whatever order they arrived in: the same results give the same model.
         return (results.sorted { $0.key < $1.key }.map(\.value), answeredBy, masked)

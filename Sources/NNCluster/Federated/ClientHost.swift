@@ -56,11 +56,13 @@ public final class ClientHost: @unchecked Sendable {
         }
     }
 
-    /// Trains every client the request names and returns their updates in the request's order. `onProgress`
+    /// Trains every client the request names and returns their updates in the request's order, or with
+    /// `hostAggregation` their mean as one update. `onProgress`
     /// is called on the calling thread every few local steps (a worker heartbeats there during long rounds).
     /// Once `stop` is set no further client starts, and the request is abandoned with an error.
     public func train(_ request: TrainRequest, stop: StopRequest? = nil, onProgress: () -> Void = {}) throws -> [ClientUpdate] {
         try validate(request)
+        let started = ContinuousClock.now
         var results = [ClientUpdate?](repeating: nil, count: request.clients.count)
         let queue = JobQueue(count: request.clients.count)
         let caller = pthread_self()
@@ -77,7 +79,9 @@ public final class ClientHost: @unchecked Sendable {
             }
         }
         if let reason = stop?.reason, results.contains(where: { $0 == nil }) { throw ClusterError("abandoned the round's training: \(reason)") }
-        return results.map { $0! }
+        let updates = results.map { $0! }
+        guard experiment.hostAggregation, !updates.isEmpty else { return updates }
+        return [updates.hostAggregate(computeNanoseconds: UInt64(started.duration(to: .now).seconds * 1e9))]
     }
 
     private func validate(_ request: TrainRequest) throws {

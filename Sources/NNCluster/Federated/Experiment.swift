@@ -39,6 +39,10 @@ public struct Experiment: Codable, Equatable, Sendable {
     public var compression: CompressionSpec?
     /// Masks the updates so that the coordinator learns only their sum.
     public var secureAggregation: SecureAggregationSpec?
+    /// Each worker averages its sampled clients' models and sends that one model, weighted by their samples, in
+    /// place of one model per client: a host's upload no longer grows with its clients. Only for the rules that
+    /// are a weighted mean, and it sums in another order, so a simulation matches it given the same hosts.
+    public var hostAggregation = false
 
     public init(name: String, model: ModelSpec, partition: PartitionSpec, clients: Int, fraction: Double, localEpochs: Int,
                 localBatch: Int?, learningRate: Float, rounds: Int, seed: UInt64 = 1, strategy: StrategySpec = StrategySpec(kind: .fedavg)) {
@@ -78,6 +82,11 @@ public struct Experiment: Codable, Equatable, Sendable {
         try privacy?.validate(strategy: strategy, samplingRate: fraction, expectedClients: expectedClientsPerRound)
         try compression?.validate()
         try secureAggregation?.validate(self)
+        if hostAggregation {
+            try check(strategy.isWeightedMean, "hostAggregation needs a strategy that averages (fedavg, fedprox, fedavgm, fedadam), not \(strategy.kind.rawValue), which needs each client's model")
+            try check(privacy == nil && secureAggregation == nil && compression == nil,
+                      "hostAggregation cannot be combined with privacy, secureAggregation or compression, which work on each client's update")
+        }
     }
 
     /// Clients a round is expected to have: exactly `clientsPerRound`, or C·K on average with Poisson sampling.
@@ -150,7 +159,7 @@ public struct Experiment: Codable, Equatable, Sendable {
     enum CodingKeys: String, CodingKey, CaseIterable {
         case name, dataset, model, activation, initializer, partition, clients, fraction, localEpochs, localBatch, learningRate,
              learningRateDecay, rounds, targetAccuracy, seed, strategy, deadlineSeconds, minimumResults, evaluateEvery, adversaries,
-             privacy, compression, secureAggregation
+             privacy, compression, secureAggregation, hostAggregation
     }
 
     public init(from decoder: Decoder) throws {
@@ -206,6 +215,7 @@ public struct Experiment: Codable, Equatable, Sendable {
             try StrictKeys.check(try c.superDecoder(forKey: .secureAggregation), SecureAggregationSpec.CodingKeys.self, in: "secureAggregation")
             secureAggregation = try c.decode(SecureAggregationSpec.self, forKey: .secureAggregation)
         }
+        hostAggregation = try c.decodeIfPresent(Bool.self, forKey: .hostAggregation) ?? hostAggregation
     }
 
     public func encode(to encoder: Encoder) throws {
@@ -233,6 +243,7 @@ public struct Experiment: Codable, Equatable, Sendable {
         try c.encodeIfPresent(privacy, forKey: .privacy)
         try c.encodeIfPresent(compression, forKey: .compression)
         try c.encodeIfPresent(secureAggregation, forKey: .secureAggregation)
+        if hostAggregation { try c.encode(hostAggregation, forKey: .hostAggregation) }
     }
 }
 

@@ -127,10 +127,21 @@ public final class FederatedAveraging: Strategy {
         }
     }
 
+    /// With `hostAggregation` a worker's one update stands for all of its sampled clients.
+    public func keys(answeredBy result: ClientUpdate, of assignment: Assignment<TrainRequest>) -> [Int] {
+        experiment.hostAggregation ? assignment.keys : [result.key]
+    }
+
     public func check(_ u: ClientUpdate, against assignment: Assignment<TrainRequest>) throws {
         let client = Int(u.client)
-        guard Int(u.samples) == partitions[client].count else {
-            throw ClusterError("client \(client) reports \(u.samples) samples; its partition has \(partitions[client].count)")
+        let covered = keys(answeredBy: u, of: assignment)
+        guard client == covered[0] else {
+            throw ClusterError("a host's update is named by its first sampled client, \(covered[0]), not \(client)")
+        }
+        let samples = covered.reduce(0) { $0 + partitions[$1].count }
+        guard Int(u.samples) == samples else {
+            let who = covered.count == 1 ? "client \(client) reports" : "the update of clients \(covered.map(String.init).joined(separator: ", ")) reports"
+            throw ClusterError("\(who) \(u.samples) samples; \(covered.count == 1 ? "its partition has" : "their partitions have") \(samples)")
         }
         guard u.correct <= u.samples else { throw ClusterError("client \(client) claims \(u.correct) correct of \(u.samples) samples") }
         guard (u.masked != nil) == (experiment.secureAggregation != nil) else {
@@ -158,8 +169,7 @@ public final class FederatedAveraging: Strategy {
 
     public func aggregate(round: Int, results updates: [ClientUpdate], failures: [Int]) throws -> RoundResult {
         guard !updates.isEmpty else { throw ClusterError("round \(round + 1) has no client results to aggregate") }
-        let total = Double(updates.reduce(0) { $0 + Int($1.samples) })
-        let weights = updates.map { Float(Double($0.samples) / total) }
+        let weights = updates.sampleWeights
         let count = network.parameterCount
         // A compressed update is the change from the global model the round started with.
         let global = updates.contains { $0.compressed != nil } ? network.parameters.array : []

@@ -3,19 +3,28 @@ import NNProtocol
 
 /// A federated experiment in one process: the same strategy and the same client code as a coordinator with
 /// workers, with all clients in one `ClientHost` and no sockets or encoding in between, so a run gives the same
-/// model as the multi-process run of the experiment.
+/// model as the multi-process run of the experiment. The clients are split among `hosts` as that many workers
+/// split them by default; only `hostAggregation` makes the split matter to the model.
 public final class Simulation {
     public let strategy: FederatedAveraging
     public let host: ClientHost
+    public let hosts: Int
     /// Updates rejected so far (non-finite values from a diverging or adversarial client).
     public private(set) var rejected = 0
 
-    public init(strategy: FederatedAveraging, host: ClientHost) throws {
+    public init(strategy: FederatedAveraging, host: ClientHost, hosts: Int = 1) throws {
         guard host.clients == 0..<strategy.experiment.clients else {
             throw ClusterError("a simulation hosts every client (0..<\(strategy.experiment.clients)), not \(host.clients)")
         }
+        guard hosts == 1 || strategy.experiment.hostAggregation else {
+            throw ClusterError("hosts matter only to an experiment with hostAggregation, and this one has none")
+        }
+        guard (1...strategy.experiment.clients).contains(hosts) else {
+            throw ClusterError("\(hosts) hosts for \(strategy.experiment.clients) clients: each host needs at least one")
+        }
         self.strategy = strategy
         self.host = host
+        self.hosts = hosts
     }
 
     /// Runs the rounds while `onRound` returns true. Bytes count what each sampled client would download and
@@ -25,7 +34,9 @@ public final class Simulation {
         let modelBytes = WireCodec.encode(.update(ClientUpdate(round: 0, client: 0, samples: 0, correct: 0, lossSum: 0, computeNanoseconds: 0,
                                                                parameters: network.parameters.array, state: network.state.array)))
             .reduce(0) { $0 + $1.byteCount }
-        let everyone = [Participant(peer: PeerID(Array("simulation".utf8)), clients: host.clients)]
+        let everyone = Participant.evenBlocks(clients: host.clients.count, workers: hosts).enumerated().map {
+            Participant(peer: PeerID(Array("host \($0.offset)".utf8)), clients: $0.element)
+        }
         for round in 0..<strategy.rounds {
             let start = ContinuousClock.now
             var report = RoundReport(round: round)
@@ -48,9 +59,10 @@ public final class Simulation {
                     do {
                         try strategy.check(update, against: assignment)
                         results.append(update)
+                        report.answered += strategy.keys(answeredBy: update, of: assignment).count
                     } catch {
                         rejected += 1
-                        report.missed.append(Int(update.client))
+                        report.missed += strategy.keys(answeredBy: update, of: assignment)
                     }
                 }
             }
@@ -61,7 +73,6 @@ public final class Simulation {
                     report.skipped = "\(error)"
                 }
             }
-            report.answered = results.count
             let aggregationStart = ContinuousClock.now
             if report.skipped == nil, report.answered < strategy.minimumResults { report.skipped = "fewer than \(strategy.minimumResults) results" }
             if report.skipped == nil {
@@ -78,7 +89,7 @@ public final class Simulation {
             report.bytesReceived += results.reduce(0) { total, u in
                 total + (u.compressed == nil && u.masked == nil ? modelBytes : Self.size(.update(u)))
             }
-            report.workers = 1
+            report.workers = everyone.count
             report.rejectedSoFar = rejected
             guard try onRound(report) else { return }
         }

@@ -58,6 +58,9 @@ public struct StrategySpec: Codable, Equatable, Sendable {
     private var adamTau: Float { tau ?? 1e-3 }
     private var trimFraction: Double { trim ?? 0.2 }
 
+    /// True when the rule is the sample-weighted mean, which partial means can be combined into.
+    public var isWeightedMean: Bool { components(parameterCount: 0).rule is WeightedMean }
+
     /// μ of FedProx; 0 for the others.
     public var proximalMu: Float { kind == .fedprox ? mu ?? 0.01 : 0 }
 

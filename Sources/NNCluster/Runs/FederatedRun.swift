@@ -99,11 +99,12 @@ public final class FederatedRun {
         Evaluation.split(networks: evaluators, parameters: network.parameters.array, state: network.state.array, on: test)
     }
 
-    /// Runs with every client in this process, trained on `threads` threads (which also share the evaluation).
-    public func simulate(threads: Int, onRound: (Round) throws -> Void = { _ in }) throws -> Outcome {
+    /// Runs with every client in this process, trained on `threads` threads (which also share the evaluation),
+    /// split among `hosts` as that many workers would host them.
+    public func simulate(threads: Int, hosts: Int = 1, onRound: (Round) throws -> Void = { _ in }) throws -> Outcome {
         if let checkpoint { try AtomicFile.checkWritable(checkpoint) }
         let host = try ClientHost(experiment: experiment, data: train, clients: 0..<experiment.clients, threads: threads)
-        let simulation = try Simulation(strategy: strategy, host: host)
+        let simulation = try Simulation(strategy: strategy, host: host, hosts: hosts)
         var outcome = Outcome()
         let evaluate = { host.evaluate(parameters: self.network.parameters.array, state: self.network.state.array, on: $0) }
         try simulation.run { report in try record(report, into: &outcome, evaluate: evaluate, onRound) }

@@ -57,6 +57,7 @@ extension Capabilities {
         if model.residualBlocks > 0 { needed.insert(.residualBlocks) }
         if let adversaries = experiment?.adversaries, adversaries.fraction > 0 { needed.insert(.adversarialClients) }
         if experiment?.secureAggregation != nil { needed.insert(.secureAggregation) }
+        if experiment?.hostAggregation == true { needed.insert(.hostAggregation) }
         if compactVectors { needed.insert(.compactVectors) }
         if ring { needed.insert(.ring) }
         return needed

@@ -30,6 +30,9 @@ public protocol Strategy: Resumable {
     /// Work whose results (`keys` of `lost`) will not come, for the remaining `participants`; empty if it is
     /// not to be redone.
     func reassign(_ lost: Assignment<Work>, keys: [Int], round: Int, participants: [Participant]) -> [Assignment<Work>]
+    /// The keys of `assignment` that `result` answers: its own, or all of them for a result that stands for
+    /// several (a host's aggregate of its clients).
+    func keys(answeredBy result: Result, of assignment: Assignment<Work>) -> [Int]
     /// Throws when `result` cannot be used for `assignment` (wrong counts or shape, non-finite values).
     func check(_ result: Result, against assignment: Assignment<Work>) throws
     /// Combines a round's checked results, in key order, into the next global model; `failures` are the keys
@@ -50,6 +53,7 @@ public protocol Strategy: Resumable {
 
 extension Strategy {
     public var restartsRoundOnLoss: Bool { false }
+    public func keys(answeredBy result: Result, of assignment: Assignment<Work>) -> [Int] { [result.key] }
     public func configureAhead(round: Int, participants: [Participant]) -> [Assignment<Work>]? { nil }
     public func isCurrent(_ result: Result) -> Bool { true }
     public func maskingServer(round: Int, clients: [Int]) -> MaskingServer? { nil }
