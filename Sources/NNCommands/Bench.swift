@@ -29,7 +29,7 @@ public struct Bench: AsyncParsableCommand {
     @Flag(help: "Measure synchronous SGD instead, at batch 64 and 256 per worker, against one process at that batch: 2 batch threads in one process, and 1 and 2 worker processes over ZeroMQ on loopback, through the coordinator and in a ring (--batch, --rounds and --seconds do not apply).")
     var distributed = false
 
-    @Flag(help: "Measure federated rounds instead: simulation with 1 and 2 client threads (with 2, also with the test evaluation every round and every 10 rounds), and 2 worker processes over ZeroMQ.")
+    @Flag(help: "Measure federated rounds instead: simulation with 1 and 2 client threads (with 2, also with the test evaluation every round and every 10 rounds), and 2 worker processes over ZeroMQ, with and without host aggregation.")
     var federated = false
 
     @Option(help: ArgumentHelp("With --federated: the experiment (default: FedAvg on the MNIST 2NN, K = 100, C = 0.1, E = 1, B = 10).", valueName: "file"))
@@ -130,8 +130,8 @@ public struct Bench: AsyncParsableCommand {
         print(String(format: "matrix work per round: %.2f GFLOP; 1024³ sgemm %.1f GFLOP/s a core; floor on %d cores: %.1f ms a round\n",
                      floor.flops / 1e9, floor.sgemm / 1e9, cores, floor.seconds * 1e3))
         print("mode                                  round ms   rounds/min   × floor")
-        func line(_ mode: String, _ seconds: Double) {
-            print(mode.padding(toLength: 36, withPad: " ", startingAt: 0) + String(format: "  %8.1f   %10.0f   %7.2f", seconds * 1e3, 60 / seconds, seconds / floor.seconds))
+        func line(_ mode: String, _ seconds: Double, _ note: String = "") {
+            print(mode.padding(toLength: 36, withPad: " ", startingAt: 0) + String(format: "  %8.1f   %10.0f   %7.2f", seconds * 1e3, 60 / seconds, seconds / floor.seconds) + note)
         }
         for threads in [1, 2] {
             line("simulation, \(threads) client thread\(threads == 1 ? "" : "s")", try bench.simulation(threads: threads))
@@ -139,7 +139,14 @@ public struct Bench: AsyncParsableCommand {
         for every in [1, 10] {
             line("  evaluating every \(every == 1 ? "round" : "\(every) rounds")", try bench.simulation(threads: 2, evaluatingOn: test, every: every))
         }
-        line("2 worker processes over ZeroMQ", try bench.zeroMQ(workers: 2))
+        let plain = try bench.zeroMQ(workers: 2)
+        line("2 worker processes over ZeroMQ", plain.seconds, String(format: "   %.1f MB up a round", plain.received / 1e6))
+        var aggregated = experiment
+        aggregated.hostAggregation = true
+        if (try? aggregated.validate()) != nil {
+            let hosts = try bench.zeroMQ(workers: 2, hostAggregation: true)
+            line("  with host aggregation", hosts.seconds, String(format: "   %.1f MB up a round", hosts.received / 1e6))
+        }
     }
 
     /// `nn worker` processes of this executable, one OpenBLAS thread each, logging warnings only.

@@ -57,18 +57,24 @@ public struct FederatedBenchmark {
         return times.reduce(0, +) / Double(times.count)
     }
 
-    /// Median seconds a round with `workers` worker processes over ZeroMQ.
-    public func zeroMQ(workers: Int) throws -> Double {
-        let run = try FederatedRun(experiment: timed, train: train, test: nil, logger: quiet)
+    /// Median seconds a round with `workers` worker processes over ZeroMQ, and the median bytes the coordinator
+    /// received a round; with `hostAggregation`, each worker sends the mean of its clients.
+    public func zeroMQ(workers: Int, hostAggregation: Bool = false) throws -> (seconds: Double, received: Double) {
+        var experiment = timed
+        experiment.hostAggregation = hostAggregation
+        let run = try FederatedRun(experiment: experiment, train: train, test: nil, logger: quiet)
         let server = try ZmqServer(bind: "tcp://127.0.0.1:*", settings: .coordinator(for: run.network))
         defer { server.close() }
         let children = WorkerProcesses(processes: try launch(workers, server.endpoint, nil))
         defer { children.stop() }
-        var times: [Double] = []
+        var times: [Double] = [], received: [Double] = []
         _ = try run.run(over: server, cluster: CoordinatorSettings(expectedWorkers: workers, timing: ClusterTiming(timeout: .seconds(10)))) { round in
-            if round.report.round > 0 { times.append(round.report.seconds) }
+            if round.report.round > 0 {
+                times.append(round.report.seconds)
+                received.append(Double(round.report.bytesReceived))
+            }
         }
         children.wait()
-        return median(times)
+        return (median(times), median(received))
     }
 }
