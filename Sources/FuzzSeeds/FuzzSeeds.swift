@@ -60,7 +60,7 @@ public enum FuzzSeeds {
          try! ModelSpec(widths: [4, 6, 3], dropout: 0.2, residualBlocks: 1, loss: .binaryCrossEntropy)]
     }
 
-    /// Experiments with every partition, strategy and adversary kind.
+    /// Experiments with every partition, strategy and adversary kind, and host aggregation.
     static var experiments: [Experiment] {
         let model = try! ModelSpec(widths: [784, 8, 10])
         let partitions: [PartitionSpec] = [.iid, PartitionSpec(kind: .shards, shardsPerClient: 2), PartitionSpec(kind: .dirichlet, alpha: 0.3),
@@ -74,6 +74,7 @@ public enum FuzzSeeds {
                                fraction: 0.5, localEpochs: 2, localBatch: i % 2 == 0 ? 10 : nil, learningRate: 0.1, rounds: 3, seed: UInt64(i),
                                strategy: strategy)
             e.targetAccuracy = 0.9
+            if i == 3 { e.hostAggregation = true }
             if i == 4 { e.adversaries = AdversarySpec(fraction: 0.2, kind: .scale, scale: -5) }
             if i == 5 { e.adversaries = AdversarySpec(fraction: 0.1, kind: .random, noise: 1) }
             return e
