@@ -265,7 +265,14 @@ public struct WorkerCommand: AsyncParsableCommand {
                                             stop: stopRequestOnSignals(), ringHost: { [ringHost, connect] in try ringHost ?? LocalAddress.towards(connect) },
                                             ringPort: ringPort ?? 0, batchThreads: batchThreads),
                             logger: logger)
-        let reason = try worker.run()
+        let reason: String
+        do {
+            reason = try worker.run()
+        } catch {
+            // Hellos queued for a coordinator that is gone would hold the exit for the whole linger.
+            client.dropUnsent()
+            throw error
+        }
         logger.info("done after \(worker.tasksDone) tasks: \(reason)")
     }
 }

@@ -362,6 +362,12 @@ public final class ZmqClient: ClientTransport {
         return "the CURVE handshake failed (protocol error 0x\(String(value, radix: 16))): check --server-key, and that the coordinator runs with --key"
     }
 
+    /// Makes `close` drop what is still queued instead of waiting out the linger: for a worker that gives up on a
+    /// coordinator that no longer takes its messages.
+    public func dropUnsent() {
+        try? socket.set(ZMQ_LINGER, Int32(0))
+    }
+
     public func close() {
         if monitor != nil { _ = try? socket.monitor(nil, events: 0) }
         monitor?.close()
