@@ -1,4 +1,6 @@
 import ArgumentParser
+import Foundation
+import Logging
 
 /// `--batch-threads`, of `nn train` and `nn worker`, which `nn launch` and `nn cluster` pass to their workers.
 enum BatchThreads {
@@ -6,6 +8,14 @@ enum BatchThreads {
 
     static func validate(_ threads: Int) throws {
         guard (1...limit).contains(threads) else { throw ValidationError("--batch-threads must be 1…\(limit)") }
+    }
+
+    /// Warns when the batch threads, each with `blasThreads` OpenBLAS threads, outnumber the cores: they then take
+    /// turns, and the run is slower than with one OpenBLAS thread each.
+    static func warnIfOversubscribed(_ threads: Int, blasThreads: Int, logger: Logger) {
+        let cores = ProcessInfo.processInfo.activeProcessorCount
+        guard threads > 1, threads * blasThreads > cores else { return }
+        logger.warning("--batch-threads \(threads) with --threads \(blasThreads) runs \(threads * blasThreads) threads on \(cores) cores; give --threads 1 with --batch-threads")
     }
 
     /// A worker's arguments for `threads` (none for the default).

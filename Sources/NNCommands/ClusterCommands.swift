@@ -248,6 +248,7 @@ public struct WorkerCommand: AsyncParsableCommand {
     public func run() async throws {
         followLauncher()
         let logger = try global.start("nn.worker")
+        BatchThreads.warnIfOversubscribed(batchThreads, blasThreads: global.threads, logger: logger)
         monitoring.start(logger: logger)
         let secure = try security.load()
         let (train, _) = try dataOptions.load(logger)

@@ -20,6 +20,7 @@ public struct Train: AsyncParsableCommand {
     public func run() async throws {
         let logger = try global.start("nn.train")
         try BatchThreads.validate(batchThreads)
+        BatchThreads.warnIfOversubscribed(batchThreads, blasThreads: global.threads, logger: logger)
         var settings = try training.settings(dataset: dataOptions.kind.rawValue, checkpoint: output.out)
         settings.batchThreads = batchThreads
         if settings.model.batchNorm && settings.batch < 2 * batchThreads {

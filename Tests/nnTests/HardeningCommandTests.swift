@@ -54,6 +54,14 @@ import Testing
 
     /// Timing flags beyond what a clock can hold, and experiment values a field cannot hold, are errors that
     /// say which and where.
+    /// Batch threads that each run as many OpenBLAS threads as there are cores are warned about, and still train.
+    @Test func oversubscribedBatchThreadsAreWarnedAbout() throws {
+        let cores = ProcessInfo.processInfo.activeProcessorCount
+        let result = try NNProcess.run(["train", "--model", "784-16-10", "--epochs", "1", "--batch-threads", "2", "--threads", String(cores)])
+        #expect(result.status == 0, "\(result.stderr)")
+        #expect(result.stderr.contains("--batch-threads 2 with --threads \(cores) runs \(2 * cores) threads on \(cores) cores"), "\(result.stderr)")
+    }
+
     @Test func absurdFlagsAndValues() throws {
         try expectFailure(["coordinator", "--workers", "1", "--timeout", "1e300"], mentioning: ["timeout 1e+300 s"])
         try expectFailure(["coordinator", "--workers", "1", "--timeout", "inf"], mentioning: ["timeout inf s"])
