@@ -88,9 +88,18 @@ func smallExperiment(_ strategy: StrategySpec = StrategySpec(kind: .fedavg), par
             robust.hostAggregation = true
             #expect(throws: ExperimentError.self) { try robust.validate() }
         }
-        var compressed = experiment
+        var compressed = experiment, masked = experiment, private_ = experiment
         compressed.compression = CompressionSpec(kind: .int8)
-        #expect(throws: ExperimentError.self) { try compressed.validate() }
+        masked.secureAggregation = SecureAggregationSpec()
+        private_.privacy = PrivacySpec(clip: 1, noiseMultiplier: 1)
+        for other in [compressed, masked, private_] {
+            do {
+                try other.validate()
+                Issue.record("accepted hostAggregation with \(other)")
+            } catch {
+                #expect("\(error)".contains("hostAggregation cannot be combined"), "\(error)")
+            }
+        }
         let encoded = try JSONEncoder().encode(experiment)
         #expect(try Experiment.decode(encoded, source: "round trip") == experiment)
         #expect(String(decoding: encoded, as: UTF8.self).contains("\"hostAggregation\":true"))
