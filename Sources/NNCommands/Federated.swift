@@ -143,7 +143,7 @@ public struct Simulate: AsyncParsableCommand {
     @Option(help: "Threads that train a round's clients in parallel (default: the processor count).")
     var clientThreads: Int?
 
-    @Option(help: ArgumentHelp("With hostAggregation: split the clients among this many hosts, as `nn launch --workers N` does (default 1).",
+    @Option(help: ArgumentHelp("With hostAggregation: split the clients among this many hosts, as `nn launch --workers N` does.",
                                valueName: "n"))
     var hosts: Int = 1
 

@@ -51,6 +51,9 @@ import Testing
         #expect(launched.stdout.contains("round 3/3  clients 4/4"), "\(launched.stdout)")
         let a = try parameters(dir + "/sim.safetensors"), b = try parameters(dir + "/launch.safetensors")
         #expect(a == b, "largest difference \(zip(a, b).map { abs($0 - $1) }.max() ?? 0)")
+        // Ten clients in shares of ⌈10 ÷ 6⌉ = 2 fill five hosts, not six.
+        let uneven = try NNProcess.run(["simulate", "--config", config, "--hosts", "6"])
+        #expect(uneven.status != 0 && uneven.stderr.contains("6 hosts cannot each take an even share of 10 clients"), "\(uneven.stderr)")
         let plain = try experiment(dir)
         let refused = try NNProcess.run(["simulate", "--config", plain, "--hosts", "2"])
         #expect(refused.status != 0 && refused.stderr.contains("hostAggregation"), "\(refused.stderr)")

@@ -19,8 +19,9 @@ public final class Simulation {
         guard hosts == 1 || strategy.experiment.hostAggregation else {
             throw ClusterError("hosts matter only to an experiment with hostAggregation, and this one has none")
         }
-        guard (1...strategy.experiment.clients).contains(hosts) else {
-            throw ClusterError("\(hosts) hosts for \(strategy.experiment.clients) clients: each host needs at least one")
+        let clients = strategy.experiment.clients
+        guard hosts >= 1, Participant.evenBlocks(clients: clients, workers: hosts).count == hosts else {
+            throw ClusterError("\(hosts) hosts cannot each take an even share of \(clients) clients (⌈\(clients) ÷ \(hosts)⌉ a host leaves some with none)")
         }
         self.strategy = strategy
         self.host = host
