@@ -125,19 +125,21 @@ public struct Bench: AsyncParsableCommand {
         let rounds = self.rounds ?? 20
         let bench = FederatedBenchmark(experiment: experiment, rounds: rounds, train: train, launch: benchWorkers)
         let cores = ProcessInfo.processInfo.activeProcessorCount
-        let floor = try bench.floor(cores: cores)
+        let floor = try bench.floor(cores: cores, testSamples: test.sampleCount)
         print("nn bench --federated: \(experiment.name), \(experiment.model.description), K = \(experiment.clients), C = \(experiment.fraction), E = \(experiment.localEpochs), B = \(experiment.localBatch.map(String.init) ?? "∞"); \(rounds) rounds after one warm-up round, medians")
-        print(String(format: "matrix work per round: %.2f GFLOP; 1024³ sgemm %.1f GFLOP/s a core; floor on %d cores: %.1f ms a round\n",
-                     floor.flops / 1e9, floor.sgemm / 1e9, cores, floor.seconds * 1e3))
+        print(String(format: "matrix work per round: %.2f GFLOP, and %.2f GFLOP to evaluate the test set; 1024³ sgemm %.1f GFLOP/s a core; floor on %d cores: %.1f ms a round\n",
+                     floor.flops / 1e9, floor.evaluationFlops / 1e9, floor.sgemm / 1e9, cores, floor.seconds() * 1e3))
         print("mode                                  round ms   rounds/min   × floor")
-        func line(_ mode: String, _ seconds: Double, _ note: String = "") {
-            print(mode.padding(toLength: 36, withPad: " ", startingAt: 0) + String(format: "  %8.1f   %10.0f   %7.2f", seconds * 1e3, 60 / seconds, seconds / floor.seconds) + note)
+        func line(_ mode: String, _ seconds: Double, _ note: String = "", floor floorSeconds: Double = floor.seconds()) {
+            print(mode.padding(toLength: 36, withPad: " ", startingAt: 0) + String(format: "  %8.1f   %10.0f   %7.2f", seconds * 1e3, 60 / seconds, seconds / floorSeconds) + note)
         }
         for threads in [1, 2] {
             line("simulation, \(threads) client thread\(threads == 1 ? "" : "s")", try bench.simulation(threads: threads))
         }
         for every in [1, 10] {
-            line("  evaluating every \(every == 1 ? "round" : "\(every) rounds")", try bench.simulation(threads: 2, evaluatingOn: test, every: every))
+            let withEvaluation = floor.seconds(evaluatingEvery: every)
+            line("  evaluating every \(every == 1 ? "round" : "\(every) rounds")", try bench.simulation(threads: 2, evaluatingOn: test, every: every),
+                 String(format: "   floor with evaluation %.1f ms", withEvaluation * 1e3), floor: withEvaluation)
         }
         let plain = try bench.zeroMQ(workers: 2)
         line("2 worker processes over ZeroMQ", plain.seconds, String(format: "   %.1f MB up a round", plain.received / 1e6))

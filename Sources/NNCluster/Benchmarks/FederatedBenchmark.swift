@@ -5,7 +5,8 @@ import NNData
 
 /// Wall time per federated round (training and aggregation; in simulation also with the test evaluation) of an
 /// experiment, in simulation and with this process coordinating worker processes over ZeroMQ on loopback, against
-/// the floor: the round's matrix work, 6 × parameters × samples trained, at the 1024³ sgemm rate on every core.
+/// the floor: the round's matrix work, 6 × parameters × samples trained (and 2 × parameters × test samples for an
+/// evaluation), at the 1024³ sgemm rate on every core.
 public struct FederatedBenchmark {
     public let experiment: Experiment
     public let rounds: Int
@@ -17,8 +18,23 @@ public struct FederatedBenchmark {
         self.experiment = experiment; self.rounds = rounds; self.train = train; self.launch = launch
     }
 
-    /// The matrix work of a round (FLOP), the sgemm rate of one core (FLOP/s) and the floor on `cores` (s).
-    public func floor(cores: Int) throws -> (flops: Double, sgemm: Double, seconds: Double) {
+    /// A round's matrix work and the rate it is measured against.
+    public struct Floor: Sendable {
+        /// FLOP of a round's training, and of one evaluation of the test set.
+        public var flops: Double
+        public var evaluationFlops: Double
+        /// The 1024³ sgemm rate of one core, FLOP/s.
+        public var sgemm: Double
+        public var cores: Int
+
+        /// Seconds of a round's matrix work on every core; with an evaluation every `evaluateEvery` rounds, its share.
+        public func seconds(evaluatingEvery evaluateEvery: Int? = nil) -> Double {
+            (flops + (evaluateEvery.map { evaluationFlops / Double($0) } ?? 0)) / (Double(cores) * sgemm)
+        }
+    }
+
+    /// The floor on `cores` cores, with evaluations on `testSamples` samples.
+    public func floor(cores: Int, testSamples: Int) throws -> Floor {
         let strategy = try FederatedAveraging(experiment: experiment, trainingLabels: train.labels, classes: train.classes)
         let samples = Double(strategy.partitions.reduce(0) { $0 + $1.count }) / Double(experiment.clients)
             * Double(experiment.clientsPerRound) * Double(experiment.localEpochs)
@@ -26,7 +42,7 @@ public struct FederatedBenchmark {
         let big = SquareProduct(size: 1024)
         big.run(1)
         let sgemm = big.flops / timePerCall(1) { big.run(1) }
-        return (flops, sgemm, flops / (Double(cores) * sgemm))
+        return Floor(flops: flops, evaluationFlops: 2 * Double(strategy.network.parameterCount) * Double(testSamples), sgemm: sgemm, cores: cores)
     }
 
     /// The benchmark's rounds plus one warm-up round, not counted.
