@@ -105,15 +105,9 @@ func smallExperiment(_ strategy: StrategySpec = StrategySpec(kind: .fedavg), par
         #expect(String(decoding: encoded, as: UTF8.self).contains("\"hostAggregation\":true"))
 
         // A worker that would answer client by client is refused at registration, with the reason.
-        let run = try FederatedRun(experiment: experiment, train: data, test: nil, logger: quiet)
-        let network = InProcessNetwork()
-        let plain = network.connect()
-        try plain.send(WireCodec.encode(.hello(Hello(session: 1, name: "plain", dataFingerprint: data.fingerprint, inputWidth: 784, classes: 10,
-                                                      capabilities: Capabilities.all.subtracting(.hostAggregation)))))
-        let timing = ClusterTiming(heartbeat: .milliseconds(50), registration: .seconds(1))
-        #expect(throws: ClusterError.self) { _ = try run.run(over: network.server(), cluster: CoordinatorSettings(expectedWorkers: 1, timing: timing)) }
-        let refusal = try #require(try plain.receive(timeout: .seconds(1)))
-        #expect(try WireCodec.decode(refusal) == .refuse(Refuse(reason: "the run needs host aggregation, which this worker does not offer")))
+        try expectRefused(by: try FederatedRun(experiment: experiment, train: data, test: nil, logger: quiet), data: data,
+                          capabilities: Capabilities.all.subtracting(.hostAggregation),
+                          reason: "the run needs host aggregation, which this worker does not offer")
     }
 
     /// A host whose one update is unusable has all of its sampled clients left out at once, not at the deadline.
@@ -123,32 +117,18 @@ func smallExperiment(_ strategy: StrategySpec = StrategySpec(kind: .fedavg), par
         experiment.hostAggregation = true
         experiment.deadlineSeconds = 30
         let run = try FederatedRun(experiment: experiment, train: data, test: nil, logger: quiet)
-        let (server, connect) = try makeNetwork(.inProcess, for: run.network)
-        let threads = WorkerThreads()
-        threads.start(transport: try connect("honest"), data: data, name: "honest", session: 1,
-                      settings: .init(name: "honest", clientFirst: 0, clientCount: 5))
-        let peer = HostilePeer(try connect("peer"))
         let sizes = run.strategy.partitions.map(\.count)
         let sampled = Locked<[[Int]]>([])
-        threads.start {
-            peer.run(hello: Hello(session: 2, name: "peer", dataFingerprint: data.fingerprint, inputWidth: 784, classes: 10, clientFirst: 5, clientCount: 5),
-                     heartbeats: true, noise: false, seed: 5) { message, _ in
-                guard case .train(let request) = message else { return [] }
-                sampled.update { $0.append(request.clients.map { Int($0.client) }) }
-                // Its clients' samples, one too many.
-                let samples = request.clients.reduce(1) { $0 + sizes[Int($1.client)] }
-                return [.update(ClientUpdate(round: request.round, client: request.clients[0].client, samples: UInt32(samples), correct: 0,
-                                             lossSum: 1, computeNanoseconds: 0, parameters: request.parameters, state: []))]
-            }
-        }
-        var reports: [RoundReport] = []
         let start = ContinuousClock.now
-        _ = try run.run(over: server, cluster: CoordinatorSettings(expectedWorkers: 2, timing: ClusterTiming(heartbeat: .milliseconds(50)))) { round in
-            reports.append(round.report)
+        let reports = try runBesideAPeer(run, data: data, wire: .inProcess) { message, _ in
+            guard case .train(let request) = message else { return [] }
+            sampled.update { $0.append(request.clients.map { Int($0.client) }) }
+            // Its clients' samples, one too many.
+            let samples = request.clients.reduce(1) { $0 + sizes[Int($1.client)] }
+            return [.update(ClientUpdate(round: request.round, client: request.clients[0].client, samples: UInt32(samples), correct: 0,
+                                         lossSum: 1, computeNanoseconds: 0, parameters: request.parameters, state: []))]
         }
         let seconds = start.duration(to: .now).seconds
-        peer.stop.set(true)
-        #expect(threads.wait())
         let missed = reports.map(\.missed).filter { !$0.isEmpty }
         #expect(!missed.isEmpty && missed == sampled.get(), "missed \(missed), sampled on the peer \(sampled.get())")
         #expect(reports.allSatisfy { $0.answered + $0.missed.count == $0.expected }, "\(reports.map { ($0.answered, $0.missed, $0.expected) })")
@@ -240,39 +220,24 @@ func smallExperiment(_ strategy: StrategySpec = StrategySpec(kind: .fedavg), par
         experiment.deadlineSeconds = 1
         func run(hostile: Bool) throws -> (parameters: [Float], rejected: Int, missed: [Int]) {
             let run = try FederatedRun(experiment: experiment, train: data, test: nil, logger: quiet)
-            let (server, connect) = try makeNetwork(.zeroMQ, for: run.network)
-            let threads = WorkerThreads()
-            threads.start(transport: try connect("honest"), data: data, name: "honest", session: 1,
-                          settings: .init(name: "honest", clientFirst: 0, clientCount: 5))
-            let peer = HostilePeer(try connect("peer"))
             let sizes = run.strategy.partitions.map(\.count)
-            threads.start {
-                peer.run(hello: Hello(session: 2, name: "peer", dataFingerprint: data.fingerprint, inputWidth: 784, classes: 10, clientFirst: 5, clientCount: 5),
-                         heartbeats: true, noise: hostile, seed: 5) { message, rng in
-                    guard case .train(let request) = message else { return [] }
-                    guard hostile else { return [.error(ErrorReport(code: .leaving, text: "peer is leaving"))] }
-                    return request.clients.map { work in
-                        var u = ClientUpdate(round: request.round, client: work.client, samples: UInt32(sizes[Int(work.client)]),
-                                             correct: 0, lossSum: 1, computeNanoseconds: 0, parameters: request.parameters, state: [])
-                        switch rng.next(below: 5) {
-                        case 0: u.parameters[3] = .nan
-                        case 1: u.samples += 1
-                        case 2: u.parameters.removeLast()
-                        case 3: u.client = 0
-                        default: u.round += 1
-                        }
-                        return .update(u)
+            let reports = try runBesideAPeer(run, data: data, wire: .zeroMQ, noise: hostile) { message, rng in
+                guard case .train(let request) = message else { return [] }
+                guard hostile else { return [.error(ErrorReport(code: .leaving, text: "peer is leaving"))] }
+                return request.clients.map { work in
+                    var u = ClientUpdate(round: request.round, client: work.client, samples: UInt32(sizes[Int(work.client)]),
+                                         correct: 0, lossSum: 1, computeNanoseconds: 0, parameters: request.parameters, state: [])
+                    switch rng.next(below: 5) {
+                    case 0: u.parameters[3] = .nan
+                    case 1: u.samples += 1
+                    case 2: u.parameters.removeLast()
+                    case 3: u.client = 0
+                    default: u.round += 1
                     }
+                    return .update(u)
                 }
             }
-            var missed: [Int] = [], rejected = 0
-            _ = try run.run(over: server, cluster: CoordinatorSettings(expectedWorkers: 2, timing: ClusterTiming(heartbeat: .milliseconds(50)))) { round in
-                missed += round.report.missed
-                rejected = round.report.rejectedSoFar
-            }
-            peer.stop.set(true)
-            #expect(threads.wait())
-            return (run.network.parameters.array, rejected, missed)
+            return (run.network.parameters.array, reports.last?.rejectedSoFar ?? 0, reports.flatMap(\.missed))
         }
         let garbage = try run(hostile: true), leaving = try run(hostile: false)
         #expect(garbage.rejected > 100, "only \(garbage.rejected) rejected")

@@ -272,16 +272,9 @@ import Testing
     /// with the reason, instead of having every update rejected.
     @Test func aWorkerThatCannotMaskIsRefused() throws {
         let data = try mnistSubset(1000).train
-        let run = try FederatedRun(experiment: try maskedExperiment(), train: data, test: nil, logger: quiet)
-        let network = InProcessNetwork()
-        let plain = network.connect()
-        let hello = Hello(session: 1, name: "plain", dataFingerprint: data.fingerprint, inputWidth: 784, classes: 10,
-                          capabilities: Capabilities.all.subtracting(.secureAggregation))
-        try plain.send(WireCodec.encode(.hello(hello)))
-        let timing = ClusterTiming(heartbeat: .milliseconds(50), registration: .seconds(1))
-        #expect(throws: ClusterError.self) { _ = try run.run(over: network.server(), cluster: CoordinatorSettings(expectedWorkers: 1, timing: timing)) }
-        let refusal = try #require(try plain.receive(timeout: .seconds(1)))
-        #expect(try WireCodec.decode(refusal) == .refuse(Refuse(reason: "the run needs secure aggregation, which this worker does not offer")))
+        try expectRefused(by: try FederatedRun(experiment: try maskedExperiment(), train: data, test: nil, logger: quiet), data: data,
+                          capabilities: Capabilities.all.subtracting(.secureAggregation),
+                          reason: "the run needs secure aggregation, which this worker does not offer")
     }
 
     /// A worker that stays connected but falls silent before its clients send keys holds the round up to its

@@ -166,6 +166,43 @@ func federated(_ experiment: Experiment, data: Dataset, workers: Int, wire: Wire
     return (run.network, reports)
 }
 
+/// Runs `run` over `wire` with a worker hosting clients 0…4 and a registered peer hosting 5…9 that answers each
+/// message with `answer` (and floods random frames once it has work, with `noise`); returns the round reports.
+func runBesideAPeer(_ run: FederatedRun, data: Dataset, wire: Wire, noise: Bool = false,
+                    answer: @escaping @Sendable (Message, inout SeededRandom) -> [Message]) throws -> [RoundReport] {
+    let (server, connect) = try makeNetwork(wire, for: run.network)
+    let threads = WorkerThreads()
+    threads.start(transport: try connect("honest"), data: data, name: "honest", session: 1,
+                  settings: .init(name: "honest", clientFirst: 0, clientCount: 5))
+    let peer = HostilePeer(try connect("peer"))
+    threads.start {
+        peer.run(hello: Hello(session: 2, name: "peer", dataFingerprint: data.fingerprint, inputWidth: 784, classes: 10, clientFirst: 5, clientCount: 5),
+                 heartbeats: true, noise: noise, seed: 5, answer: answer)
+    }
+    var reports: [RoundReport] = []
+    _ = try run.run(over: server, cluster: CoordinatorSettings(expectedWorkers: 2, timing: ClusterTiming(heartbeat: .milliseconds(50)))) {
+        reports.append($0.report)
+    }
+    peer.stop.set(true)
+    #expect(threads.wait())
+    return reports
+}
+
+/// Has a worker that offers `capabilities` say hello to a coordinator of `run`, and expects it refused with `reason`.
+func expectRefused(by run: FederatedRun, data: Dataset, capabilities: Capabilities, reason: String,
+                   sourceLocation: SourceLocation = #_sourceLocation) throws {
+    let network = InProcessNetwork()
+    let plain = network.connect()
+    try plain.send(WireCodec.encode(.hello(Hello(session: 1, name: "plain", dataFingerprint: data.fingerprint, inputWidth: 784, classes: 10,
+                                                  capabilities: capabilities))))
+    let timing = ClusterTiming(heartbeat: .milliseconds(50), registration: .seconds(1))
+    #expect(throws: ClusterError.self, sourceLocation: sourceLocation) {
+        _ = try run.run(over: network.server(), cluster: CoordinatorSettings(expectedWorkers: 1, timing: timing))
+    }
+    let refusal = try #require(try plain.receive(timeout: .seconds(1)), sourceLocation: sourceLocation)
+    #expect(try WireCodec.decode(refusal) == .refuse(Refuse(reason: reason)), sourceLocation: sourceLocation)
+}
+
 /// Largest parameter difference relative to the largest parameter magnitude.
 func relativeDifference(_ a: Network, _ b: Network) -> Double {
     let x = a.parameters.array, y = b.parameters.array
