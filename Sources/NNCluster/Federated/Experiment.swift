@@ -83,7 +83,8 @@ public struct Experiment: Codable, Equatable, Sendable {
         try compression?.validate()
         try secureAggregation?.validate(self)
         if hostAggregation {
-            try check(strategy.isWeightedMean, "hostAggregation needs a strategy that averages (fedavg, fedprox, fedavgm, fedadam), not \(strategy.kind.rawValue), which needs each client's model")
+            let averaging = StrategySpec.Kind.allCases.filter { StrategySpec(kind: $0).isWeightedMean }.map(\.rawValue)
+            try check(strategy.isWeightedMean, "hostAggregation needs a strategy that averages (\(averaging.joined(separator: ", "))), not \(strategy.kind.rawValue), which needs each client's model")
             try check(privacy == nil && secureAggregation == nil && compression == nil,
                       "hostAggregation cannot be combined with privacy, secureAggregation or compression, which work on each client's update")
         }
