@@ -55,8 +55,13 @@ public final class Coordinator<S: Strategy> {
     private var badMessages: [PeerID: Int] = [:]
     private var ignored: Set<PeerID> = []
     private var ignoredSinceLog = 0
-    /// The next round's work, sent before this round was aggregated (`Strategy.configureAhead`), and when.
-    private var sentAhead: (round: Int, assignments: [Assignment<S.Work>], at: ContinuousClock.Instant)?
+    /// Work of the rounds after the current one, sent before they started (`Strategy.configureAhead`), and when.
+    private var sentAhead: [Int: (assignments: [Assignment<S.Work>], at: ContinuousClock.Instant)] = [:]
+    /// Results of rounds sent ahead that came before their round started, with who sent them.
+    private var early: [Int: [(peer: PeerID, message: Message, result: S.Result)]] = [:]
+    /// Rounds whose work may be out before the round before them is aggregated: enough that a worker finds its
+    /// next task waiting whenever the coordinator lags a little, few enough to bound the results held early.
+    static var roundsAhead: Int { 4 }
     /// Hello tokens: refilled at `AdmissionLimits.hellosPerSecond`.
     private var helloTokens = Double(AdmissionLimits.hellosPerSecond)
     private var tokensRefilled = ContinuousClock.now
@@ -92,11 +97,6 @@ public final class Coordinator<S: Strategy> {
             let sentBefore = bytesSent, receivedBefore = bytesReceived
             let (results, answeredBy, masked) = try collect(round: round, into: &report)
             let aggregationStart = ContinuousClock.now
-            if report.skipped == nil, round + 1 < strategy.rounds, !ready.isEmpty,
-               let ahead = strategy.configureAhead(round: round + 1, participants: participants) {
-                for a in ahead { if let worker = workers[a.worker] { send(a.work.message, to: worker) } }
-                sentAhead = (round + 1, ahead, .now)
-            }
             if report.skipped == nil {
                 if let masked {
                     report.result = try strategy.aggregate(round: round, results: results, failures: report.missed, sum: masked.sum, from: masked.server)
@@ -303,7 +303,11 @@ public final class Coordinator<S: Strategy> {
                 // The round's results need each other: it starts again, with the workers still here.
                 logger.info("round \(round + 1) starts again with \(self.participants.count) worker\(self.participants.count == 1 ? "" : "s")")
                 pending.removeAll(); helpers.removeAll(); results.removeAll(); answeredBy.removeAll(); answers.removeAll()
-                if !self.participants.isEmpty { dispatch(strategy.configure(round: round, participants: self.participants)) }
+                sentAhead.removeAll(); early.removeAll()
+                if !self.participants.isEmpty {
+                    dispatch(strategy.configure(round: round, participants: self.participants))
+                    sendAhead()
+                }
                 return
             }
             for key in keys { pending[key] = nil; helpers[key] = nil }
@@ -315,9 +319,17 @@ public final class Coordinator<S: Strategy> {
                 dispatch(again)
             }
         }
+        /// Sends the work of the next rounds that can go before this one is aggregated, up to `roundsAhead`.
+        func sendAhead() {
+            var next = (sentAhead.keys.max() ?? round) + 1
+            while next <= round + Self.roundsAhead, !ready.isEmpty, let ahead = strategy.configureAhead(round: next, participants: participants) {
+                for a in ahead { if let worker = workers[a.worker] { send(a.work.message, to: worker) } }
+                sentAhead[next] = (ahead, .now)
+                next += 1
+            }
+        }
         try requireWorkers()
-        let ahead = sentAhead?.round == round ? sentAhead : nil
-        sentAhead = nil
+        let ahead = sentAhead.removeValue(forKey: round)
         let assignments = ahead?.assignments ?? strategy.configure(round: round, participants: participants)
         report.expected = assignments.reduce(0) { $0 + $1.keys.count }
         let masking = strategy.maskingServer(round: round, clients: assignments.flatMap(\.keys))
@@ -382,6 +394,63 @@ public final class Coordinator<S: Strategy> {
         } else {
             dispatch(assignments)
         }
+        sendAhead()
+        /// Takes a message of a peer in the round: a result is checked and kept, or kept for its round if that
+        /// round's work went ahead, or rejected.
+        func take(_ message: Message, from peer: PeerID) throws {
+            guard !takeMasking(message, from: peer) else { return }
+            let result = S.Result(message)
+            if let result, !strategy.isCurrent(result) {
+                logger.debug("discarded a \(message.type) from \(label(peer)) for work since replaced")
+            } else if let result, result.round == UInt64(round), let assignment = pending[result.key],
+               assignment.worker == peer || helpers[result.key] == peer, masking.map({ $0.maskers.contains(UInt32(result.key)) }) ?? true {
+                do {
+                    try strategy.check(result, against: assignment)
+                    let keys = strategy.keys(answeredBy: result, of: assignment)
+                    for key in keys { pending[key] = nil; helpers[key] = nil }
+                    results[result.key] = result
+                    answers[result.key] = keys.count
+                    answeredBy[result.key] = peer
+                    firstAnswer = firstAnswer ?? start.duration(to: .now)
+                    if peer == assignment.worker { answeredOwn.insert(peer) } else { tookOver.insert(assignment.worker) }
+                } catch where peer != assignment.worker {
+                    // A helper's answer failed; the work is still with its worker.
+                    helpers[result.key] = nil
+                    reject("\(message.type) from \(label(peer)) for round \(round + 1): \(error)", from: peer, reply: true)
+                } catch {
+                    reject("\(message.type) from \(label(peer)) for round \(round + 1): \(error)", from: peer, reply: true)
+                    // Work that is redone and comes back non-finite from two workers (or twice from the only
+                    // one) is the model diverging, not a bad peer: stop, as one process would.
+                    if strategy.deadline == nil, error is NonFiniteResult {
+                        nonFinite.insert(peer)
+                        nonFiniteCount += 1
+                        if nonFinite.count >= 2 || (nonFiniteCount >= 2 && ready.count == 1) {
+                            throw TrainingError.diverged(loss: result.tally.meanLoss, step: round + 1)
+                        }
+                    }
+                    // The worker is alive but sent something unusable: another worker may redo it, and in
+                    // synchronous SGD it counts as work this worker left to others.
+                    if strategy.deadline == nil { tookOver.insert(peer) }
+                    let others = participants.filter { $0.peer != peer }
+                    redo(strategy.keys(answeredBy: result, of: assignment), of: assignment, among: others.isEmpty ? participants : [others[0]])
+                }
+            } else if let result, result.round == UInt64(round), results[result.key] != nil {
+                // The slower of two answers to work that was also given to another worker: slow, not mute.
+                logger.debug("discarded a second answer to slice \(result.key) from \(label(peer))")
+                workers[peer]?.leftToOthers = 0
+            } else if let result, result.round < UInt64(round) {
+                report.late += 1
+                workers[peer]?.leftToOthers = 0
+                logger.info("discarded a result for round \(result.round + 1) from \(workers[peer]?.label ?? "\(peer)"), which came after its round ended")
+            } else if let result, let later = Int(exactly: result.round), let ahead = sentAhead[later],
+                      ahead.assignments.contains(where: { $0.worker == peer && $0.keys.contains(result.key) }) {
+                if !(early[later] ?? []).contains(where: { $0.result.key == result.key }) { early[later, default: []].append((peer, message, result)) }
+            } else {
+                // A result for another step or slice than the ones this worker holds: tell it, rather than wait for the timeout.
+                reject("\(message.type) from \(label(peer)) answers no work it holds in round \(round + 1)", from: peer, reply: true)
+            }
+        }
+        for kept in early.removeValue(forKey: round) ?? [] { try take(kept.message, from: kept.peer) }
         while !pending.isEmpty && maskingFailure == nil {
             var wait = timing.heartbeat
             if speculate, let next = pending.keys.filter({ helpers[$0] == nil }).map({ sentAt[$0]! + speculationDelay(firstAnswer) }).min() {
@@ -397,54 +466,8 @@ public final class Coordinator<S: Strategy> {
                 }
                 wait = min(wait, left)
             }
-            if let (peer, frames) = try transport.receive(timeout: wait), let message = handle(peer, frames), !takeMasking(message, from: peer) {
-                let result = S.Result(message)
-                if let result, !strategy.isCurrent(result) {
-                    logger.debug("discarded a \(message.type) from \(label(peer)) for work since replaced")
-                } else if let result, result.round == UInt64(round), let assignment = pending[result.key],
-                   assignment.worker == peer || helpers[result.key] == peer, masking.map({ $0.maskers.contains(UInt32(result.key)) }) ?? true {
-                    do {
-                        try strategy.check(result, against: assignment)
-                        let keys = strategy.keys(answeredBy: result, of: assignment)
-                        for key in keys { pending[key] = nil; helpers[key] = nil }
-                        results[result.key] = result
-                        answers[result.key] = keys.count
-                        answeredBy[result.key] = peer
-                        firstAnswer = firstAnswer ?? start.duration(to: .now)
-                        if peer == assignment.worker { answeredOwn.insert(peer) } else { tookOver.insert(assignment.worker) }
-                    } catch where peer != assignment.worker {
-                        // A helper's answer failed; the work is still with its worker.
-                        helpers[result.key] = nil
-                        reject("\(message.type) from \(label(peer)) for round \(round + 1): \(error)", from: peer, reply: true)
-                    } catch {
-                        reject("\(message.type) from \(label(peer)) for round \(round + 1): \(error)", from: peer, reply: true)
-                        // Work that is redone and comes back non-finite from two workers (or twice from the only
-                        // one) is the model diverging, not a bad peer: stop, as one process would.
-                        if strategy.deadline == nil, error is NonFiniteResult {
-                            nonFinite.insert(peer)
-                            nonFiniteCount += 1
-                            if nonFinite.count >= 2 || (nonFiniteCount >= 2 && ready.count == 1) {
-                                throw TrainingError.diverged(loss: result.tally.meanLoss, step: round + 1)
-                            }
-                        }
-                        // The worker is alive but sent something unusable: another worker may redo it, and in
-                        // synchronous SGD it counts as work this worker left to others.
-                        if strategy.deadline == nil { tookOver.insert(peer) }
-                        let others = participants.filter { $0.peer != peer }
-                        redo(strategy.keys(answeredBy: result, of: assignment), of: assignment, among: others.isEmpty ? participants : [others[0]])
-                    }
-                } else if let result, result.round == UInt64(round), results[result.key] != nil {
-                    // The slower of two answers to work that was also given to another worker: slow, not mute.
-                    logger.debug("discarded a second answer to slice \(result.key) from \(label(peer))")
-                    workers[peer]?.leftToOthers = 0
-                } else if let result, result.round < UInt64(round) {
-                    report.late += 1
-                    workers[peer]?.leftToOthers = 0
-                    logger.info("discarded a result for round \(result.round + 1) from \(workers[peer]?.label ?? "\(peer)"), which came after its round ended")
-                } else {
-                    // A result for another step or slice than the ones this worker holds: tell it, rather than wait for the timeout.
-                    reject("\(message.type) from \(label(peer)) answers no work it holds in round \(round + 1)", from: peer, reply: true)
-                }
+            if let (peer, frames) = try transport.receive(timeout: wait), let message = handle(peer, frames) {
+                try take(message, from: peer)
             }
             expireAndHeartbeat()
             if strategy.deadline == nil {
