@@ -42,7 +42,7 @@ let package = Package(
         .target(
             name: "NNCluster",
             dependencies: [
-                "NNCore", "NNData", "NNProtocol", "CZmq", "CSodium", "CGFShare", .product(name: "Logging", package: "swift-log"),
+                "NNCore", "NNData", "NNProtocol", "CZmq", "CSodium", "CGFShare", "CNNSystem", .product(name: "Logging", package: "swift-log"),
                 .product(name: "Metrics", package: "swift-metrics"),
             ]),
         // TensorBoard event files; the protobuf code is generated from tensorboard.proto and committed.

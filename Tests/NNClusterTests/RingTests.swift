@@ -120,4 +120,61 @@ import Testing
         try server.send(WireCodec.encode(.shutdown(Shutdown(reason: "test over"))), to: again ?? peer)
         #expect(threads.wait(seconds: 10), "the member did not stop: \(outcome.get())")
     }
+
+    /// Members on one host pass chunks through shared memory: in order, from more than one writer, refused when a
+    /// chunk outgrows a slot, held back when every slot is full until the reader takes one, and given up by a
+    /// writer once the reader is gone or replaced.
+    @Test func sharedChannelPassesChunksOnOneHost() throws {
+        let endpoint = "tcp://127.0.0.1:\(Int.random(in: 20_000..<60_000))"
+        var reader: SharedRingChannel? = try SharedRingChannel(creatingFor: endpoint, capacity: 8)
+        let first = try #require(SharedRingChannel(writingTo: endpoint, capacity: 8))
+        let second = try #require(SharedRingChannel(writingTo: endpoint, capacity: 8))
+        #expect(SharedRingChannel(writingTo: endpoint, capacity: 9) == nil, "a channel of another size was taken")
+        #expect(SharedRingChannel(writingTo: "tcp://127.0.0.1:1", capacity: 8) == nil, "a channel no member laid out")
+        #expect(try first.put(generation: 3, step: 1, phase: 0, values: [1, 2, 3][...]))
+        #expect(try second.put(generation: 3, step: 1, phase: 1, values: [4][...]))
+        #expect(throws: ClusterError.self) { try first.put(generation: 3, step: 1, phase: 2, values: ArraySlice(repeating: 0, count: 9)) }
+        #expect(reader?.take() == RingChunk(generation: 3, step: 1, phase: 0, values: [1, 2, 3]))
+        #expect(reader?.take() == RingChunk(generation: 3, step: 1, phase: 1, values: [4]))
+        #expect(reader?.take() == nil)
+        for phase in 0..<UInt32(SharedRingChannel.slots) { #expect(try first.put(generation: 3, step: 2, phase: phase, values: [Float(phase)][...])) }
+        #expect(try !second.put(generation: 3, step: 2, phase: 9, values: [9][...]), "a full channel took a chunk")
+        #expect(reader?.take()?.phase == 0)
+        #expect(try second.put(generation: 3, step: 2, phase: 9, values: [9][...]))
+        #expect(first.isCurrent && second.isCurrent)
+        // A member that had the endpoint is gone, and a new one has it.
+        reader = nil
+        reader = try SharedRingChannel(creatingFor: endpoint, capacity: 8)
+        #expect(!first.isCurrent, "a writer kept a channel its reader replaced")
+        #expect(SharedRingChannel(writingTo: endpoint, capacity: 8)?.isCurrent == true)
+        reader = nil
+        #expect(!second.isCurrent && SharedRingChannel(writingTo: endpoint, capacity: 8) == nil, "a channel outlived its reader")
+        // The file of a member killed before it could remove it goes when the next channel is laid out.
+        let abandoned = try #require(SharedRingChannel.path(for: endpoint + "0"))
+        #expect(FileManager.default.createFile(atPath: abandoned, contents: Data(count: 64)))
+        _ = try SharedRingChannel(creatingFor: endpoint, capacity: 8)
+        #expect(!FileManager.default.fileExists(atPath: abandoned), "an abandoned channel file stayed")
+    }
+
+    /// Two ring links on one host without CURVE exchange chunks through shared memory, with no TCP connection
+    /// between them; with CURVE they use their TCP link.
+    @Test func linksOnOneHostUseSharedMemoryUnlessSecured() throws {
+        let a = try RingLink(host: "127.0.0.1", port: 0, keys: nil, maximumChunkBytes: 1 << 16, logger: quiet)
+        let b = try RingLink(host: "127.0.0.1", port: 0, keys: nil, maximumChunkBytes: 1 << 16, logger: quiet)
+        try a.join(successor: b.endpoint, successorKey: "", predecessorKey: "")
+        try b.join(successor: a.endpoint, successorKey: "", predecessorKey: "")
+        #expect(a.sharesMemoryWithSuccessor && b.sharesMemoryWithSuccessor)
+        for step in UInt64(0)..<100 {
+            #expect(try a.send(RingChunk(generation: 1, step: step, phase: 0, values: [Float(step)]), within: .seconds(1)))
+            #expect(try b.receive(generation: 1, step: step, phase: 0, timeout: .seconds(5))?.values == [Float(step)])
+            #expect(try b.send(RingChunk(generation: 1, step: step, phase: 1, values: [-Float(step)]), within: .seconds(1)))
+            #expect(try a.receive(generation: 1, step: step, phase: 1, timeout: .seconds(5))?.values == [-Float(step)])
+        }
+        let keys = try CurveKeyPair.generate()
+        let secured = try RingLink(host: "127.0.0.1", port: 0, keys: keys, maximumChunkBytes: 1 << 16, logger: quiet)
+        try secured.join(successor: secured.endpoint, successorKey: keys.publicKey.z85, predecessorKey: keys.publicKey.z85)
+        #expect(!secured.sharesMemoryWithSuccessor)
+        #expect(try secured.send(RingChunk(generation: 1, step: 0, phase: 0, values: [7]), within: .seconds(5)))
+        #expect(try secured.receive(generation: 1, step: 0, phase: 0, timeout: .seconds(5))?.values == [7])
+    }
 }

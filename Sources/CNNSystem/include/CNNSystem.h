@@ -9,4 +9,32 @@ int nn_set_parent_death_signal(int signal);
 /// log collector sees each line when it is written. `stdout` is a C global Swift cannot touch safely.
 void nn_line_buffer_stdout(void);
 
+#include <stddef.h>
+#include <stdint.h>
+
+/// A one-way channel of ring chunks in memory shared by the processes of one host: a fixed ring of slots that
+/// any number of writers fill under a process-shared robust mutex (a writer that dies holding it does not block
+/// the others) and its one reader empties. C11 atomics order a slot's bytes before its publication; Swift has
+/// no atomics on memory another process maps.
+typedef struct nn_ring_slot_header {
+    uint64_t generation;
+    uint64_t step;
+    uint32_t phase;
+    uint32_t count;
+} nn_ring_slot_header;
+
+/// Bytes a channel of `slots` slots of `capacity` floats takes.
+size_t nn_ring_channel_size(uint32_t slots, uint32_t capacity);
+/// Lays a new channel out in `memory` (zeroed, `nn_ring_channel_size` bytes); 0, or an errno value.
+int nn_ring_channel_init(void *memory, uint32_t slots, uint32_t capacity);
+/// 0 when `memory` (`size` bytes) holds a channel laid out by `nn_ring_channel_init` with `capacity`.
+int nn_ring_channel_check(const void *memory, size_t size, uint32_t capacity);
+/// Copies a chunk into the next free slot and publishes it: 0, 1 when every slot is full, -1 when the chunk is
+/// larger than a slot or the lock failed.
+int nn_ring_channel_put(void *memory, const nn_ring_slot_header *header, const float *values);
+/// The oldest published slot: its header and values, or NULL when none is waiting. Valid until the next pop.
+const float *nn_ring_channel_peek(void *memory, nn_ring_slot_header *header);
+/// Frees the slot `nn_ring_channel_peek` returned.
+void nn_ring_channel_pop(void *memory);
+
 #endif

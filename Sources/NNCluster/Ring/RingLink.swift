@@ -1,3 +1,4 @@
+import Foundation
 import CZmq
 import Logging
 import NNProtocol
@@ -6,10 +7,17 @@ import NNProtocol
 /// successor. With `keys` (a run secured with CURVE) both are encrypted, the PULL socket admits only the
 /// predecessor's key, and the PUSH socket checks the successor's. A chunk other than the one awaited is kept
 /// when it may be wanted later (a peer is ahead, or in a newer generation) and dropped when it belongs to a
-/// step already done; what cannot be decoded is dropped.
+/// step already done; what cannot be decoded is dropped. Without CURVE, chunks between members on one host go
+/// through shared memory (`SharedRingChannel`) instead, found from the successor's endpoint; the TCP link stays
+/// for members elsewhere. A secured ring keeps every chunk on CURVE.
 final class RingLink {
     private let inbound: ZmqSocket
     private var outbound: (socket: ZmqSocket, key: CurvePublicKey?, since: ContinuousClock.Instant)?
+    /// Where members on this host write this member's chunks, and where it writes its successor's if that is here.
+    private let sharedInbound: SharedRingChannel?
+    private var sharedOutbound: SharedRingChannel?
+    /// Values in a chunk at most.
+    private let capacity: Int
     private let keys: CurveKeyPair?
     /// With CURVE: the inbound socket's ZAP domain, monitor endpoint and admission rules.
     private let zap: (domain: String, monitor: String, gate: Gate)?
@@ -47,6 +55,13 @@ final class RingLink {
         try inbound.bind()
         endpoint = inbound.lastEndpoint
         self.logger = logger
+        capacity = Int(maximumChunkBytes / 4)
+        do {
+            sharedInbound = keys == nil ? try SharedRingChannel(creatingFor: endpoint, capacity: capacity) : nil
+        } catch {
+            logger.warning("ring chunks from members on this host go through TCP: \(error)")
+            sharedInbound = nil
+        }
     }
 
     /// Takes chunks from the predecessor and pushes to `successor` from now on, reconnecting if it
@@ -58,6 +73,9 @@ final class RingLink {
         let successorPublic = successorKey.isEmpty ? nil : try CurvePublicKey(z85: successorKey)
         if let predecessor = predecessorKey.isEmpty ? nil : try CurvePublicKey(z85: predecessorKey) {
             zap?.gate.admit(Allowlist([predecessor: nil]))
+        }
+        if keys == nil, sharedOutbound.map({ $0.endpoint != successor || !$0.isCurrent }) ?? true {
+            sharedOutbound = SharedRingChannel(writingTo: successor, capacity: capacity)
         }
         if let outbound, outbound.socket.endpoint == successor, outbound.key == successorPublic { return }
         try connect(to: successor, key: successorPublic)
@@ -82,11 +100,22 @@ final class RingLink {
         outbound = (socket, successorPublic, .now)
     }
 
+    /// The successor runs on this host and takes this member's chunks through shared memory.
+    var sharesMemoryWithSuccessor: Bool { sharedOutbound != nil }
+
     /// Sends `chunk` once the successor is connected and takes it; false when that did not happen within `timeout`.
     /// A connection still incomplete after a quarter of a second is made again: libzmq does not retry one whose
     /// handshake was refused, which happens when this worker connects before its successor was told to admit it.
     func send(_ chunk: RingChunk, within timeout: Duration) throws -> Bool {
         guard let outbound else { throw ClusterError("the ring has no successor to send to") }
+        if let shared = sharedOutbound {
+            let deadline = ContinuousClock.now + timeout
+            repeat {
+                if try shared.put(generation: chunk.generation, step: chunk.step, phase: chunk.phase, values: chunk.values[...]) { return true }
+                usleep(50)
+            } while ContinuousClock.now < deadline
+            return false
+        }
         guard try outbound.socket.canSend(within: timeout) else {
             if ContinuousClock.now - outbound.since > .milliseconds(250) { try connect(to: outbound.socket.endpoint, key: outbound.key) }
             return false
@@ -101,7 +130,15 @@ final class RingLink {
         if let i = early.firstIndex(where: wanted) { return early.remove(at: i) }
         let deadline = ContinuousClock.now + timeout
         while true {
-            guard let frames = try inbound.receive(timeout: max(ContinuousClock.now.duration(to: deadline), .zero)) else { return nil }
+            while let chunk = sharedInbound?.take() {
+                if let wanted = keep(chunk, wanted: wanted, generation: generation, step: step, phase: phase) { return wanted }
+            }
+            let left = max(ContinuousClock.now.duration(to: deadline), .zero)
+            if let shared = sharedInbound, try !inbound.waitReadable(orReadable: shared.doorbell, timeout: left) { return nil }
+            guard let frames = try inbound.receive(timeout: sharedInbound == nil ? left : .zero) else {
+                if sharedInbound == nil { return nil }
+                continue
+            }
             guard case .ringChunk(let chunk)? = try? WireCodec.decode(frames) else {
                 dropped += 1
                 if String(dropped).dropFirst().allSatisfy({ $0 == "0" }) {
@@ -109,13 +146,19 @@ final class RingLink {
                 }
                 continue
             }
-            if wanted(chunk) { return chunk }
-            let behind = chunk.generation == generation && (chunk.step < step || (chunk.step == step && chunk.phase < phase))
-            if !behind {
-                if early.count == Self.keptChunks { early.removeFirst() }
-                early.append(chunk)
-            }
+            if let wanted = keep(chunk, wanted: wanted, generation: generation, step: step, phase: phase) { return wanted }
         }
+    }
+
+    /// `chunk` if it is the one awaited; else nil, and it is kept if it may be wanted later.
+    private func keep(_ chunk: RingChunk, wanted: (RingChunk) -> Bool, generation: UInt64, step: UInt64, phase: UInt32) -> RingChunk? {
+        if wanted(chunk) { return chunk }
+        let behind = chunk.generation == generation && (chunk.step < step || (chunk.step == step && chunk.phase < phase))
+        if !behind {
+            if early.count == Self.keptChunks { early.removeFirst() }
+            early.append(chunk)
+        }
+        return nil
     }
 
     /// Drops kept chunks of other generations than `generation` (a worker starting a new one).

@@ -77,18 +77,23 @@ final class ZmqSocket {
         return buffer.text
     }
 
-    /// True once `events` (ZMQ_POLLIN, ZMQ_POLLOUT) are ready, false after `timeout` or an interrupt.
-    private func poll(_ events: Int32, timeout: Duration) throws -> Bool {
-        var item = zmq_pollitem_t(socket: handle, fd: 0, events: Int16(events), revents: 0)
+    /// True once `events` (ZMQ_POLLIN, ZMQ_POLLOUT) are ready, or `descriptor` (if given) is readable; false
+    /// after `timeout` or an interrupt.
+    private func poll(_ events: Int32, timeout: Duration, descriptor: Int32? = nil) throws -> Bool {
+        var items = [zmq_pollitem_t(socket: handle, fd: 0, events: Int16(events), revents: 0)]
+        if let descriptor { items.append(zmq_pollitem_t(socket: nil, fd: descriptor, events: Int16(ZMQ_POLLIN), revents: 0)) }
         // Never negative: zmq_poll would wait for ever.
         let milliseconds = max(Int(timeout.components.seconds * 1000 + timeout.components.attoseconds / 1_000_000_000_000_000), 0)
-        let ready = zmq_poll(&item, 1, milliseconds)
+        let ready = zmq_poll(&items, Int32(items.count), milliseconds)
         if ready < 0 {
             if zmq_errno() == EINTR { return false }
             throw ZmqSocket.error("poll \(endpoint)")
         }
         return ready > 0
     }
+
+    /// True once a message can be received or `descriptor` is readable, false after `timeout`.
+    func waitReadable(orReadable descriptor: Int32, timeout: Duration) throws -> Bool { try poll(ZMQ_POLLIN, timeout: timeout, descriptor: descriptor) }
 
     /// True once a message can be sent without blocking, false after `timeout`.
     func canSend(within timeout: Duration) throws -> Bool { try poll(ZMQ_POLLOUT, timeout: timeout) }
