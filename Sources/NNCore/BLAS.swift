@@ -53,6 +53,12 @@ public enum BLAS {
         for (vector, weight) in zip(vectors, weights) { nn_axpy(out, vector, count, weight) }
     }
 
+    /// y = a·x.
+    public static func scale(_ x: UnsafePointer<Float>, by a: Float, into y: UnsafeMutablePointer<Float>, count: Int) { nn_scale(y, x, count, a) }
+
+    /// y = y + x (the same bits as the scalar loop: 1·x is x).
+    public static func add(_ x: UnsafePointer<Float>, into y: UnsafeMutablePointer<Float>, count: Int) { nn_axpy(y, x, count, 1) }
+
     /// Limits OpenBLAS to `n` threads; parallelism belongs in processes and the trainer's own threads.
     public static func setThreads(_ n: Int) { openblas_set_num_threads(Int32(n)) }
 }

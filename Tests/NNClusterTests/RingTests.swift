@@ -165,16 +165,16 @@ import Testing
         try b.join(successor: a.endpoint, successorKey: "", predecessorKey: "")
         #expect(a.sharesMemoryWithSuccessor && b.sharesMemoryWithSuccessor)
         for step in UInt64(0)..<100 {
-            #expect(try a.send(RingChunk(generation: 1, step: step, phase: 0, values: [Float(step)]), within: .seconds(1)))
+            #expect(try a.send(generation: 1, step: step, phase: 0, values: [Float(step)][...], within: .seconds(1)))
             #expect(try b.receive(generation: 1, step: step, phase: 0, timeout: .seconds(5))?.values == [Float(step)])
-            #expect(try b.send(RingChunk(generation: 1, step: step, phase: 1, values: [-Float(step)]), within: .seconds(1)))
+            #expect(try b.send(generation: 1, step: step, phase: 1, values: [-Float(step)][...], within: .seconds(1)))
             #expect(try a.receive(generation: 1, step: step, phase: 1, timeout: .seconds(5))?.values == [-Float(step)])
         }
         let keys = try CurveKeyPair.generate()
         let secured = try RingLink(host: "127.0.0.1", port: 0, keys: keys, maximumChunkBytes: 1 << 16, logger: quiet)
         try secured.join(successor: secured.endpoint, successorKey: keys.publicKey.z85, predecessorKey: keys.publicKey.z85)
         #expect(!secured.sharesMemoryWithSuccessor)
-        #expect(try secured.send(RingChunk(generation: 1, step: 0, phase: 0, values: [7]), within: .seconds(5)))
+        #expect(try secured.send(generation: 1, step: 0, phase: 0, values: [7][...], within: .seconds(5)))
         #expect(try secured.receive(generation: 1, step: 0, phase: 0, timeout: .seconds(5))?.values == [7])
     }
 }

@@ -80,6 +80,25 @@ import Testing
 }
 
 @Suite struct VectorCheckTests {
+    /// The ring's weighing and summing kernels give the bits of the scalar loops they replace, signed zeros and
+    /// subnormals included, on lengths that fill no vector register evenly.
+    @Test func scaleAndAddMatchTheScalarLoops() {
+        var generator = SystemRandomNumberGenerator()
+        for count in [0, 1, 15, 1_001] {
+            var x = (0..<count).map { _ in Float.random(in: -1...1, using: &generator) }
+            var y = (0..<count).map { _ in Float.random(in: -1...1, using: &generator) }
+            if count > 2 { x[0] = -0.0; x[1] = 1e-40; y[0] = 0; y[1] = -1e-40 }
+            let weight: Float = 0.3
+            var scaled = [Float](repeating: .nan, count: count), summed = y
+            x.withUnsafeBufferPointer { xs in
+                scaled.withUnsafeMutableBufferPointer { if count > 0 { BLAS.scale(xs.baseAddress!, by: weight, into: $0.baseAddress!, count: count) } }
+                summed.withUnsafeMutableBufferPointer { if count > 0 { BLAS.add(xs.baseAddress!, into: $0.baseAddress!, count: count) } }
+            }
+            #expect(scaled.map(\.bitPattern) == x.map { (weight * $0).bitPattern })
+            #expect(summed.map(\.bitPattern) == zip(y, x).map { ($0 + $1).bitPattern })
+        }
+    }
+
     /// The finiteness and magnitude checks that guard every gradient and update, on the values that matter.
     @Test func finitenessAndMagnitude() {
         func check(_ values: [Float]) -> (Bool, Float) {

@@ -25,6 +25,9 @@ int nn_adam_update(float *p, const float *g, float *m, float *v, long n, float b
 /// y ← y + a·x
 void nn_axpy(float *y, const float *x, long n, float a);
 
+/// y ← a·x
+void nn_scale(float *y, const float *x, long n, float a);
+
 /// The largest |x[i]|; NaN when a value is NaN or infinite.
 float nn_max_magnitude(const float *x, long n);
 

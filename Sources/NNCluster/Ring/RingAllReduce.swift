@@ -27,9 +27,7 @@ enum RingAllReduce {
             vector.withUnsafeMutableBufferPointer { v in incoming.withUnsafeBufferPointer { combine(v.baseAddress! + range.lowerBound, $0.baseAddress!, range.count) } }
         }
         for s in 0..<(n - 1) {
-            try exchange(s, sending: (p - s + n) % n, receiving: (p - s - 1 + n) % n) { y, x, count in
-                for i in 0..<count { y[i] += x[i] }
-            }
+            try exchange(s, sending: (p - s + n) % n, receiving: (p - s - 1 + n) % n) { y, x, count in BLAS.add(x, into: y, count: count) }
         }
         try reduced(vector[bounds(chunk: owned(position: p, size: n), size: n, length: length)])
         for s in 0..<(n - 1) {

@@ -103,15 +103,16 @@ final class RingLink {
     /// The successor runs on this host and takes this member's chunks through shared memory.
     var sharesMemoryWithSuccessor: Bool { sharedOutbound != nil }
 
-    /// Sends `chunk` once the successor is connected and takes it; false when that did not happen within `timeout`.
+    /// Sends `values` as the chunk of `phase` of `step` once the successor is connected and takes it (through shared
+    /// memory if it is on this host: once a slot is free); false when that did not happen within `timeout`.
     /// A connection still incomplete after a quarter of a second is made again: libzmq does not retry one whose
     /// handshake was refused, which happens when this worker connects before its successor was told to admit it.
-    func send(_ chunk: RingChunk, within timeout: Duration) throws -> Bool {
+    func send(generation: UInt64, step: UInt64, phase: UInt32, values: ArraySlice<Float>, within timeout: Duration) throws -> Bool {
         guard let outbound else { throw ClusterError("the ring has no successor to send to") }
         if let shared = sharedOutbound {
             let deadline = ContinuousClock.now + timeout
             repeat {
-                if try shared.put(generation: chunk.generation, step: chunk.step, phase: chunk.phase, values: chunk.values[...]) { return true }
+                if try shared.put(generation: generation, step: step, phase: phase, values: values) { return true }
                 usleep(50)
             } while ContinuousClock.now < deadline
             return false
@@ -120,7 +121,7 @@ final class RingLink {
             if ContinuousClock.now - outbound.since > .milliseconds(250) { try connect(to: outbound.socket.endpoint, key: outbound.key) }
             return false
         }
-        try outbound.socket.send(WireCodec.encode(.ringChunk(chunk)))
+        try outbound.socket.send(WireCodec.encode(.ringChunk(RingChunk(generation: generation, step: step, phase: phase, values: Array(values)))))
         return true
     }
 

@@ -55,15 +55,16 @@ extension Worker {
         // The vector to sum: the gradient, then the state, weighed by this part's share of the step.
         let network = session.backpropagation.network, weight = Float(result.count) / Float(plan.total)
         var vector = [Float](unsafeUninitializedCapacity: network.parameterCount + network.state.count) { out, count in
-            for i in 0..<network.parameterCount { out[i] = weight * network.gradients.base[i] }
-            for i in 0..<network.state.count { out[network.parameterCount + i] = weight * network.state.base[i] }
+            BLAS.scale(network.gradients.base, by: weight, into: out.baseAddress!, count: network.parameterCount)
+            BLAS.scale(network.state.base, by: weight, into: out.baseAddress! + network.parameterCount, count: network.state.count)
             count = network.parameterCount + network.state.count
         }
         let step = task.step, generation = plan.generation
         do {
             try RingAllReduce.run(&vector, position: Int(plan.position), size: Int(plan.size), send: { phase, values in
-                let chunk = RingChunk(generation: generation, step: step, phase: UInt32(phase), values: Array(values))
-                try whileRingWaits(generation: generation, timing: session.timing) { try ring.link.send(chunk, within: .milliseconds(20)) ? () : nil }
+                try whileRingWaits(generation: generation, timing: session.timing) {
+                    try ring.link.send(generation: generation, step: step, phase: UInt32(phase), values: values, within: .milliseconds(20)) ? () : nil
+                }
             }, receive: { phase in
                 try whileRingWaits(generation: generation, timing: session.timing) {
                     try ring.link.receive(generation: generation, step: step, phase: UInt32(phase), timeout: .milliseconds(20))?.values
