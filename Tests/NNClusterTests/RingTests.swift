@@ -156,9 +156,9 @@ import Testing
         #expect(!FileManager.default.fileExists(atPath: abandoned), "an abandoned channel file stayed")
     }
 
-    /// Two ring links on one host without CURVE exchange chunks through shared memory, with no TCP connection
-    /// between them; with CURVE they use their TCP link.
-    @Test func linksOnOneHostUseSharedMemoryUnlessSecured() throws {
+    /// Two ring links on one host exchange chunks through shared memory, with CURVE or without; a channel file
+    /// of another user is not written to, and chunks take the TCP link instead.
+    @Test func linksOnOneHostUseSharedMemory() throws {
         let a = try RingLink(host: "127.0.0.1", port: 0, keys: nil, maximumChunkBytes: 1 << 16, logger: quiet)
         let b = try RingLink(host: "127.0.0.1", port: 0, keys: nil, maximumChunkBytes: 1 << 16, logger: quiet)
         try a.join(successor: b.endpoint, successorKey: "", predecessorKey: "")
@@ -173,8 +173,19 @@ import Testing
         let keys = try CurveKeyPair.generate()
         let secured = try RingLink(host: "127.0.0.1", port: 0, keys: keys, maximumChunkBytes: 1 << 16, logger: quiet)
         try secured.join(successor: secured.endpoint, successorKey: keys.publicKey.z85, predecessorKey: keys.publicKey.z85)
-        #expect(!secured.sharesMemoryWithSuccessor)
+        #expect(secured.sharesMemoryWithSuccessor)
         #expect(try secured.send(generation: 1, step: 0, phase: 0, values: [7][...], within: .seconds(5)))
         #expect(try secured.receive(generation: 1, step: 0, phase: 0, timeout: .seconds(5))?.values == [7])
+        // Another user's file at the successor's path: the link keeps to TCP.
+        let c = try RingLink(host: "127.0.0.1", port: 0, keys: nil, maximumChunkBytes: 1 << 16, logger: quiet)
+        let path = try #require(SharedRingChannel.path(for: c.endpoint))
+        if getuid() == 0 {
+            #expect(chown(path, 65_534, 65_534) == 0)
+            let d = try RingLink(host: "127.0.0.1", port: 0, keys: nil, maximumChunkBytes: 1 << 16, logger: quiet)
+            try d.join(successor: c.endpoint, successorKey: "", predecessorKey: "")
+            #expect(!d.sharesMemoryWithSuccessor, "a channel file of another user was written to")
+            #expect(try d.send(generation: 1, step: 0, phase: 0, values: [8][...], within: .seconds(5)))
+            #expect(try c.receive(generation: 1, step: 0, phase: 0, timeout: .seconds(5))?.values == [8])
+        }
     }
 }

@@ -7,9 +7,11 @@ import NNProtocol
 /// successor. With `keys` (a run secured with CURVE) both are encrypted, the PULL socket admits only the
 /// predecessor's key, and the PUSH socket checks the successor's. A chunk other than the one awaited is kept
 /// when it may be wanted later (a peer is ahead, or in a newer generation) and dropped when it belongs to a
-/// step already done; what cannot be decoded is dropped. Without CURVE, chunks between members on one host go
-/// through shared memory (`SharedRingChannel`) instead, found from the successor's endpoint; the TCP link stays
-/// for members elsewhere. A secured ring keeps every chunk on CURVE.
+/// step already done; what cannot be decoded is dropped. Chunks between members on one host go through shared
+/// memory (`SharedRingChannel`) instead, found from the successor's endpoint; the TCP link stays for members
+/// elsewhere. The channel is a file only its user may open, so it is as private as the members' own memory, with
+/// CURVE or without: CURVE guards what crosses a network, and a process of the same user could read a member's
+/// keys anyway.
 final class RingLink {
     private let inbound: ZmqSocket
     private var outbound: (socket: ZmqSocket, key: CurvePublicKey?, since: ContinuousClock.Instant)?
@@ -57,7 +59,7 @@ final class RingLink {
         self.logger = logger
         capacity = Int(maximumChunkBytes / 4)
         do {
-            sharedInbound = keys == nil ? try SharedRingChannel(creatingFor: endpoint, capacity: capacity) : nil
+            sharedInbound = try SharedRingChannel(creatingFor: endpoint, capacity: capacity)
         } catch {
             logger.warning("ring chunks from members on this host go through TCP: \(error)")
             sharedInbound = nil
@@ -74,7 +76,7 @@ final class RingLink {
         if let predecessor = predecessorKey.isEmpty ? nil : try CurvePublicKey(z85: predecessorKey) {
             zap?.gate.admit(Allowlist([predecessor: nil]))
         }
-        if keys == nil, sharedOutbound.map({ $0.endpoint != successor || !$0.isCurrent }) ?? true {
+        if sharedOutbound.map({ $0.endpoint != successor || !$0.isCurrent }) ?? true {
             sharedOutbound = SharedRingChannel(writingTo: successor, capacity: capacity)
         }
         if let outbound, outbound.socket.endpoint == successor, outbound.key == successorPublic { return }
