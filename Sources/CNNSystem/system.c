@@ -1,6 +1,11 @@
+#define _GNU_SOURCE
 #include <stdio.h>
 #include "CNNSystem.h"
 #if defined(__linux__)
+#include <dirent.h>
+#include <errno.h>
+#include <sched.h>
+#include <stdlib.h>
 #include <sys/prctl.h>
 #endif
 
@@ -14,6 +19,48 @@ int nn_set_parent_death_signal(int signal) {
 }
 
 void nn_line_buffer_stdout(void) { setvbuf(stdout, NULL, _IOLBF, 0); }
+
+int nn_allowed_cpus(int *cpus, int capacity) {
+#if defined(__linux__)
+    cpu_set_t set;
+    if (sched_getaffinity(0, sizeof set, &set) != 0) return -1;
+    int found = 0;
+    for (int cpu = 0; cpu < CPU_SETSIZE; cpu++) {
+        if (!CPU_ISSET(cpu, &set)) continue;
+        if (found < capacity) cpus[found] = cpu;
+        found++;
+    }
+    return found;
+#else
+    (void)cpus; (void)capacity;
+    return -1;
+#endif
+}
+
+int nn_pin_to_cpus(const int *cpus, int count) {
+#if defined(__linux__)
+    cpu_set_t set;
+    CPU_ZERO(&set);
+    for (int i = 0; i < count; i++) {
+        if (cpus[i] < 0 || cpus[i] >= CPU_SETSIZE) return EINVAL;
+        CPU_SET(cpus[i], &set);
+    }
+    /* Every thread of the process (the runtime's too), as affinity is per thread; threads started later inherit it. */
+    DIR *tasks = opendir("/proc/self/task");
+    if (!tasks) return sched_setaffinity(0, sizeof set, &set) == 0 ? 0 : errno;
+    int error = 0;
+    struct dirent *entry;
+    while ((entry = readdir(tasks))) {
+        if (entry->d_name[0] == '.') continue;
+        if (sched_setaffinity((pid_t)atoi(entry->d_name), sizeof set, &set) != 0 && errno != ESRCH) error = errno;
+    }
+    closedir(tasks);
+    return error;
+#else
+    (void)cpus; (void)count;
+    return ENOSYS;
+#endif
+}
 
 #include <errno.h>
 #include <pthread.h>

@@ -151,15 +151,18 @@ public struct Bench: AsyncParsableCommand {
         }
     }
 
-    /// `nn worker` processes of this executable, one OpenBLAS thread each, logging warnings only.
+    /// `nn worker` processes of this executable, one OpenBLAS thread each, on CPUs of their own as `nn launch`
+    /// gives them, logging warnings only.
     private var benchWorkers: WorkerLauncher {
         let dataArguments = dataOptions.arguments
         return { count, endpoint, keys in
             let executable = URL(fileURLWithPath: "/proc/self/exe").resolvingSymlinksInPath().path
+            let cpus = CPUPinning.shares(workers: count, threads: 1)
             return try (0..<count).map { i in
                 let child = Process()
                 child.executableURL = URL(fileURLWithPath: executable)
-                child.arguments = ["worker", "--connect", endpoint, "--name", "bench-\(i)", "--log-level", "warning"] + dataArguments + (keys?.workerArguments(i) ?? [])
+                child.arguments = ["worker", "--connect", endpoint, "--name", "bench-\(i)", "--log-level", "warning"] + dataArguments
+                    + CPUPinning.arguments(cpus?[i]) + (keys?.workerArguments(i) ?? [])
                 var environment = ProcessInfo.processInfo.environment
                 environment["OPENBLAS_NUM_THREADS"] = "1"
                 child.environment = environment

@@ -216,6 +216,9 @@ public struct WorkerCommand: AsyncParsableCommand {
     @Option(help: "Synchronous SGD: threads that compute each task's gradient, each on a contiguous slice of its samples (see nn train --batch-threads).")
     var batchThreads: Int = 1
 
+    @Option(help: "CPUs to run on, e.g. 0 or 2-3 (default: any); nn launch gives each worker CPUs of its own.")
+    var cpus: String?
+
     @Option(help: "Ring runs: the address of this machine where the other workers reach it (default: the one its packets to the coordinator leave from).")
     var ringHost: String?
 
@@ -238,6 +241,7 @@ public struct WorkerCommand: AsyncParsableCommand {
         guard clientThreads >= 1 else { throw ValidationError("--client-threads must be at least 1") }
         try BatchThreads.validate(batchThreads)
         if let ringPort, !(1...65535).contains(ringPort) { throw ValidationError("--ring-port must be 1…65535") }
+        if let cpus { _ = try CPUPinning.parse(cpus) }
     }
 
     @OptionGroup var dataOptions: DataOptions
@@ -247,6 +251,7 @@ public struct WorkerCommand: AsyncParsableCommand {
 
     public func run() async throws {
         followLauncher()
+        if let cpus { try CPUPinning.pin(try CPUPinning.parse(cpus)) }
         let logger = try global.start("nn.worker")
         BatchThreads.warnIfOversubscribed(batchThreads, blasThreads: global.threads, logger: logger)
         monitoring.start(logger: logger)

@@ -29,6 +29,9 @@ public struct Launch: AsyncParsableCommand {
     @Option(help: "Threads each worker computes its share of a step on (nn worker --batch-threads).")
     var batchThreads: Int = 1
 
+    @Flag(inversion: .prefixedNo, help: "Give each worker CPUs of its own (nn worker --cpus), when there are enough for every worker's batch threads.")
+    var pin = true
+
     @OptionGroup var dataOptions: DataOptions
 
     @Argument(parsing: .allUnrecognized, help: "Options for the coordinator.")
@@ -60,10 +63,11 @@ public struct Launch: AsyncParsableCommand {
         let group = ProcessGroup()
         try group.start(label: "coordinator", executable: executable,
                         arguments: ["coordinator"] + (try coordinatorArguments(port: port)) + (keys?.coordinatorArguments ?? []))
+        let cpus = pin ? CPUPinning.shares(workers: workers, threads: batchThreads) : nil
         for i in 0..<workers {
             try group.start(label: "worker \(i)", executable: executable,
                             arguments: ["worker", "--connect", "tcp://127.0.0.1:\(port)", "--name", "worker-\(i)"] + dataArguments + BatchThreads.arguments(batchThreads)
-                                       + (keys?.workerArguments(i) ?? []))
+                                       + CPUPinning.arguments(cpus?[i]) + (keys?.workerArguments(i) ?? []))
         }
         let status = group.waitForCoordinator()
         guard status == 0 else { throw ExitCode(status) }

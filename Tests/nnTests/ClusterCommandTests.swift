@@ -195,6 +195,10 @@ func lastAccuracy(_ metrics: String) throws -> Double {
 
         let bad = try NNProcess.run(["launch", "--workers", "2", "--optimizer", "nope"])
         #expect(bad.status != 0 && bad.stderr.contains("nope"))
+        for cpus in ["3-1", "0,0", "x", ""] {
+            let refused = try NNProcess.run(["worker", "--connect", "tcp://127.0.0.1:1", "--cpus", cpus])
+            #expect(refused.status != 0 && refused.stderr.contains("--cpus"), "--cpus \(cpus): \(refused.stderr)")
+        }
 
         // Killed outright mid-run: the children follow through the parent-death signal.
         let port = freePort()
@@ -204,6 +208,21 @@ func lastAccuracy(_ metrics: String) throws -> Double {
         let children = try NNProcess.run(["-P", "\(launcher.process.processIdentifier)"], executable: "/usr/bin/pgrep").stdout
             .split(separator: "\n").compactMap { Int32($0) }
         #expect(children.count == 3, "children: \(children)")
+        // Each worker runs on CPUs of its own (the machine has at least two); the coordinator on any.
+        func allowed(_ pid: Int32) -> String {
+            let status = (try? String(contentsOfFile: "/proc/\(pid)/status", encoding: .utf8)) ?? ""
+            return status.split(separator: "\n").first { $0.hasPrefix("Cpus_allowed_list:") }.map { String($0.split(separator: "\t").last ?? "") } ?? ""
+        }
+        func isWorker(_ pid: Int32) -> Bool {
+            let command = (try? String(contentsOfFile: "/proc/\(pid)/cmdline", encoding: .utf8)) ?? ""
+            return command.split(separator: "\u{0}").dropFirst().first == "worker"
+        }
+        let workerCPUs = children.filter(isWorker).map(allowed)
+        let anyCPU = allowed(launcher.process.processIdentifier)
+        if ProcessInfo.processInfo.activeProcessorCount >= 2 {
+            #expect(workerCPUs.count == 2 && Set(workerCPUs).count == 2 && !workerCPUs.contains(anyCPU), "workers on \(workerCPUs), the launcher on \(anyCPU)")
+            #expect(children.filter { !isWorker($0) }.map(allowed) == [anyCPU])
+        }
         launcher.kill(SIGKILL)
         #expect(waitUntil(seconds: 10) { children.allSatisfy { Glibc.kill($0, 0) != 0 } }, "orphans left: \(children)")
     }

@@ -9,6 +9,13 @@ int nn_set_parent_death_signal(int signal);
 /// log collector sees each line when it is written. `stdout` is a C global Swift cannot touch safely.
 void nn_line_buffer_stdout(void);
 
+/// The CPUs this process may run on, in increasing order: writes up to `capacity` of them to `cpus` and returns
+/// how many there are, or -1 when the system cannot tell. cpu_set_t's macros are out of Swift's reach.
+int nn_allowed_cpus(int *cpus, int capacity);
+
+/// Restricts every thread of this process, and the threads they start afterwards, to `cpus`: 0, or an errno value.
+int nn_pin_to_cpus(const int *cpus, int count);
+
 #include <stddef.h>
 #include <stdint.h>
 
