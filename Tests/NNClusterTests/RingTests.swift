@@ -149,11 +149,15 @@ import Testing
         #expect(SharedRingChannel(writingTo: endpoint, capacity: 8)?.isCurrent == true)
         reader = nil
         #expect(!second.isCurrent && SharedRingChannel(writingTo: endpoint, capacity: 8) == nil, "a channel outlived its reader")
-        // The file of a member killed before it could remove it goes when the next channel is laid out.
+        // The file of a member killed before it could remove it goes when the next channel is laid out; one of
+        // another network namespace, whose doorbell cannot be seen from here, stays.
         let abandoned = try #require(SharedRingChannel.path(for: endpoint + "0"))
-        #expect(FileManager.default.createFile(atPath: abandoned, contents: Data(count: 64)))
+        let elsewhere = "/dev/shm/nn-ring-net__1__" + abandoned.split(separator: "_").last!
+        for path in [abandoned, elsewhere] { #expect(FileManager.default.createFile(atPath: path, contents: Data(count: 64))) }
+        defer { unlink(elsewhere) }
         _ = try SharedRingChannel(creatingFor: endpoint, capacity: 8)
         #expect(!FileManager.default.fileExists(atPath: abandoned), "an abandoned channel file stayed")
+        #expect(FileManager.default.fileExists(atPath: elsewhere), "another namespace's channel file was removed")
     }
 
     /// Two ring links on one host exchange chunks through shared memory, with CURVE or without; a channel file

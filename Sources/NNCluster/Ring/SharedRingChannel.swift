@@ -65,14 +65,15 @@ final class SharedRingChannel {
         }
     }
 
-    /// Removes this user's channels whose member is gone without removing its file (killed): no process has
-    /// their doorbell bound any more.
+    /// Removes this user's channels in this network namespace whose member is gone without removing its file
+    /// (killed): no process has their doorbell bound any more. Another namespace's doorbells are out of sight.
     private static func removeAbandoned() {
-        guard let names = try? FileManager.default.contentsOfDirectory(atPath: "/dev/shm") else { return }
+        guard let names = try? FileManager.default.contentsOfDirectory(atPath: "/dev/shm"),
+              let prefix = path(for: "")?.dropFirst("/dev/shm/".count) else { return }
         let probe = socket(AF_UNIX, Int32(SOCK_DGRAM.rawValue) | Int32(SOCK_CLOEXEC.rawValue), 0)
         guard probe >= 0 else { return }
         defer { close(probe) }
-        for name in names where name.hasPrefix("nn-ring-") {
+        for name in names where name.hasPrefix(prefix) {
             let path = "/dev/shm/" + name
             var status = stat()
             guard stat(path, &status) == 0, status.st_uid == getuid() else { continue }
