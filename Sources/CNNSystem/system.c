@@ -125,7 +125,7 @@ int nn_ring_channel_put(void *memory, const nn_ring_slot_header *header, const f
         /* A writer died holding the lock; it had not published its slot, so the channel is consistent. */
         pthread_mutex_consistent(&c->lock);
     } else if (locked) {
-        return -1;
+        return -2;
     }
     uint64_t written = atomic_load_explicit(&c->written, memory_order_relaxed);
     if (written - atomic_load_explicit(&c->read, memory_order_acquire) >= c->slots) {

@@ -160,8 +160,8 @@ import Testing
         #expect(FileManager.default.fileExists(atPath: elsewhere), "another namespace's channel file was removed")
     }
 
-    /// Two ring links on one host exchange chunks through shared memory, with CURVE or without; a channel file
-    /// of another user is not written to, and chunks take the TCP link instead.
+    /// Two ring links on one host exchange chunks through shared memory, with CURVE or without; a channel that
+    /// failed is not written to again, nor is a channel file of another user, and chunks take the TCP link.
     @Test func linksOnOneHostUseSharedMemory() throws {
         let a = try RingLink(host: "127.0.0.1", port: 0, keys: nil, maximumChunkBytes: 1 << 16, logger: quiet)
         let b = try RingLink(host: "127.0.0.1", port: 0, keys: nil, maximumChunkBytes: 1 << 16, logger: quiet)
@@ -174,6 +174,12 @@ import Testing
             #expect(try b.send(generation: 1, step: step, phase: 1, values: [-Float(step)][...], within: .seconds(1)))
             #expect(try a.receive(generation: 1, step: step, phase: 1, timeout: .seconds(5))?.values == [-Float(step)])
         }
+        // A chunk the channel cannot take (nor, being too large, the successor's port): that successor gets
+        // TCP from then on.
+        #expect(try a.send(generation: 2, step: 0, phase: 0, values: ArraySlice(repeating: 1, count: (1 << 14) + 1), within: .seconds(1)))
+        #expect(!a.sharesMemoryWithSuccessor)
+        try a.join(successor: b.endpoint, successorKey: "", predecessorKey: "")
+        #expect(!a.sharesMemoryWithSuccessor, "a broken channel was taken up again")
         let keys = try CurveKeyPair.generate()
         let secured = try RingLink(host: "127.0.0.1", port: 0, keys: keys, maximumChunkBytes: 1 << 16, logger: quiet)
         try secured.join(successor: secured.endpoint, successorKey: keys.publicKey.z85, predecessorKey: keys.publicKey.z85)

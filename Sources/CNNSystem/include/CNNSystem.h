@@ -37,7 +37,7 @@ int nn_ring_channel_init(void *memory, uint32_t slots, uint32_t capacity);
 /// 0 when `memory` (`size` bytes) holds a channel laid out by `nn_ring_channel_init` with `capacity`.
 int nn_ring_channel_check(const void *memory, size_t size, uint32_t capacity);
 /// Copies a chunk into the next free slot and publishes it: 0, 1 when every slot is full, -1 when the chunk is
-/// larger than a slot or the lock failed.
+/// larger than a slot, -2 when the lock cannot be taken (left unrecoverable).
 int nn_ring_channel_put(void *memory, const nn_ring_slot_header *header, const float *values);
 /// The oldest published slot: its header and values, or NULL when none is waiting. Valid until the next pop.
 const float *nn_ring_channel_peek(void *memory, nn_ring_slot_header *header);

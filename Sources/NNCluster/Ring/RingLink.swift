@@ -18,6 +18,8 @@ final class RingLink {
     /// Where members on this host write this member's chunks, and where it writes its successor's if that is here.
     private let sharedInbound: SharedRingChannel?
     private var sharedOutbound: SharedRingChannel?
+    /// Successors whose channel failed: they get chunks over TCP for the rest of the run.
+    private var brokenChannels: Set<String> = []
     /// Values in a chunk at most.
     private let capacity: Int
     private let keys: CurveKeyPair?
@@ -77,7 +79,7 @@ final class RingLink {
             zap?.gate.admit(Allowlist([predecessor: nil]))
         }
         if sharedOutbound.map({ $0.endpoint != successor || !$0.isCurrent }) ?? true {
-            sharedOutbound = SharedRingChannel(writingTo: successor, capacity: capacity)
+            sharedOutbound = brokenChannels.contains(successor) ? nil : SharedRingChannel(writingTo: successor, capacity: capacity)
         }
         if let outbound, outbound.socket.endpoint == successor, outbound.key == successorPublic { return }
         try connect(to: successor, key: successorPublic)
@@ -113,11 +115,17 @@ final class RingLink {
         guard let outbound else { throw ClusterError("the ring has no successor to send to") }
         if let shared = sharedOutbound {
             let deadline = ContinuousClock.now + timeout
-            repeat {
-                if try shared.put(generation: generation, step: step, phase: phase, values: values) { return true }
-                usleep(50)
-            } while ContinuousClock.now < deadline
-            return false
+            do {
+                repeat {
+                    if try shared.put(generation: generation, step: step, phase: phase, values: values) { return true }
+                    usleep(50)
+                } while ContinuousClock.now < deadline
+                return false
+            } catch {
+                logger.warning("ring chunks to \(shared.endpoint) go through TCP from now on: \(error)")
+                brokenChannels.insert(shared.endpoint)
+                sharedOutbound = nil
+            }
         }
         guard try outbound.socket.canSend(within: timeout) else {
             if ContinuousClock.now - outbound.since > .milliseconds(250) { try connect(to: outbound.socket.endpoint, key: outbound.key) }

@@ -140,7 +140,8 @@ final class SharedRingChannel {
     func put(generation: UInt64, step: UInt64, phase: UInt32, values: ArraySlice<Float>) throws -> Bool {
         var header = nn_ring_slot_header(generation: generation, step: step, phase: phase, count: UInt32(values.count))
         let status = values.withUnsafeBufferPointer { nn_ring_channel_put(memory, &header, $0.baseAddress) }
-        guard status >= 0 else { throw ClusterError("a ring chunk of \(values.count) values does not fit the shared channel \(path)") }
+        guard status != -1 else { throw ClusterError("a ring chunk of \(values.count) values does not fit the shared channel \(path)") }
+        guard status >= 0 else { throw ClusterError("the shared channel \(path) cannot be locked") }
         guard status == 0 else { return false }
         var byte: UInt8 = 1
         _ = send(bell, &byte, 1, Int32(MSG_DONTWAIT | MSG_NOSIGNAL))
