@@ -1,5 +1,5 @@
-import Foundation
 import CZmq
+import Foundation
 import Logging
 import NNProtocol
 
