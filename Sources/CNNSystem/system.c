@@ -1,11 +1,14 @@
 #define _GNU_SOURCE
+#include <errno.h>
+#include <pthread.h>
+#include <stdatomic.h>
 #include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
 #include "CNNSystem.h"
 #if defined(__linux__)
 #include <dirent.h>
-#include <errno.h>
 #include <sched.h>
-#include <stdlib.h>
 #include <sys/prctl.h>
 #endif
 
@@ -61,11 +64,6 @@ int nn_pin_to_cpus(const int *cpus, int count) {
     return ENOSYS;
 #endif
 }
-
-#include <errno.h>
-#include <pthread.h>
-#include <stdatomic.h>
-#include <string.h>
 
 #define NN_RING_MAGIC 0x6e6e2d72696e6731ULL /* "nn-ring1" */
 
