@@ -54,7 +54,7 @@ final class SharedRingChannel {
         var status = stat()
         fstat(fd, &status)
         inode = UInt64(status.st_ino)
-        bell = socket(AF_UNIX, Int32(SOCK_DGRAM.rawValue) | Int32(SOCK_NONBLOCK.rawValue) | Int32(SOCK_CLOEXEC.rawValue), 0)
+        bell = Self.datagramSocket()
         let initialised = nn_ring_channel_init(memory, Self.slots, UInt32(capacity))
         guard initialised == 0, bell >= 0, Self.withBellAddress(path, { bind(bell, $0, $1) }) == 0 else {
             let reason = String(cString: strerror(initialised != 0 ? initialised : errno))
@@ -70,7 +70,7 @@ final class SharedRingChannel {
     private static func removeAbandoned() {
         guard let names = try? FileManager.default.contentsOfDirectory(atPath: "/dev/shm"),
               let prefix = path(for: "")?.dropFirst("/dev/shm/".count) else { return }
-        let probe = socket(AF_UNIX, Int32(SOCK_DGRAM.rawValue) | Int32(SOCK_CLOEXEC.rawValue), 0)
+        let probe = datagramSocket()
         guard probe >= 0 else { return }
         defer { close(probe) }
         for name in names where name.hasPrefix(prefix) {
@@ -97,7 +97,7 @@ final class SharedRingChannel {
         inode = UInt64(status.st_ino)
         guard let mapped = mmap(nil, size, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0), mapped != MAP_FAILED else { return nil }
         memory = mapped
-        bell = socket(AF_UNIX, Int32(SOCK_DGRAM.rawValue) | Int32(SOCK_NONBLOCK.rawValue) | Int32(SOCK_CLOEXEC.rawValue), 0)
+        bell = Self.datagramSocket()
         guard nn_ring_channel_check(memory, size, UInt32(capacity)) == 0, bell >= 0,
               Self.withBellAddress(path, { connect(bell, $0, $1) }) == 0 else {
             if bell >= 0 { close(bell) }
@@ -110,6 +110,11 @@ final class SharedRingChannel {
         close(bell)
         munmap(memory, size)
         if owner { unlink(path) }
+    }
+
+    /// A non-blocking Unix datagram socket, or -1.
+    private static func datagramSocket() -> Int32 {
+        socket(AF_UNIX, Int32(SOCK_DGRAM.rawValue) | Int32(SOCK_NONBLOCK.rawValue) | Int32(SOCK_CLOEXEC.rawValue), 0)
     }
 
     /// The doorbell: an abstract socket (gone with its process, scoped to the network namespace) named as the file.
