@@ -60,6 +60,9 @@ import Testing
         let result = try NNProcess.run(["train", "--model", "784-16-10", "--epochs", "1", "--batch-threads", "2", "--threads", String(cores)])
         #expect(result.status == 0, "\(result.stderr)")
         #expect(result.stderr.contains("--batch-threads 2 with --threads \(cores) runs \(2 * cores) threads on \(cores) cores"), "\(result.stderr)")
+        // A worker pinned to one CPU has one core, whatever the machine has.
+        let pinned = try NNProcess.run(["worker", "--connect", "tcp://127.0.0.1:1", "--registration-timeout", "1", "--cpus", "0", "--batch-threads", "2"])
+        #expect(pinned.stderr.contains("--batch-threads 2 with --threads 1 runs 2 threads on 1 core;"), "\(pinned.stderr)")
     }
 
     @Test func absurdFlagsAndValues() throws {
