@@ -132,7 +132,7 @@ public struct Refuse: Equatable, Sendable {
 }
 
 public struct GradientTask: Equatable, Sendable {
-    /// Global step number, from 0.
+    /// Global step number, from 0; in a ring, the round (whose first step the plan gives).
     public var step: UInt64
     /// The slice's first position in the epoch's sample order; names the slice in the answer.
     public var start: UInt32
@@ -170,15 +170,18 @@ public struct GradientResult: Equatable, Sendable {
     public var state: [Float]
     /// The gradient travels as bfloat16.
     public var compact: Bool
-    /// Set in a ring: the ring generation, and `gradient` is the chunk of the reduced vector (gradient, then
-    /// state) this worker owns; `state` is empty.
+    /// Set in a ring: the ring generation. The counts then cover every step of the task, `gradient` and `state`
+    /// are empty, and the member at position 0 sends its replica after the task's steps in `replica`.
     public var generation: UInt64?
+    /// A ring member's replica (a run state, `RunState.encoded`: model, optimizer, schedule position), or empty.
+    public var replica: [UInt8]
 
     public init(step: UInt64, start: UInt32, count: UInt32, correct: UInt32, lossSum: Double, computeNanoseconds: UInt64,
-                gradient: [Float], state: [Float], compact: Bool = false, generation: UInt64? = nil) {
+                gradient: [Float], state: [Float], compact: Bool = false, generation: UInt64? = nil, replica: [UInt8] = []) {
         self.step = step; self.start = start; self.count = count; self.correct = correct; self.lossSum = lossSum
         self.computeNanoseconds = computeNanoseconds
         self.gradient = gradient; self.state = state; self.compact = compact; self.generation = generation
+        self.replica = replica
     }
 }
 

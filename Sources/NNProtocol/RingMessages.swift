@@ -10,8 +10,11 @@ public struct RingPlan: Equatable, Sendable {
     public var generation: UInt64
     public var position: UInt32
     public var size: UInt32
-    /// Samples of the step over the whole ring: a worker weighs its mean gradient by its share of them.
-    public var total: UInt32
+    /// The global step number of the task's first step.
+    public var firstStep: UInt64
+    /// The task's steps, each by its samples over the whole ring: a member's part of a step is its slice of
+    /// them (`BatchSlices`), and it weighs its mean gradient by its share of them.
+    public var totals: [UInt32]
     /// Where the next worker in the ring takes chunks.
     public var successor: String
     /// In a run secured with CURVE, the Z85 public keys of the next worker (the server key to push to it with)
@@ -22,9 +25,9 @@ public struct RingPlan: Equatable, Sendable {
     /// position); empty on the generation's later steps, whose replica the worker has.
     public var sync: [UInt8]
 
-    public init(generation: UInt64, position: UInt32, size: UInt32, total: UInt32, successor: String, successorKey: String = "",
+    public init(generation: UInt64, position: UInt32, size: UInt32, firstStep: UInt64, totals: [UInt32], successor: String, successorKey: String = "",
                 predecessorKey: String = "", sync: [UInt8] = []) {
-        self.generation = generation; self.position = position; self.size = size; self.total = total
+        self.generation = generation; self.position = position; self.size = size; self.firstStep = firstStep; self.totals = totals
         self.successor = successor; self.successorKey = successorKey; self.predecessorKey = predecessorKey; self.sync = sync
     }
 }

@@ -36,14 +36,16 @@ public struct ProtocolError: Error, CustomStringConvertible, Equatable {
 /// then the type's fields, little-endian. Tasks and train requests add an index frame (u32 sample indices) and
 /// two float32 frames (parameters, state); gradients and client updates add two float32 frames (gradient or
 /// parameters, then state); compressed updates add the encoding's frames, then state; ring tasks add an index
-/// frame and the replica's bytes (often empty); ring gradients and ring chunks one float32 frame. Decoding checks
+/// frame and the replica's bytes (often empty); ring gradients a byte frame (a replica, often empty), ring chunks one float32 frame. Decoding checks
 /// every length against the frame it reads from and rejects anything left over. `docs/protocol.md` is the specification.
 public enum WireCodec {
-    public static let version: UInt8 = 3
+    public static let version: UInt8 = 4
     static let magic: [UInt8] = [0x4E, 0x4E]
     /// Longest string field (names, reasons, error texts); the configuration JSON may take `maximumConfiguration`.
     public static let maximumText = 64 << 10
     public static let maximumConfiguration = 1 << 20
+    /// Most steps one ring task may hold.
+    public static let maximumRingSteps = 1 << 16
     /// Most clients one train request may name.
     public static let maximumClients = 1 << 20
     /// Most int8 segments (parameter tensors) of a compressed update.
@@ -72,7 +74,9 @@ public enum WireCodec {
         case .task(let m) where m.ring != nil:
             let ring = m.ring!
             w.u64(m.step); w.u32(m.start); w.u32(m.firstRow)
-            w.u64(ring.generation); w.u32(ring.position); w.u32(ring.size); w.u32(ring.total); w.text(ring.successor)
+            w.u64(ring.generation); w.u32(ring.position); w.u32(ring.size); w.u64(ring.firstStep); w.u32(UInt32(ring.totals.count))
+            for total in ring.totals { w.u32(total) }
+            w.text(ring.successor)
             w.text(ring.successorKey); w.text(ring.predecessorKey)
             return [.bytes(w.buffer), .bytes(indexBytes(m.samples)), .bytes(ring.sync)]
         case .task(let m):
@@ -82,7 +86,7 @@ public enum WireCodec {
             w.u64(m.step); w.u32(m.start); w.u32(m.count); w.u32(m.correct); w.u64(m.lossSum.bitPattern); w.u64(m.computeNanoseconds)
             if let generation = m.generation {
                 w.u64(generation)
-                return [.bytes(w.buffer), .floats(m.gradient)]
+                return [.bytes(w.buffer), .bytes(m.replica)]
             }
             return [.bytes(w.buffer), vector(m.gradient, compact: m.compact), .floats(m.state)]
         case .heartbeat(let m):
@@ -190,7 +194,11 @@ public enum WireCodec {
                                          compact: compact))
         case .ringTask:
             let step = try r.u64(), start = try r.u32(), firstRow = try r.u32()
-            let plan = RingPlan(generation: try r.u64(), position: try r.u32(), size: try r.u32(), total: try r.u32(),
+            let generation = try r.u64(), position = try r.u32(), size = try r.u32(), firstStep = try r.u64(), steps = Int(try r.u32())
+            guard steps >= 1, steps <= maximumRingSteps else { throw ProtocolError("ringTask: \(steps) steps (1 to \(maximumRingSteps))") }
+            let totals = try (0..<steps).map { _ in try r.u32() }
+            guard firstStep <= UInt64.max - UInt64(steps) else { throw ProtocolError("ringTask: \(steps) steps from step \(firstStep)") }
+            let plan = RingPlan(generation: generation, position: position, size: size, firstStep: firstStep, totals: totals,
                                 successor: try r.text(limit: maximumText), successorKey: try r.text(limit: 40), predecessorKey: try r.text(limit: 40),
                                 sync: frames[2].wireBytes)
             guard plan.size >= 1, plan.position < plan.size else { throw ProtocolError("ringTask: position \(plan.position) in a ring of \(plan.size)") }
@@ -202,7 +210,7 @@ public enum WireCodec {
         case .ringGradient:
             message = .gradient(GradientResult(step: try r.u64(), start: try r.u32(), count: try r.u32(), correct: try r.u32(),
                                                lossSum: Double(bitPattern: try r.u64()), computeNanoseconds: try r.u64(),
-                                               gradient: try floats(frames[1], "gradient"), state: [], generation: try r.u64()))
+                                               gradient: [], state: [], generation: try r.u64(), replica: frames[1].wireBytes))
         case .ringChunk:
             message = .ringChunk(RingChunk(generation: try r.u64(), step: try r.u64(), phase: try r.u32(), values: try floats(frames[1], "chunk")))
         case .ringEndpoint:

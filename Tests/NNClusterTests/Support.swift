@@ -86,6 +86,8 @@ struct SyncRun {
     /// Parameters and gradients travel as bfloat16.
     var compactVectors = false
     var topology = Topology.parameterServer
+    /// A ring's steps per round.
+    var ringSteps = 64
     /// Threads of the one process (`singleProcess`), or of each worker (`distributed`), that cut each batch.
     var batchThreads = 1
 
@@ -104,14 +106,14 @@ struct SyncRun {
     }
 
     /// A coordinator and N worker threads over `wire`. `onRound` may act on the workers' transports after each
-    /// step (numbered from 1), e.g. silence one as a hung process would be; `lateWorkers` more join after step
-    /// `joinAt` (registration waits only for the first `workers`).
+    /// round, given the steps done (from 1), e.g. silence one as a hung process would be; `lateWorkers` more join
+    /// after step `joinAt` (registration waits only for the first `workers`).
     func distributed(workers: Int, data: Dataset, wire: Wire, timing: ClusterTiming = quickTiming, minimumWorkers: Int = 1,
                      lateWorkers: Int = 0, joinAt: Int = 0,
                      onRound: ((Int, [SilenceableClient]) -> Void)? = nil) throws -> (Network, SyncTrainingRun.Outcome) {
         let run = SyncTrainingRun(settings: settings(batch: perWorkerBatch),
                                   cluster: CoordinatorSettings(expectedWorkers: workers, minimumWorkers: minimumWorkers, timing: timing,
-                                                               compactVectors: compactVectors, topology: topology),
+                                                               compactVectors: compactVectors, topology: topology, ringSteps: ringSteps),
                                   train: data, test: nil, logger: quiet)
         let (server, connect) = try makeNetwork(wire, for: run.network)
         let clients = try (0..<(workers + lateWorkers)).map { SilenceableClient(try connect("w\($0 + 1)")) }

@@ -16,7 +16,7 @@ func onTheWire(_ frames: [Frame]) -> [Frame] {
     }
 
     @Test func headerBytesAreAsDocumented() {
-        #expect(WireCodec.encode(.heartbeat(Heartbeat(session: 0x0102_0304_0506_0708))) == [.bytes([0x4E, 0x4E, 3, 6, 8, 7, 6, 5, 4, 3, 2, 1])])
+        #expect(WireCodec.encode(.heartbeat(Heartbeat(session: 0x0102_0304_0506_0708))) == [.bytes([0x4E, 0x4E, 4, 6, 8, 7, 6, 5, 4, 3, 2, 1])])
     }
 
     /// Every prefix of every header, and every header with a byte too many, is an error, not a crash.
@@ -69,14 +69,14 @@ func onTheWire(_ frames: [Frame]) -> [Frame] {
     /// A refuse keeps its layout in every version: a peer of another version can read it, and the coordinator
     /// stamps it with that peer's version.
     @Test func refusalsAreReadableAcrossVersions() throws {
-        let frames = WireCodec.refusal("speak version 3", peerVersion: 2)
+        let frames = WireCodec.refusal("speak version 4", peerVersion: 2)
         guard case .bytes(let header) = frames[0] else { Issue.record("not bytes"); return }
         #expect(header[2] == 2 && header[3] == 3)
-        #expect(try WireCodec.decode(frames) == .refuse(Refuse(reason: "speak version 3")))
+        #expect(try WireCodec.decode(frames) == .refuse(Refuse(reason: "speak version 4")))
         // Any other type of another version is still refused.
         var hello = onTheWire(WireCodec.encode(samples[0]))
         guard case .bytes(var b) = hello[0] else { return }
-        b[2] = 4
+        b[2] = 3
         hello[0] = .bytes(b)
         #expect(throws: ProtocolError.self) { try WireCodec.decode(hello) }
     }

@@ -40,12 +40,15 @@ public struct CoordinatorSettings: Sendable {
     public var compactVectors: Bool
     /// Synchronous SGD: how the workers' gradients are summed.
     public var topology: Topology
+    /// A ring's steps per round: the members step on their own for that long, then report their replica.
+    /// Longer rounds spare the coordinator's link and work; a lost member has the ring redo up to that many steps.
+    public var ringSteps: Int
 
     public init(expectedWorkers: Int, minimumWorkers: Int = 1, timing: ClusterTiming = ClusterTiming(), stop: StopRequest? = nil,
                 boundClients: [CurvePublicKey: Range<Int>] = [:], dropFlaggedAfter: Int? = nil, compactVectors: Bool = false,
-                topology: Topology = .parameterServer) {
+                topology: Topology = .parameterServer, ringSteps: Int = 64) {
         self.expectedWorkers = expectedWorkers; self.minimumWorkers = minimumWorkers; self.timing = timing; self.stop = stop
         self.boundClients = boundClients; self.dropFlaggedAfter = dropFlaggedAfter; self.compactVectors = compactVectors
-        self.topology = topology
+        self.topology = topology; self.ringSteps = ringSteps
     }
 }

@@ -59,9 +59,9 @@ public final class Coordinator<S: Strategy> {
     private var sentAhead: [Int: (assignments: [Assignment<S.Work>], at: ContinuousClock.Instant)] = [:]
     /// Results of rounds sent ahead that came before their round started, with who sent them.
     private var early: [Int: [(peer: PeerID, message: Message, result: S.Result)]] = [:]
-    /// Rounds whose work may be out before the round before them is aggregated: enough that a worker finds its
-    /// next task waiting whenever the coordinator lags a little, few enough to bound the results held early.
-    static var roundsAhead: Int { 4 }
+    /// Rounds whose work may be out before the round before them is aggregated: a ring's rounds are long, so
+    /// one is enough for a worker to find its next task waiting; the results held early stay bounded.
+    static var roundsAhead: Int { 1 }
     /// Hello tokens: refilled at `AdmissionLimits.hellosPerSecond`.
     private var helloTokens = Double(AdmissionLimits.hellosPerSecond)
     private var tokensRefilled = ContinuousClock.now

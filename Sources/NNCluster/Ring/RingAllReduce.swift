@@ -8,14 +8,10 @@ enum RingAllReduce {
     /// Chunk `chunk` of a vector of `length` values cut into `size` near-equal chunks.
     static func bounds(chunk: Int, size: Int, length: Int) -> Range<Int> { (chunk * length / size)..<((chunk + 1) * length / size) }
 
-    /// The chunk whose sum the worker at `position` holds after the reduce-scatter.
-    static func owned(position: Int, size: Int) -> Int { (position + 1) % size }
-
     /// Sums `vector` with the ring's. `send` passes a phase's chunk to the successor; `receive` returns the
-    /// predecessor's chunk for a phase (either throws when the ring is given up); `reduced` gets the owned chunk
-    /// as soon as its sum is complete.
+    /// predecessor's chunk for a phase (either throws when the ring is given up).
     static func run(_ vector: inout [Float], position p: Int, size n: Int, send: (Int, ArraySlice<Float>) throws -> Void,
-                    receive: (Int) throws -> [Float], reduced: (ArraySlice<Float>) throws -> Void) throws {
+                    receive: (Int) throws -> [Float]) throws {
         let length = vector.count
         func exchange(_ phase: Int, sending: Int, receiving: Int, combine: (UnsafeMutablePointer<Float>, UnsafePointer<Float>, Int) -> Void) throws {
             try send(phase, vector[bounds(chunk: sending, size: n, length: length)])
@@ -29,7 +25,6 @@ enum RingAllReduce {
         for s in 0..<(n - 1) {
             try exchange(s, sending: (p - s + n) % n, receiving: (p - s - 1 + n) % n) { y, x, count in BLAS.add(x, into: y, count: count) }
         }
-        try reduced(vector[bounds(chunk: owned(position: p, size: n), size: n, length: length)])
         for s in 0..<(n - 1) {
             try exchange(n - 1 + s, sending: (p + 1 - s + n) % n, receiving: (p - s + n) % n) { y, x, count in
                 y.update(from: x, count: count)
@@ -37,20 +32,15 @@ enum RingAllReduce {
         }
     }
 
-    /// One step of a replica from the reduced vector (gradient, then state), the same on every worker and on
-    /// the coordinator, so that all replicas stay bit-identical. `checked`: false (and nothing changed) when the
-    /// step would leave the model non-finite. The coordinator checks, and stops the run on such a step; the
-    /// workers' replicas, which that ends, spare the extra pass.
-    static func step(_ update: ParameterUpdate, reduced: [Float], stepsPerEpoch: Int, totalSteps: Int, checked: Bool) -> Bool {
+    /// One step of a replica from the reduced vector (gradient, then state), the same on every member, so that
+    /// all replicas stay bit-identical. False, and nothing changed, when the step would leave the model
+    /// non-finite: the ring then stops, as a parameter server's run does.
+    static func step(_ update: ParameterUpdate, reduced: [Float], stepsPerEpoch: Int, totalSteps: Int) -> Bool {
         let network = update.network, p = network.parameterCount
         precondition(reduced.count == p + network.state.count)
         reduced.withUnsafeBufferPointer { r in
             network.gradients.base.update(from: r.baseAddress!, count: p)
             if network.state.count > 0 { network.state.base.update(from: r.baseAddress! + p, count: network.state.count) }
-        }
-        guard checked else {
-            update.apply(stepsPerEpoch: stepsPerEpoch, totalSteps: totalSteps)
-            return true
         }
         return update.applyIfFinite(stepsPerEpoch: stepsPerEpoch, totalSteps: totalSteps)
     }

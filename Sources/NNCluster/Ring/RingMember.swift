@@ -28,18 +28,44 @@ final class RingMember {
         self.generation = generation
         link.forget(except: generation)
     }
+
+    /// The task's steps, each as the task of this member's slice of it: the samples come one step's part after
+    /// the other, each part as `BatchSlices` cuts the step's total among the ring.
+    func slices(of task: GradientTask, plan: RingPlan, globalBatch: Int) throws -> [GradientTask] {
+        var slices: [GradientTask] = [], offset = 0
+        guard globalBatch <= Int(UInt32.max) else { throw ClusterError("a ring task in steps of \(globalBatch)") }
+        guard task.firstRow <= task.start else { throw ClusterError("a ring task from row \(task.firstRow) of a step that starts at sample \(task.start)") }
+        let first = Int(task.start - task.firstRow)
+        for (i, total) in plan.totals.enumerated() {
+            guard total >= plan.size, total <= UInt32(globalBatch) else {
+                throw ClusterError("a ring step of \(total) samples, among \(plan.size) members in steps of \(globalBatch)")
+            }
+            let part = BatchSlices.ranges(count: Int(total), parts: Int(plan.size))[Int(plan.position)]
+            guard offset + part.count <= task.samples.count, let start = UInt32(exactly: first + i * globalBatch + part.lowerBound) else {
+                throw ClusterError("a ring task of \(task.samples.count) samples, fewer than its \(plan.totals.count) steps' parts")
+            }
+            slices.append(GradientTask(step: plan.firstStep + UInt64(i), start: start, firstRow: UInt32(part.lowerBound),
+                                       samples: Array(task.samples[offset..<(offset + part.count)]), parameters: [], state: [], ring: plan))
+            offset += part.count
+        }
+        guard offset == task.samples.count else {
+            throw ClusterError("a ring task of \(task.samples.count) samples; its \(plan.totals.count) steps' parts have \(offset)")
+        }
+        return slices
+    }
 }
 
 extension Worker {
-    /// A ring step: the slice's gradient at the replica, weighed by the slice's share of the step's samples,
-    /// summed with the ring; the owned chunk goes to the coordinator as soon as its sum is complete, then the
-    /// replica steps. Returns false when the step was given up (a new generation or a shutdown came meanwhile,
-    /// and is handled next).
+    /// A ring round: for each of the task's steps, the step's slice's gradient at the replica, weighed by the
+    /// slice's share of the step's samples, summed with the ring, and the replica's step. Then the counts go to
+    /// the coordinator, with the replica from the member at position 0. A step that would leave the replica
+    /// non-finite ends the round before it, on every member alike (their sums are the same). Returns false when
+    /// the round was given up (a new generation or a shutdown came meanwhile, and is handled next).
     func ringStep(_ task: GradientTask, plan: RingPlan, in session: Session) throws -> Bool {
         guard let ring = session.ring else { throw ClusterError("a ring task in a run without a ring") }
         if plan.sync.isEmpty, let current = ring.generation, plan.generation < current {
             // Sent ahead for a ring given up since (generations only grow within a run).
-            logger.debug("skipped step \(task.step + 1) of ring generation \(plan.generation), now \(current)")
+            logger.debug("skipped steps from \(plan.firstStep + 1) of ring generation \(plan.generation), now \(current)")
             return false
         }
         if !plan.sync.isEmpty {
@@ -47,40 +73,55 @@ extension Worker {
         } else if ring.generation != plan.generation {
             throw ClusterError("a task of ring generation \(plan.generation) without the replica to start it from (this worker is in \(ring.generation.map(String.init) ?? "none"))")
         }
-        guard task.samples.count <= Int(plan.total), plan.total <= UInt32(session.configuration.globalBatch) else {
-            throw ClusterError("a ring task of \(task.samples.count) samples of \(plan.total), in steps of \(session.configuration.globalBatch)")
-        }
+        let slices = try ring.slices(of: task, plan: plan, globalBatch: session.configuration.globalBatch)
         try ring.link.join(successor: plan.successor, successorKey: plan.successorKey, predecessorKey: plan.predecessorKey)
-        var result = try compute(task, in: session)
-        // The vector to sum: the gradient, then the state, weighed by this part's share of the step.
-        let network = session.backpropagation.network, weight = Float(result.count) / Float(plan.total)
-        var vector = [Float](unsafeUninitializedCapacity: network.parameterCount + network.state.count) { out, count in
-            BLAS.scale(network.gradients.base, by: weight, into: out.baseAddress!, count: network.parameterCount)
-            BLAS.scale(network.state.base, by: weight, into: out.baseAddress! + network.parameterCount, count: network.state.count)
-            count = network.parameterCount + network.state.count
+        let network = session.backpropagation.network, generation = plan.generation, configuration = ring.configuration
+        var tally = GradientResult(step: task.step, start: task.start, count: 0, correct: 0, lossSum: 0, computeNanoseconds: 0, gradient: [], state: [],
+                                   generation: generation)
+        var lastSent = ContinuousClock.now
+        for (i, slice) in slices.enumerated() {
+            let result = try compute(slice, in: session)
+            // The vector to sum: the gradient, then the state, weighed by this part's share of the step.
+            let weight = Float(result.count) / Float(plan.totals[i])
+            var vector = [Float](unsafeUninitializedCapacity: network.parameterCount + network.state.count) { out, count in
+                BLAS.scale(network.gradients.base, by: weight, into: out.baseAddress!, count: network.parameterCount)
+                BLAS.scale(network.state.base, by: weight, into: out.baseAddress! + network.parameterCount, count: network.state.count)
+                count = network.parameterCount + network.state.count
+            }
+            let step = slice.step
+            do {
+                try RingAllReduce.run(&vector, position: Int(plan.position), size: Int(plan.size), send: { phase, values in
+                    try whileRingWaits(generation: generation, timing: session.timing) {
+                        try ring.link.send(generation: generation, step: step, phase: UInt32(phase), values: values, within: .milliseconds(20)) ? () : nil
+                    }
+                }, receive: { phase in
+                    try whileRingWaits(generation: generation, timing: session.timing) {
+                        try ring.link.receive(generation: generation, step: step, phase: UInt32(phase), timeout: .milliseconds(20))?.values
+                    }
+                })
+            } catch is RingGivenUp {
+                return false
+            }
+            guard RingAllReduce.step(ring.replica, reduced: vector, stepsPerEpoch: configuration.stepsPerEpoch, totalSteps: configuration.totalSteps) else {
+                logger.warning("step \(step + 1) would leave the model non-finite; the ring stops before it")
+                break
+            }
+            tally.count += result.count
+            tally.correct += result.correct
+            tally.lossSum += result.lossSum
+            tally.computeNanoseconds += result.computeNanoseconds
+            // A long round: the coordinator keeps hearing from this worker.
+            if ContinuousClock.now - lastSent >= session.timing.heartbeat {
+                try send(.heartbeat(Heartbeat(session: self.session)))
+                lastSent = .now
+            }
         }
-        let step = task.step, generation = plan.generation
-        do {
-            try RingAllReduce.run(&vector, position: Int(plan.position), size: Int(plan.size), send: { phase, values in
-                try whileRingWaits(generation: generation, timing: session.timing) {
-                    try ring.link.send(generation: generation, step: step, phase: UInt32(phase), values: values, within: .milliseconds(20)) ? () : nil
-                }
-            }, receive: { phase in
-                try whileRingWaits(generation: generation, timing: session.timing) {
-                    try ring.link.receive(generation: generation, step: step, phase: UInt32(phase), timeout: .milliseconds(20))?.values
-                }
-            }, reduced: { chunk in
-                result.gradient = Array(chunk)
-                result.state = []
-                result.generation = generation
-                try send(.gradient(result))
-            })
-        } catch is RingGivenUp {
-            return false
+        if plan.position == 0 {
+            var state = RunState()
+            ring.replica.save(into: &state)
+            tally.replica = try state.encoded()
         }
-        let configuration = ring.configuration
-        _ = RingAllReduce.step(ring.replica, reduced: vector, stepsPerEpoch: configuration.stepsPerEpoch, totalSteps: configuration.totalSteps,
-                               checked: false)
+        try send(.gradient(tally))
         return true
     }
 

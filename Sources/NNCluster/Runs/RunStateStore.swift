@@ -36,6 +36,8 @@ struct RunStateStore {
 
     /// Whether the state is due after `roundsDone` rounds.
     func due(roundsDone: Int) -> Bool { roundsDone % settings.every == 0 }
+    /// For a run whose rounds take several steps: due when `steps`, just done, reach a multiple of `every`.
+    func due(steps: Range<Int>) -> Bool { steps.lowerBound / settings.every != steps.upperBound / settings.every }
 
     /// Writes the state: `strategy`'s (or a trainer's), the rounds done and `history` (the reports so far, as JSON).
     func save<History: Encodable>(_ strategy: Resumable, roundsDone: Int, history: History) throws {

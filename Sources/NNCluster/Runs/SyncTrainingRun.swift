@@ -24,11 +24,11 @@ public final class SyncTrainingRun {
                                      schedule: settings.schedule, clipNorm: settings.clip)
         strategy = SynchronousSGD(update: update, seed: settings.seed, trainingSamples: train.sampleCount,
                                   globalBatch: cluster.expectedWorkers * settings.batch, epochs: settings.epochs, robust: settings.robust,
-                                  compactVectors: cluster.compactVectors, topology: cluster.topology)
+                                  compactVectors: cluster.compactVectors, topology: cluster.topology, ringSteps: cluster.ringSteps)
     }
 
     public var globalBatch: Int { strategy.globalBatch }
-    public var stepsPerEpoch: Int { strategy.roundsPerEpoch }
+    public var stepsPerEpoch: Int { strategy.stepsPerEpoch }
 
     /// What the run came to: the final test evaluation (nil without a test set) and the messages rejected.
     public struct Outcome: Sendable {
@@ -59,7 +59,8 @@ public final class SyncTrainingRun {
         var history = History(), first = 0
         if let store, let (roundsDone, saved) = try store.resume(strategy, rounds: strategy.rounds, history: History.self) {
             (first, history) = (roundsDone, saved)
-            logger.info("resuming \(store.settings.directory) after step \(roundsDone) of \(strategy.rounds)")
+            let stepsDone = roundsDone == 0 ? 0 : strategy.steps(of: roundsDone - 1).upperBound
+            logger.info("resuming \(store.settings.directory) after step \(stepsDone) of \(strategy.stepsPerEpoch * settings.epochs)")
             for epoch in history.epochs { try onEpoch(epoch) }
         }
         let coordinator = Coordinator(transport: transport, strategy: strategy, data: train.identity, settings: cluster, logger: logger)
@@ -68,9 +69,10 @@ public final class SyncTrainingRun {
             // A finished run resumed has nothing left to do, and no workers to wait for.
             if first < strategy.rounds { try coordinator.run(from: first) { round in
                 history.current.add(round)
-                let done = round.round % stepsPerEpoch + 1
-                onStep(history.current, done)
-                if done == stepsPerEpoch {
+                let steps = strategy.steps(of: round.round)
+                onStep(history.current, (steps.upperBound - 1) % stepsPerEpoch + 1)
+                let epochDone = steps.upperBound % stepsPerEpoch == 0
+                if epochDone {
                     history.current.learningRate = strategy.update.learningRate
                     evaluation = test.map { network.evaluate($0) }
                     history.current.evaluation = evaluation
@@ -80,7 +82,7 @@ public final class SyncTrainingRun {
                     history.epochs.append(history.current)
                     history.current = EpochReport(epoch: history.current.epoch + 1)
                 }
-                if let store, done == stepsPerEpoch || store.due(roundsDone: round.round + 1) || cluster.stop?.reason != nil {
+                if let store, epochDone || store.due(steps: steps) || cluster.stop?.reason != nil {
                     try store.save(strategy, roundsDone: round.round + 1, history: history)
                 }
                 return true

@@ -5,7 +5,8 @@ import NNProtocol
 /// the workers, who are sent the sample indices of their part; each returns the mean gradient of its part; the
 /// coordinator takes the sample-weighted mean and applies the optimizer. Equivalent to one process training at
 /// the global batch over the same order. In a ring (`Topology.ring`) the workers sum the weighted gradients among
-/// themselves and each steps a replica; the coordinator's replica steps from the reduced chunks they send it.
+/// themselves and each steps a replica, for rounds of several steps; the coordinator's model is the replica the
+/// first member reports at the end of each round, and a round that fails starts again from it.
 public final class SynchronousSGD: Strategy {
     public let update: ParameterUpdate
     public var network: Network { update.network }
@@ -19,6 +20,8 @@ public final class SynchronousSGD: Strategy {
     /// keeps float32).
     public let compactVectors: Bool
     public let topology: Topology
+    /// Steps per round: 1, unless in a ring.
+    public let stepsPerRound: Int
     /// A cache of the sample order of the epoch the current step is in.
     private var order: (epoch: Int, indices: [UInt32]) = (0, [])
     /// The ring's generation: its members in ring order, and the latest round configured. Changed members, or
@@ -30,9 +33,11 @@ public final class SynchronousSGD: Strategy {
     private let firstGeneration = UInt64.random(in: 0..<(1 << 62))
 
     public init(update: ParameterUpdate, seed: UInt64, trainingSamples: Int, globalBatch: Int, epochs: Int, robust: RobustGradients? = nil,
-                compactVectors: Bool = false, topology: Topology = .parameterServer) {
+                compactVectors: Bool = false, topology: Topology = .parameterServer, ringSteps: Int = 64) {
+        precondition(ringSteps >= 1)
         self.update = update
         self.topology = topology
+        stepsPerRound = topology == .ring ? ringSteps : 1
         self.robust = robust
         self.compactVectors = compactVectors
         self.seed = seed
@@ -44,12 +49,18 @@ public final class SynchronousSGD: Strategy {
     public func save(into state: inout RunState) { update.save(into: &state) }
     public func restore(from state: RunState) throws { try update.restore(from: state) }
 
-    public var roundsPerEpoch: Int { (trainingSamples + globalBatch - 1) / globalBatch }
+    public var stepsPerEpoch: Int { (trainingSamples + globalBatch - 1) / globalBatch }
+    public var roundsPerEpoch: Int { (stepsPerEpoch + stepsPerRound - 1) / stepsPerRound }
     public var rounds: Int { roundsPerEpoch * epochs }
+    /// The steps `round` covers, counted from the run's first: a round never crosses the end of an epoch.
+    public func steps(of round: Int) -> Range<Int> {
+        let epochStart = round / roundsPerEpoch * stepsPerEpoch, first = (round % roundsPerEpoch) * stepsPerRound
+        return (epochStart + first)..<(epochStart + min(first + stepsPerRound, stepsPerEpoch))
+    }
     public var job: Job {
         Job(mode: "sync", seed: seed, globalBatch: globalBatch, compactVectors: compactVectors,
             ring: topology == .ring ? RingConfiguration(optimizer: update.optimizer.settings, schedule: update.schedule, clipNorm: update.clipNorm,
-                                                        stepsPerEpoch: roundsPerEpoch, totalSteps: rounds) : nil)
+                                                        stepsPerEpoch: stepsPerEpoch, totalSteps: stepsPerEpoch * epochs) : nil)
     }
     public var restartsRoundOnLoss: Bool { topology == .ring }
     public func isCurrent(_ g: GradientResult) -> Bool { g.generation == ring?.generation }
@@ -60,13 +71,15 @@ public final class SynchronousSGD: Strategy {
     public func configure(round: Int, participants: [Participant]) -> [Assignment<GradientTask>] {
         let epoch = round / roundsPerEpoch + 1
         if order.epoch != epoch { order = (epoch, epochOrder(seed: seed, epoch: epoch, count: trainingSamples).map { UInt32($0) }) }
-        let start = (round % roundsPerEpoch) * globalBatch
-        let count = min(globalBatch, trainingSamples - start)
-        if topology == .ring {
-            return ringTasks(round: round, start: start, samples: Array(order.indices[start..<(start + count)]), among: participants)
-        }
-        return split(round: round, start: start, samples: Array(order.indices[start..<(start + count)]), firstRow: 0,
-                     among: participants.map(\.peer))
+        let batches = steps(of: round).map { step in samples(ofStep: step) }
+        if topology == .ring { return ringTasks(round: round, batches: batches, among: participants) }
+        return split(round: round, start: batches[0].lowerBound, samples: Array(order.indices[batches[0]]), firstRow: 0, among: participants.map(\.peer))
+    }
+
+    /// Where `step`'s samples lie in its epoch's order.
+    private func samples(ofStep step: Int) -> Range<Int> {
+        let start = step % stepsPerEpoch * globalBatch
+        return start..<min(start + globalBatch, trainingSamples)
     }
 
     public func reassign(_ lost: Assignment<GradientTask>, keys: [Int], round: Int, participants: [Participant]) -> [Assignment<GradientTask>] {
@@ -87,16 +100,15 @@ public final class SynchronousSGD: Strategy {
     /// (whose replica is the aggregated model).
     public func configureAhead(round: Int, participants: [Participant]) -> [Assignment<GradientTask>]? {
         guard topology == .ring, let ring, round < rounds else { return nil }
-        let start = (round % roundsPerEpoch) * globalBatch
-        let members = participants.prefix(min(globalBatch, trainingSamples - start)).map(\.peer)
+        let members = participants.prefix(samples(ofStep: steps(of: round).upperBound - 1).count).map(\.peer)
         guard ring.members == members, round > ring.round else { return nil }
         return configure(round: round, participants: participants)
     }
 
-    /// The ring's tasks: each member (one per sample at most) takes its part, as in `split`, and its place in
-    /// the ring.
-    private func ringTasks(round: Int, start: Int, samples: [UInt32], among participants: [Participant]) -> [Assignment<GradientTask>] {
-        let members = Array(participants.prefix(samples.count))
+    /// The ring's tasks: each member takes its part of every step of the round, as in `split`, and its place in
+    /// the ring; a ring has at most as many members as the round's last (smallest) step has samples.
+    private func ringTasks(round: Int, batches: [Range<Int>], among participants: [Participant]) -> [Assignment<GradientTask>] {
+        let members = Array(participants.prefix(batches.last!.count))
         let peers = members.map(\.peer)
         var sync: [UInt8] = []
         if let ring, ring.members == peers, round > ring.round {
@@ -108,32 +120,31 @@ public final class SynchronousSGD: Strategy {
             sync = (try? state.encoded()) ?? []
         }
         let generation = ring!.generation, n = members.count
-        return zip(members.enumerated(), BatchSlices.ranges(count: samples.count, parts: n)).map { position, part in
-            let (i, member) = position
-            let plan = RingPlan(generation: generation, position: UInt32(i), size: UInt32(n), total: UInt32(samples.count),
+        let parts = batches.map { BatchSlices.ranges(count: $0.count, parts: n) }
+        return members.enumerated().map { i, member in
+            let plan = RingPlan(generation: generation, position: UInt32(i), size: UInt32(n), firstStep: UInt64(steps(of: round).lowerBound), totals: batches.map { UInt32($0.count) },
                                 successor: members[(i + 1) % n].ringEndpoint ?? "", successorKey: members[(i + 1) % n].peer.key?.z85 ?? "",
                                 predecessorKey: members[(i + n - 1) % n].peer.key?.z85 ?? "", sync: sync)
-            let task = GradientTask(step: UInt64(round), start: UInt32(start + part.lowerBound), firstRow: UInt32(part.lowerBound),
-                                    samples: Array(samples[part]), parameters: [], state: [], ring: plan)
-            return Assignment(worker: member.peer, keys: [start + part.lowerBound], work: task)
+            let samples = zip(batches, parts).flatMap { batch, part in order.indices[(batch.lowerBound + part[i].lowerBound)..<(batch.lowerBound + part[i].upperBound)] }
+            let start = batches[0].lowerBound + parts[0][i].lowerBound
+            let task = GradientTask(step: UInt64(round), start: UInt32(start), firstRow: UInt32(parts[0][i].lowerBound),
+                                    samples: samples, parameters: [], state: [], ring: plan)
+            return Assignment(worker: member.peer, keys: [start], work: task)
         }
-    }
-
-    /// The range of the reduced vector (gradient, then state) that the ring member at `position` sends.
-    private func ringChunk(position: Int, size: Int) -> Range<Int> {
-        RingAllReduce.bounds(chunk: RingAllReduce.owned(position: position, size: size), size: size,
-                             length: network.parameterCount + network.state.count)
     }
 
     public func check(_ g: GradientResult, against assignment: Assignment<GradientTask>) throws {
         if let plan = assignment.work.ring {
             guard g.generation == plan.generation else { throw ClusterError("result of ring generation \(g.generation.map(String.init) ?? "none"), not \(plan.generation)") }
-            guard Int(g.count) == assignment.work.samples.count, g.correct <= g.count else {
+            // Fewer samples than the task's when the ring stopped at a step that would leave the model non-finite.
+            guard Int(g.count) <= assignment.work.samples.count, g.correct <= g.count else {
                 throw ClusterError("result counts \(g.correct) correct of \(g.count) samples; the task had \(assignment.work.samples.count)")
             }
-            let chunk = ringChunk(position: Int(plan.position), size: Int(plan.size))
-            guard g.gradient.count == chunk.count else { throw ClusterError("reduced chunk has \(g.gradient.count) values, \(chunk.count) expected") }
-            // Not checked for finiteness: a ring's chunks are sums over every member, so the step itself refuses them.
+            guard plan.position == 0 else {
+                guard g.replica.isEmpty else { throw ClusterError("a replica from ring position \(plan.position); only position 0 sends it") }
+                return
+            }
+            _ = try replica(g.replica, steps: steps(of: Int(assignment.work.step)))
             return
         }
         let count = assignment.work.samples.count
@@ -153,15 +164,11 @@ public final class SynchronousSGD: Strategy {
 
     public func aggregate(round: Int, results: [GradientResult], failures: [Int]) throws -> RoundResult {
         if topology == .ring {
-            // Results come in key order, which is ring order.
-            guard let ring, results.count == ring.members.count else { throw ClusterError("a ring step with \(results.count) of its chunks") }
-            var reduced = [Float](repeating: 0, count: network.parameterCount + network.state.count)
-            for (position, result) in results.enumerated() {
-                reduced.replaceSubrange(ringChunk(position: position, size: results.count), with: result.gradient)
-            }
-            guard RingAllReduce.step(update, reduced: reduced, stepsPerEpoch: roundsPerEpoch, totalSteps: rounds, checked: true) else {
-                throw TrainingError.nonFiniteUpdate(step: round + 1)
-            }
+            // Results come in key order, which is ring order: position 0's, with the replica, first.
+            guard let ring, results.count == ring.members.count else { throw ClusterError("a ring round with \(results.count) of its results") }
+            try update.restore(from: try replica(results[0].replica, steps: steps(of: round)))
+            // The members stop before a step that would leave the model non-finite, as a parameter server does.
+            guard update.step == steps(of: round).upperBound else { throw TrainingError.nonFiniteUpdate(step: update.step + 1) }
             return RoundResult(round: results)
         }
         let total = Float(results.reduce(0) { $0 + Int($1.count) })
@@ -176,11 +183,29 @@ public final class SynchronousSGD: Strategy {
         if network.state.count > 0 {
             BLAS.weightedSum(results.map(\.state), weights: weights, into: network.state.base, count: network.state.count)
         }
-        guard update.applyIfFinite(stepsPerEpoch: roundsPerEpoch, totalSteps: rounds) else {
+        guard update.applyIfFinite(stepsPerEpoch: stepsPerEpoch, totalSteps: stepsPerEpoch * epochs) else {
             throw TrainingError.nonFiniteUpdate(step: round + 1)
         }
         var result = RoundResult(round: results)
         result.flagged = flagged
         return result
+    }
+
+    /// A ring member's replica after a round of `steps`, checked on a model of its own: it fits, is finite, and has
+    /// taken the round's steps (fewer when the ring stopped before a step that would leave it non-finite).
+    private func replica(_ bytes: [UInt8], steps: Range<Int>) throws -> RunState {
+        let state: RunState, check = ParameterUpdate(network: Network(spec: network.spec), optimizer: update.optimizer.settings,
+                                                       schedule: update.schedule, clipNorm: update.clipNorm)
+        do {
+            state = try RunState(decoding: bytes)
+            try check.restore(from: state)
+        } catch {
+            throw ClusterError("the ring's replica is not usable: \(error)")
+        }
+        guard (steps.lowerBound...steps.upperBound).contains(check.step) else {
+            throw ClusterError("the ring's replica has taken \(check.step) steps, not \(steps.lowerBound)…\(steps.upperBound)")
+        }
+        try NonFiniteResult.check([check.network.parameters.array, check.network.state.array], lossSum: 0, what: "replica")
+        return state
     }
 }

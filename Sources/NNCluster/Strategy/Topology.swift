@@ -4,6 +4,6 @@ public enum Topology: String, Sendable, CaseIterable {
     /// n models and n gradients a step.
     case parameterServer = "server"
     /// Among themselves, in a ring all-reduce; each steps its own replica, and the coordinator only hands out
-    /// samples and takes one model's worth of reduced chunks a step. Per-link traffic does not grow with n.
+    /// samples for a round of several steps and takes one replica a round. Per-link traffic does not grow with n.
     case ring
 }

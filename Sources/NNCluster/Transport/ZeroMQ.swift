@@ -220,9 +220,10 @@ public struct ZmqSettings: Sendable {
     public init(maximumMessageBytes: Int64) { self.maximumMessageBytes = maximumMessageBytes }
 
     /// A coordinator's settings for a run of `network`: the largest message a worker sends is a result (its
-    /// header and the model-sized float frames), a hello, or a worker's sealed shares in secure aggregation.
+    /// header and the model-sized float frames, or a ring member's replica: the model, up to two optimizer
+    /// moments and a run state's header), a hello, or a worker's sealed shares in secure aggregation.
     public static func coordinator(for network: Network) -> ZmqSettings {
-        ZmqSettings(maximumMessageBytes: Int64(max(4 * (network.parameterCount + network.state.count + 2) + WireCodec.maximumWorkerHeader,
+        ZmqSettings(maximumMessageBytes: Int64(max(4 * (3 * network.parameterCount + network.state.count + 2) + (64 << 10) + WireCodec.maximumWorkerHeader,
                                                    WireCodec.maximumMaskingBytes)))
     }
 

@@ -147,7 +147,7 @@ public final class Worker {
                     if try ringStep(task, plan: task.ring!, in: session) { tasksDone += 1 }
                     lastSent = .now
                 } catch let error as ClusterError {
-                    logger.warning("rejected ring task for step \(task.step + 1): \(error)")
+                    logger.warning("rejected ring task for round \(task.step + 1): \(error)")
                     try send(.error(ErrorReport(code: .badMessage, text: error.description)))
                 }
             case .task(let task):
