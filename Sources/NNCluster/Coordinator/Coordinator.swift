@@ -62,6 +62,9 @@ public final class Coordinator<S: Strategy> {
     /// Rounds whose work may be out before the round before them is aggregated: a ring's rounds are long, so
     /// one is enough for a worker to find its next task waiting; the results held early stay bounded.
     static var roundsAhead: Int { 1 }
+    /// The longest a round has taken so far, of those that lost no worker: a ring's round of many steps may take
+    /// longer than the timeout.
+    private var longestRound: Duration = .zero
     /// Hello tokens: refilled at `AdmissionLimits.hellosPerSecond`.
     private var helloTokens = Double(AdmissionLimits.hellosPerSecond)
     private var tokensRefilled = ContinuousClock.now
@@ -95,7 +98,10 @@ public final class Coordinator<S: Strategy> {
             var report = RoundReport(round: round)
             let start = ContinuousClock.now
             let sentBefore = bytesSent, receivedBefore = bytesReceived
+            let membersBefore = ready.map(\.peer)
             let (results, answeredBy, masked) = try collect(round: round, into: &report)
+            // A round that lost a worker took the timeout to find it out: not a measure of the work.
+            if ready.map(\.peer) == membersBefore { longestRound = max(longestRound, start.duration(to: .now)) }
             let aggregationStart = ContinuousClock.now
             if report.skipped == nil {
                 if let masked {
@@ -473,10 +479,12 @@ public final class Coordinator<S: Strategy> {
             if strategy.deadline == nil {
                 // A ring's results wait for each other: a lost member is found by its silence (the heartbeat
                 // timeout) and the round restarts; only then is the wait itself a fault (a ring link that fails
-                // while the control link lives), and every member still owing a result is dropped.
-                let allowed = strategy.restartsRoundOnLoss ? timing.timeout * 2 : timing.timeout
+                // while the control link lives), and every member still owing a result is dropped. A ring's
+                // round is allowed three times the longest one yet besides.
+                let allowed = strategy.restartsRoundOnLoss ? timing.timeout * 2 + longestRound * 3 : timing.timeout
                 for (key, assignment) in pending where ContinuousClock.now - sentAt[key]! > allowed {
-                    if let worker = workers[assignment.worker] { drop(worker, because: "no result within \(allowed)", penalize: true) }
+                    let hint = strategy.restartsRoundOnLoss ? " (a ring's round must end within twice the timeout and three times its longest round yet: give a longer timeout for long steps)" : ""
+                    if let worker = workers[assignment.worker] { drop(worker, because: "no result within \(allowed)\(hint)", penalize: true) }
                 }
                 let busy = Set(pending.values.map(\.worker)).union(helpers.values)
                 var idle = participants.map(\.peer).filter { !busy.contains($0) }
