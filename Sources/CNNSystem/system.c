@@ -148,6 +148,11 @@ const float *nn_ring_channel_peek(void *memory, nn_ring_slot_header *header) {
     return (const float *)(slot + sizeof *header);
 }
 
+int nn_ring_channel_waiting(const void *memory) {
+    nn_ring_channel *c = (nn_ring_channel *)memory;
+    return atomic_load_explicit(&c->read, memory_order_relaxed) != atomic_load_explicit(&c->written, memory_order_acquire);
+}
+
 void nn_ring_channel_pop(void *memory) {
     nn_ring_channel *c = memory;
     atomic_fetch_add_explicit(&c->read, 1, memory_order_release);

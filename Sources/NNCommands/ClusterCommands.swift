@@ -216,7 +216,7 @@ public struct WorkerCommand: AsyncParsableCommand {
     @Option(help: "Synchronous SGD: threads that compute each task's gradient, each on a contiguous slice of its samples (see nn train --batch-threads).")
     var batchThreads: Int = 1
 
-    @Option(help: "CPUs to run on, e.g. 0 or 2-3 (default: any); nn launch gives each worker CPUs of its own.")
+    @Option(help: "CPUs to run on, e.g. 0 or 2-3 (default: any); nn launch gives each worker CPUs of its own. A pinned ring member spins briefly for its partner's chunks on this host instead of sleeping at once.")
     var cpus: String?
 
     @Option(help: "Ring runs: the address of this machine where the other workers reach it (default: the one its packets to the coordinator leave from).")
@@ -269,7 +269,8 @@ public struct WorkerCommand: AsyncParsableCommand {
                                             clientFirst: range?.lowerBound,
                                             clientCount: range?.count ?? clientsPerWorker ?? 0, clientThreads: clientThreads,
                                             stop: stopRequestOnSignals(), ringHost: { [ringHost, connect] in try ringHost ?? LocalAddress.towards(connect) },
-                                            ringPort: ringPort ?? 0, batchThreads: batchThreads),
+                                            ringPort: ringPort ?? 0, batchThreads: batchThreads,
+                                            ringSpin: cpus == nil ? .zero : .microseconds(100)),
                             logger: logger)
         let reason: String
         do {

@@ -156,11 +156,12 @@ import Testing
         #expect(FileManager.default.fileExists(atPath: elsewhere), "another namespace's channel file was removed")
     }
 
-    /// Two ring links on one host exchange chunks through shared memory, with CURVE or without; a channel that
-    /// failed is not written to again, nor is a channel file of another user, and chunks take the TCP link.
+    /// Two ring links on one host exchange chunks through shared memory, with CURVE or without, the receiver
+    /// spinning before it sleeps or not; a channel that failed is not written to again, nor is a channel file of
+    /// another user, and chunks take the TCP link.
     @Test func linksOnOneHostUseSharedMemory() throws {
         let a = try RingLink(host: "127.0.0.1", port: 0, keys: nil, maximumChunkBytes: 1 << 16, logger: quiet)
-        let b = try RingLink(host: "127.0.0.1", port: 0, keys: nil, maximumChunkBytes: 1 << 16, logger: quiet)
+        let b = try RingLink(host: "127.0.0.1", port: 0, keys: nil, maximumChunkBytes: 1 << 16, spin: .microseconds(200), logger: quiet)
         try a.join(successor: b.endpoint, successorKey: "", predecessorKey: "")
         try b.join(successor: a.endpoint, successorKey: "", predecessorKey: "")
         #expect(a.sharesMemoryWithSuccessor && b.sharesMemoryWithSuccessor)
@@ -170,6 +171,15 @@ import Testing
             #expect(try b.send(generation: 1, step: step, phase: 1, values: [-Float(step)][...], within: .seconds(1)))
             #expect(try a.receive(generation: 1, step: step, phase: 1, timeout: .seconds(5))?.values == [-Float(step)])
         }
+        // The spinning receiver still waits out its timeout when nothing comes, and takes a chunk that comes
+        // after its spin, once woken.
+        let waited = ContinuousClock.now
+        #expect(try b.receive(generation: 1, step: 100, phase: 0, timeout: .milliseconds(50)) == nil)
+        #expect(waited.duration(to: .now) >= .milliseconds(48), "gave up after \(waited.duration(to: .now))")  // poll counts whole milliseconds
+        nonisolated(unsafe) let sender = a
+        let late = Thread { usleep(30_000); _ = try? sender.send(generation: 1, step: 100, phase: 0, values: [5][...], within: .seconds(1)) }
+        late.start()
+        #expect(try b.receive(generation: 1, step: 100, phase: 0, timeout: .seconds(5))?.values == [5])
         // A chunk the channel cannot take (nor, being too large, the successor's port): that successor gets
         // TCP from then on.
         #expect(try a.send(generation: 2, step: 0, phase: 0, values: ArraySlice(repeating: 1, count: (1 << 14) + 1), within: .seconds(1)))

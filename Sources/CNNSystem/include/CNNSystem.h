@@ -43,5 +43,7 @@ int nn_ring_channel_put(void *memory, const nn_ring_slot_header *header, const f
 const float *nn_ring_channel_peek(void *memory, nn_ring_slot_header *header);
 /// Frees the slot `nn_ring_channel_peek` returned.
 void nn_ring_channel_pop(void *memory);
+/// Whether a chunk waits, without a lock or a system call: for a reader that spins before it sleeps.
+int nn_ring_channel_waiting(const void *memory);
 
 #endif

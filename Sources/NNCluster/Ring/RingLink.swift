@@ -37,7 +37,11 @@ final class RingLink {
     private static let keptChunks = 64
 
     /// Binds on `host` (an address of this machine the other workers can reach) and `port` (0: one the system picks).
-    init(host: String, port: Int, keys: CurveKeyPair?, maximumChunkBytes: Int64, logger: Logger) throws {
+    /// How long a receive spins on the shared channel before it sleeps (zero: it does not).
+    private let spin: Duration
+
+    init(host: String, port: Int, keys: CurveKeyPair?, maximumChunkBytes: Int64, spin: Duration = .zero, logger: Logger) throws {
+        self.spin = spin
         let address = host.contains(":") ? "[\(host)]" : host
         inbound = try ZmqSocket(type: ZMQ_PULL, endpoint: "tcp://\(address):\(port == 0 ? "*" : String(port))")
         try inbound.set(ZMQ_MAXMSGSIZE, maximumChunkBytes)
@@ -144,6 +148,7 @@ final class RingLink {
             while let chunk = sharedInbound?.take() {
                 if let wanted = keep(chunk, wanted: wanted, generation: generation, step: step, phase: phase) { return wanted }
             }
+            if spin > .zero, let shared = sharedInbound, shared.spin(for: spin) { continue }
             let left = max(ContinuousClock.now.duration(to: deadline), .zero)
             if let shared = sharedInbound, try !inbound.waitReadable(orReadable: shared.doorbell, timeout: left) { return nil }
             guard let frames = try inbound.receive(timeout: sharedInbound == nil ? left : .zero) else {

@@ -11,11 +11,12 @@ final class RingMember {
     /// The generation the replica belongs to; nil until the first.
     private(set) var generation: UInt64?
 
-    init(_ configuration: RingConfiguration, network: Network, host: String, port: Int, keys: CurveKeyPair?, logger: Logger) throws {
+    init(_ configuration: RingConfiguration, network: Network, host: String, port: Int, keys: CurveKeyPair?, spin: Duration, logger: Logger) throws {
         self.configuration = configuration
         replica = ParameterUpdate(network: network, optimizer: configuration.optimizer, schedule: configuration.schedule, clipNorm: configuration.clipNorm)
         // A chunk is at most the whole reduced vector, and a header.
-        link = try RingLink(host: host, port: port, keys: keys, maximumChunkBytes: Int64(4 * (network.parameterCount + network.state.count) + 64), logger: logger)
+        link = try RingLink(host: host, port: port, keys: keys, maximumChunkBytes: Int64(4 * (network.parameterCount + network.state.count) + 64),
+                            spin: spin, logger: logger)
     }
 
     /// Starts `generation` from the coordinator's replica (a run state's bytes).

@@ -153,6 +153,16 @@ final class SharedRingChannel {
         return true
     }
 
+    /// Waits up to `limit` for a chunk, spinning: a partner on another core usually sends one within a fraction
+    /// of a millisecond, sooner than a sleeping reader would wake. True when one is there.
+    func spin(for limit: Duration) -> Bool {
+        let deadline = ContinuousClock.now + limit
+        repeat {
+            for _ in 0..<64 where nn_ring_channel_waiting(memory) != 0 { return true }
+        } while ContinuousClock.now < deadline
+        return false
+    }
+
     /// The oldest chunk written, if any (the reader's).
     func take() -> RingChunk? {
         var byte = [UInt8](repeating: 0, count: 64)

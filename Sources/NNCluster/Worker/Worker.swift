@@ -32,13 +32,18 @@ public final class Worker {
         public var ringPort: Int
         /// Synchronous SGD: threads that compute each task's gradient, each on a slice of its samples.
         public var batchThreads: Int
+        /// In a ring run: how long to spin for a chunk from a member on this host before sleeping. A partner on
+        /// a core of its own usually sends within a fraction of a millisecond, sooner than a sleeper wakes; on
+        /// shared cores spinning takes the time the partner needs, so it is for pinned workers (`--cpus`).
+        public var ringSpin: Duration
 
         public init(name: String, registrationTimeout: Duration = .seconds(30), reconnectTimeout: Duration = .seconds(60),
                     clientFirst: Int? = nil, clientCount: Int = 0, clientThreads: Int = 1, stop: StopRequest? = nil, ringHost: @escaping @Sendable () throws -> String = { "127.0.0.1" },
-                    ringPort: Int = 0, batchThreads: Int = 1) {
+                    ringPort: Int = 0, batchThreads: Int = 1, ringSpin: Duration = .zero) {
             self.name = name; self.registrationTimeout = registrationTimeout; self.reconnectTimeout = reconnectTimeout
             self.clientFirst = clientFirst; self.clientCount = clientCount; self.clientThreads = clientThreads; self.stop = stop
             self.ringHost = ringHost; self.ringPort = ringPort; self.batchThreads = batchThreads
+            self.ringSpin = ringSpin
         }
     }
 
@@ -313,7 +318,8 @@ public final class Worker {
         let backpropagation = ParallelBackpropagation(network: Network(spec: configuration.model), threads: settings.batchThreads,
                                                       seed: configuration.seed)
         let ring = try configuration.ring.map {
-            try RingMember($0, network: backpropagation.network, host: try settings.ringHost(), port: settings.ringPort, keys: transport.keys, logger: logger)
+            try RingMember($0, network: backpropagation.network, host: try settings.ringHost(), port: settings.ringPort, keys: transport.keys,
+                           spin: settings.ringSpin, logger: logger)
         }
         let listening = ring.map { "; ring peers reach it at \($0.link.endpoint)" } ?? ""
         logger.info("registered as worker #\(welcome.workerIndex): \(configuration.mode) training of \(configuration.model.description)\(hosting)\(listening)")
