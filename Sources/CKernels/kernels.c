@@ -69,6 +69,11 @@ void nn_scale(float *restrict y, const float *restrict x, long n, float a) {
     for (long i = 0; i < n; i++) y[i] = a * x[i];
 }
 
+NN_MULTIVERSION
+void nn_relu_backward(float *restrict dx, const float *restrict y, const float *restrict dy, long n) {
+    for (long i = 0; i < n; i++) dx[i] = y[i] > 0 ? dy[i] : 0;
+}
+
 // The two checks below read floats as their bits: a float is NaN or infinite exactly when its exponent bits are all
 // ones, and for the rest the order of |x| is the order of the bits without the sign. Integer reductions vectorise;
 // a float sum would not, as the order of its additions is fixed.

@@ -1,4 +1,5 @@
 import Foundation
+import CKernels
 
 /// Element-wise nonlinearities. Softmax is not one of them: it is fused into the loss, where it is stable.
 public final class Activation: Layer {
@@ -37,7 +38,7 @@ public final class Activation: Layer {
         let dx = inputGradient.rows(batch)
         let count = batch * inputWidth
         switch kind {
-        case .relu: for i in 0..<count { dx[i] = y[i] > 0 ? dy[i] : 0 }
+        case .relu: nn_relu_backward(dx, y, dy, count)
         case .sigmoid: for i in 0..<count { dx[i] = dy[i] * y[i] * (1 - y[i]) }
         case .tanh: for i in 0..<count { dx[i] = dy[i] * (1 - y[i] * y[i]) }
         }

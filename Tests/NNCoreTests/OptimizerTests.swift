@@ -99,6 +99,24 @@ import Testing
         }
     }
 
+    /// The ReLU's vectorised input gradient passes dy where the output is positive and 0 elsewhere (at 0, -0 and
+    /// NaN too), as the scalar loop did.
+    @Test func reluBackwardMatchesTheScalarLoop() throws {
+        var generator = SystemRandomNumberGenerator()
+        let width = 37, batch = 3
+        let relu = Activation(.relu, width: width)
+        var x = (0..<(width * batch)).map { _ in Float.random(in: -1...1, using: &generator) }
+        x[0] = 0; x[1] = -0.0; x[2] = .leastNonzeroMagnitude; x[3] = .nan
+        let dy = (0..<(width * batch)).map { _ in Float.random(in: -1...1, using: &generator) }
+        let (y, dx) = x.withUnsafeBufferPointer { xs in
+            let y = Array(UnsafeBufferPointer(start: relu.forward(xs.baseAddress!, batch: batch, pass: .inference), count: width * batch))
+            let dx = dy.withUnsafeBufferPointer { Array(UnsafeBufferPointer(start: relu.backward($0.baseAddress!, batch: batch, needsInputGradient: true)!, count: width * batch)) }
+            return (y, dx)
+        }
+        #expect(dx.map(\.bitPattern) == zip(y, dy).map { ($0 > 0 ? $1 : 0).bitPattern })
+        #expect(dx[2] == dy[2] && dx[0] == 0 && dx[1] == 0)
+    }
+
     /// The finiteness and magnitude checks that guard every gradient and update, on the values that matter.
     @Test func finitenessAndMagnitude() {
         func check(_ values: [Float]) -> (Bool, Float) {
