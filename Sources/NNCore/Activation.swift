@@ -32,7 +32,7 @@ public final class Activation: Layer {
     }
 
     /// Derivatives from the stored output: relu′ = [y > 0], σ′ = y(1 − y), tanh′ = 1 − y².
-    public func backward(_ dy: UnsafePointer<Float>, batch: Int, needsInputGradient: Bool) -> UnsafePointer<Float>? {
+    public func backward(_ dy: UnsafePointer<Float>, batch: Int, needsInputGradient: Bool, descent: Float?) -> UnsafePointer<Float>? {
         guard needsInputGradient else { return nil }
         let y = output.rows(batch)
         let dx = inputGradient.rows(batch)
@@ -84,7 +84,7 @@ public final class Dropout: Layer {
         return UnsafePointer(y)
     }
 
-    public func backward(_ dy: UnsafePointer<Float>, batch: Int, needsInputGradient: Bool) -> UnsafePointer<Float>? {
+    public func backward(_ dy: UnsafePointer<Float>, batch: Int, needsInputGradient: Bool, descent: Float?) -> UnsafePointer<Float>? {
         guard needsInputGradient else { return nil }
         guard masked else { return dy }
         let m = mask.rows(batch), dx = inputGradient.rows(batch)

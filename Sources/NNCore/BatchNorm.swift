@@ -83,7 +83,7 @@ public final class BatchNorm: Layer {
     }
 
     /// dx = γ·σ⁻¹/N · (N·dy − Σdy − x̂·Σ(dy·x̂)), the gradient through the batch statistics.
-    public func backward(_ dy: UnsafePointer<Float>, batch: Int, needsInputGradient: Bool) -> UnsafePointer<Float>? {
+    public func backward(_ dy: UnsafePointer<Float>, batch: Int, needsInputGradient: Bool, descent: Float?) -> UnsafePointer<Float>? {
         let w = inputWidth
         let xhat = normalized.rows(batch)
         let s1 = sumDy.base, s2 = sumDyXhat.base
@@ -95,13 +95,19 @@ public final class BatchNorm: Layer {
         }
         dBeta.update(from: s1, count: w)
         dGamma.update(from: s2, count: w)
-        guard needsInputGradient else { return nil }
-        let dx = inputGradient.rows(batch)
-        let n = Float(batch), inv = inverseStd.base
-        for r in 0..<batch {
-            let g = dy + r * w, h = xhat + r * w, d = dx + r * w
-            for j in 0..<w { d[j] = gamma[j] * inv[j] / n * (n * g[j] - s1[j] - h[j] * s2[j]) }
+        // dX with γ before a descent moves it.
+        var dx: UnsafeMutablePointer<Float>?
+        if needsInputGradient {
+            dx = inputGradient.rows(batch)
+            let n = Float(batch), inv = inverseStd.base
+            for r in 0..<batch {
+                let g = dy + r * w, h = xhat + r * w, d = dx! + r * w
+                for j in 0..<w { d[j] = gamma[j] * inv[j] / n * (n * g[j] - s1[j] - h[j] * s2[j]) }
+            }
         }
-        return UnsafePointer(dx)
+        if let rate = descent {
+            for j in 0..<w { gamma[j] -= rate * s2[j]; beta[j] -= rate * s1[j] }
+        }
+        return dx.map { UnsafePointer($0) }
     }
 }

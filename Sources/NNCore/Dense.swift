@@ -64,19 +64,26 @@ public final class Dense: Layer {
         return UnsafePointer(y)
     }
 
-    public func backward(_ dy: UnsafePointer<Float>, batch: Int, needsInputGradient: Bool) -> UnsafePointer<Float>? {
+    public func backward(_ dy: UnsafePointer<Float>, batch: Int, needsInputGradient: Bool, descent: Float?) -> UnsafePointer<Float>? {
         let n = outputWidth
-        // dW = dYᵀ · X
-        BLAS.gemm(transA: true, m: n, n: inputWidth, k: batch, a: dy, b: input!, c: dw)
+        // dX = dY · W, before a descent moves W.
+        var dx: UnsafeMutablePointer<Float>?
+        if needsInputGradient {
+            dx = inputGradient.rows(batch)
+            BLAS.gemm(m: batch, n: inputWidth, k: n, a: dy, b: w, c: dx!)
+        }
+        // dW = dYᵀ · X, or with a descent W ← W − rate · dYᵀ · X in the same product.
+        if let rate = descent {
+            BLAS.gemm(transA: true, m: n, n: inputWidth, k: batch, alpha: -rate, a: dy, b: input!, beta: 1, c: w)
+        } else {
+            BLAS.gemm(transA: true, m: n, n: inputWidth, k: batch, a: dy, b: input!, c: dw)
+        }
         db.update(repeating: 0, count: n)
         for r in 0..<batch {
             let row = dy + r * n
             for j in 0..<n { db[j] += row[j] }
         }
-        guard needsInputGradient else { return nil }
-        // dX = dY · W
-        let dx = inputGradient.rows(batch)
-        BLAS.gemm(m: batch, n: inputWidth, k: n, a: dy, b: w, c: dx)
-        return UnsafePointer(dx)
+        if let rate = descent { for j in 0..<n { b[j] -= rate * db[j] } }
+        return dx.map { UnsafePointer($0) }
     }
 }

@@ -39,8 +39,11 @@ public protocol Layer: AnyObject {
     func bind(parameters: UnsafeMutablePointer<Float>, gradients: UnsafeMutablePointer<Float>, state: UnsafeMutablePointer<Float>)
     func initialize(_ rng: inout SeededRandom)
     func forward(_ x: UnsafePointer<Float>, batch: Int, pass: Pass) -> UnsafePointer<Float>
-    /// Writes (not accumulates) the parameter gradients and returns dL/dx when asked for it.
-    func backward(_ dy: UnsafePointer<Float>, batch: Int, needsInputGradient: Bool) -> UnsafePointer<Float>?
+    /// Writes (not accumulates) the parameter gradients and returns dL/dx when asked for it. With a `descent`
+    /// rate it applies plain SGD to the parameters in place instead (p ← p − rate · dL/dp, the gradient's
+    /// vector then holds no gradient): a dense layer folds the step into the product that gives its gradient,
+    /// sparing a pass over its weights. dL/dx is that of the parameters before the step.
+    func backward(_ dy: UnsafePointer<Float>, batch: Int, needsInputGradient: Bool, descent: Float?) -> UnsafePointer<Float>?
 }
 
 extension Layer {
@@ -50,6 +53,9 @@ extension Layer {
     public func initialize(_ rng: inout SeededRandom) {}
     var parameterCount: Int { parameterTensors.reduce(0) { $0 + $1.count } }
     var stateCount: Int { stateTensors.reduce(0) { $0 + $1.count } }
+    public func backward(_ dy: UnsafePointer<Float>, batch: Int, needsInputGradient: Bool) -> UnsafePointer<Float>? {
+        backward(dy, batch: batch, needsInputGradient: needsInputGradient, descent: nil)
+    }
 }
 
 /// Layers applied in order; also the body of a residual block and the whole network.
@@ -93,10 +99,10 @@ public final class Sequential: Layer {
         return h
     }
 
-    public func backward(_ dy: UnsafePointer<Float>, batch: Int, needsInputGradient: Bool) -> UnsafePointer<Float>? {
+    public func backward(_ dy: UnsafePointer<Float>, batch: Int, needsInputGradient: Bool, descent: Float?) -> UnsafePointer<Float>? {
         var g: UnsafePointer<Float>? = dy
         for i in layers.indices.reversed() {
-            g = layers[i].backward(g!, batch: batch, needsInputGradient: i > 0 || needsInputGradient)
+            g = layers[i].backward(g!, batch: batch, needsInputGradient: i > 0 || needsInputGradient, descent: descent)
         }
         return g
     }

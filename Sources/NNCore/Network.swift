@@ -60,9 +60,10 @@ public final class Network {
         body.forward(x, batch: batch, pass: pass)
     }
 
-    /// Writes the gradients of the loss whose logit gradient is `dLogits` into `gradients`.
-    public func backward(_ dLogits: UnsafePointer<Float>, batch: Int) {
-        _ = body.backward(dLogits, batch: batch, needsInputGradient: false)
+    /// Writes the gradients of the loss whose logit gradient is `dLogits` into `gradients`; with a `descent`
+    /// rate, applies plain SGD to the parameters instead (`Layer.backward`).
+    public func backward(_ dLogits: UnsafePointer<Float>, batch: Int, descent: Float? = nil) {
+        _ = body.backward(dLogits, batch: batch, needsInputGradient: false, descent: descent)
     }
 
     private static func slots(_ tensors: [TensorSpec]) -> [Slot] {

@@ -29,8 +29,8 @@ public final class Residual: Layer {
         return UnsafePointer(y)
     }
 
-    public func backward(_ dy: UnsafePointer<Float>, batch: Int, needsInputGradient: Bool) -> UnsafePointer<Float>? {
-        guard let dBody = body.backward(dy, batch: batch, needsInputGradient: needsInputGradient) else { return nil }
+    public func backward(_ dy: UnsafePointer<Float>, batch: Int, needsInputGradient: Bool, descent: Float?) -> UnsafePointer<Float>? {
+        guard let dBody = body.backward(dy, batch: batch, needsInputGradient: needsInputGradient, descent: descent) else { return nil }
         let dx = inputGradient.rows(batch)
         for i in 0..<(batch * inputWidth) { dx[i] = dy[i] + dBody[i] }
         return UnsafePointer(dx)

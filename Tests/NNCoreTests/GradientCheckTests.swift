@@ -71,6 +71,32 @@ import Testing
         #expect(gradientError(spec) < 5e-3)
     }
 
+    /// A backward pass with a descent rate takes the plain SGD step on the gradient a plain backward pass gives,
+    /// in every layer kind (dense weights fold it into their product, so to rounding), and returns the same input
+    /// gradient, that of the parameters before the step.
+    @Test(arguments: [(false, 0), (true, 1)])
+    func descentIsTheSGDStep(batchNorm: Bool, residualBlocks: Int) throws {
+        let spec = try ModelSpec(widths: [6, 8, 8, 3], activation: .relu, batchNorm: batchNorm, dropout: 0.2, residualBlocks: residualBlocks)
+        let batch = 5, rate: Float = 0.05
+        var rng = SeededRandom(seed: 21)
+        let x = FloatBuffer((0..<(batch * spec.inputWidth)).map { _ in rng.nextGaussian() })
+        var labels = (0..<batch).map { _ in Int32(rng.next(below: spec.classes)) }
+        let stepped = Network(spec: spec, seed: 5), descended = Network(spec: spec, seed: 5)
+        let sgd = Optimizer(OptimizerSettings(kind: .sgd), parameterCount: stepped.parameterCount)
+        for step in UInt64(0)..<3 {
+            let a = labels.withUnsafeMutableBufferPointer { Backpropagation(network: stepped, seed: 9).run(x: x.base, labels: $0.baseAddress!, batch: batch, step: step) }
+            sgd.step(parameters: stepped.parameters, gradients: stepped.gradients, learningRate: rate)
+            let b = labels.withUnsafeMutableBufferPointer {
+                Backpropagation(network: descended, seed: 9).run(x: x.base, labels: $0.baseAddress!, batch: batch, step: step, descent: rate)
+            }
+            #expect(abs(a.loss - b.loss) < 1e-5 * abs(a.loss) && a.correct == b.correct)
+        }
+        let p = stepped.parameters.array, q = descended.parameters.array
+        let difference = zip(p, q).map { Double($0 - $1) * Double($0 - $1) }.reduce(0, +).squareRoot() / p.map { Double($0) * Double($0) }.reduce(0, +).squareRoot()
+        #expect(difference < 1e-6, "relative difference \(difference)")
+        #expect(p != Network(spec: spec, seed: 5).parameters.array, "no step was taken")
+    }
+
     /// A check that cannot pass by accident: a corrupted gradient must be caught.
     @Test func checkDetectsAWrongGradient() throws {
         let spec = try ModelSpec(widths: [4, 3, 2], activation: .tanh)

@@ -127,14 +127,16 @@ public final class ClientHost: @unchecked Sendable {
             for start in stride(from: epoch * size, to: (epoch + 1) * size, by: batch) {
                 let indices = order[start..<min(start + batch, (epoch + 1) * size)]
                 data.gather(indices, into: buffer.x.base, labels: buffer.labels)
-                let r = context.backpropagation.run(x: buffer.x.base, labels: buffer.labels, batch: indices.count, step: step)
+                // Plain SGD takes its step in the backward pass; FedProx's term needs the gradient first.
+                let r = context.backpropagation.run(x: buffer.x.base, labels: buffer.labels, batch: indices.count, step: step,
+                                                    descent: mu > 0 ? nil : request.learningRate)
                 lossSum += r.loss * Double(indices.count)
                 correct += r.correct
                 if mu > 0 {
                     let g = network.gradients.base, w = parameters.base, w0 = context.global.base
                     for i in 0..<count { g[i] += mu * (w[i] - w0[i]) }
+                    context.sgd.step(parameters: parameters, gradients: network.gradients, learningRate: request.learningRate)
                 }
-                context.sgd.step(parameters: parameters, gradients: network.gradients, learningRate: request.learningRate)
                 step += 1
                 if step % 16 == 0 { progress?() }
             }
