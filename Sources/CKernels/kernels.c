@@ -70,6 +70,11 @@ void nn_scale(float *restrict y, const float *restrict x, long n, float a) {
 }
 
 NN_MULTIVERSION
+void nn_scale_bytes(float *restrict y, const unsigned char *restrict x, long n, float a) {
+    for (long i = 0; i < n; i++) y[i] = (float)x[i] * a;
+}
+
+NN_MULTIVERSION
 void nn_relu_backward(float *restrict dx, const float *restrict y, const float *restrict dy, long n) {
     for (long i = 0; i < n; i++) dx[i] = y[i] > 0 ? dy[i] : 0;
 }

@@ -56,6 +56,9 @@ public enum BLAS {
     /// y = a·x.
     public static func scale(_ x: UnsafePointer<Float>, by a: Float, into y: UnsafeMutablePointer<Float>, count: Int) { nn_scale(y, x, count, a) }
 
+    /// y = a·x for bytes x (pixels to floats).
+    public static func scale(bytes x: UnsafePointer<UInt8>, by a: Float, into y: UnsafeMutablePointer<Float>, count: Int) { nn_scale_bytes(y, x, count, a) }
+
     /// y = y + x (the same bits as the scalar loop: 1·x is x).
     public static func add(_ x: UnsafePointer<Float>, into y: UnsafeMutablePointer<Float>, count: Int) { nn_axpy(y, x, count, 1) }
 

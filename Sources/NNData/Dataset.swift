@@ -67,7 +67,7 @@ public struct Dataset: BatchSource, Sendable {
         images.withUnsafeBufferPointer { pixels in
             for (row, i) in indices.enumerated() {
                 let source = pixels.baseAddress! + i * width, target = x + row * width
-                for j in 0..<width { target[j] = Float(source[j]) * scale }
+                BLAS.scale(bytes: source, by: scale, into: target, count: width)
                 out[row] = Int32(labels[i])
             }
         }

@@ -99,6 +99,14 @@ import Testing
         }
     }
 
+    /// Bytes to floats, as pixels become inputs: the bits of the scalar loop, for every byte value.
+    @Test func scaledBytesMatchTheScalarLoop() {
+        let bytes = (0..<600).map { UInt8($0 % 256) }
+        var floats = [Float](repeating: .nan, count: bytes.count)
+        floats.withUnsafeMutableBufferPointer { out in bytes.withUnsafeBufferPointer { BLAS.scale(bytes: $0.baseAddress!, by: 1 / 255, into: out.baseAddress!, count: 600) } }
+        #expect(floats.map(\.bitPattern) == bytes.map { (Float($0) * (1 / 255)).bitPattern })
+    }
+
     /// The ReLU's vectorised input gradient passes dy where the output is positive and 0 elsewhere (at 0, -0 and
     /// NaN too), as the scalar loop did.
     @Test func reluBackwardMatchesTheScalarLoop() throws {

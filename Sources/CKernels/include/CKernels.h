@@ -28,6 +28,9 @@ void nn_axpy(float *y, const float *x, long n, float a);
 /// y ← a·x
 void nn_scale(float *y, const float *x, long n, float a);
 
+/// y ← a·x for bytes x: pixels to floats.
+void nn_scale_bytes(float *y, const unsigned char *x, long n, float a);
+
 /// dx ← dy where y > 0, else 0: the ReLU's input gradient from its output.
 void nn_relu_backward(float *dx, const float *y, const float *dy, long n);
 
