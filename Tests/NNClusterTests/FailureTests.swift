@@ -43,6 +43,37 @@ import Testing
         #expect(outcome.epochs.last?.total.workers == 2)
     }
 
+    /// A ring member asked to stop (SIGTERM) during a round leaves after the step it is in, not after the round's
+    /// last: it sends no tally for the round, says it leaves, and the others take the round again without it.
+    @Test func stoppedRingMemberLeavesMidRound() throws {
+        let data = try mnistSubset(1000)
+        var run = SyncRun(spec: try ModelSpec(widths: [784, 32, 10]))
+        run.topology = .ring
+        run.ringSteps = 6
+        let single = try run.singleProcess(workers: 3, data: data)
+        let sync = SyncTrainingRun(settings: run.settings(batch: run.perWorkerBatch),
+                                   cluster: CoordinatorSettings(expectedWorkers: 3, timing: quickTiming, topology: .ring, ringSteps: run.ringSteps),
+                                   train: data.train, test: nil, logger: quiet)
+        let (server, connect) = try makeNetwork(.zeroMQ, for: sync.network)
+        let threads = WorkerThreads()
+        let stop = StopRequest(), leaving = StoppedOnRingTask(try connect("w1"), stop: stop)
+        let ended = Locked("")
+        for i in 0..<3 {
+            let name = "worker-\(i)"
+            let transport: ClientTransport = i == 1 ? leaving : try connect(name)
+            let settings = Worker.Settings(name: name, registrationTimeout: .seconds(20), reconnectTimeout: .seconds(1), stop: i == 1 ? stop : nil)
+            threads.start(transport: transport, data: data.train, name: name, session: UInt64(i + 1), settings: settings) { outcome in
+                if i == 1 { ended.set(outcome) }
+            }
+        }
+        let outcome = try sync.run(over: server)
+        #expect(threads.wait(), "workers did not stop after shutdown")
+        #expect(ended.get() == "finished: left: stopped in a ring round")
+        #expect(leaving.talliesAfterStop.get() == 0)
+        #expect(outcome.epochs.last?.total.workers == 2)
+        #expect(relativeDifference(sync.network, single) < 1e-4)
+    }
+
     /// A worker that joins after training started gets work from the next step on; the global batch, and so
     /// the model, stays the one of the run it joined. Three slices instead of two change the order of float sums
     /// in every later step, which Adam amplifies in near-zero gradient entries: hence 1e-3 here.
@@ -113,5 +144,28 @@ import Testing
         #expect(oldRefusal[0].wireBytes[2] == 2)
         guard case .refuse(let r) = try WireCodec.decode(oldRefusal) else { Issue.record("not a refuse"); return }
         #expect(r.reason.contains("protocol version 2 is not supported"))
+    }
+}
+
+/// A worker's transport that asks the worker to stop once its first ring task comes, and counts the ring tallies
+/// (gradient results) it sends after that.
+private final class StoppedOnRingTask: ClientTransport, @unchecked Sendable {
+    private let inner: ClientTransport
+    private let stop: StopRequest
+    let talliesAfterStop = Locked(0)
+
+    init(_ inner: ClientTransport, stop: StopRequest) { self.inner = inner; self.stop = stop }
+
+    var keys: CurveKeyPair? { inner.keys }
+
+    func send(_ frames: [Frame]) throws {
+        if stop.reason != nil, case .gradient? = try? WireCodec.decode(frames) { talliesAfterStop.set(talliesAfterStop.get() + 1) }
+        try inner.send(frames)
+    }
+
+    func receive(timeout: Duration) throws -> [Frame]? {
+        let frames = try inner.receive(timeout: timeout)
+        if let frames, case .task(let task)? = try? WireCodec.decode(frames), task.ring != nil { stop.request("stopped in a ring round") }
+        return frames
     }
 }

@@ -81,6 +81,11 @@ extension Worker {
                                    generation: generation)
         var lastSent = ContinuousClock.now
         for (i, slice) in slices.enumerated() {
+            if i > 0 {
+                // Between steps, as while waiting: a new ring, a shutdown or a stop ends the round now, not after it.
+                do { _ = try readWhileRing(generation: generation) } catch is RingGivenUp { return false }
+                if settings.stop?.reason != nil { return false }
+            }
             let result = try compute(slice, in: session)
             // The vector to sum: the gradient, then the state, weighed by this part's share of the step.
             let weight = Float(result.count) / Float(plan.totals[i])
@@ -127,9 +132,8 @@ extension Worker {
     }
 
     /// Repeats `attempt` (a send to the successor or a receive from the predecessor, each bounded in time) until it
-    /// gives a value. Meanwhile (a peer slow or gone) the coordinator keeps hearing from this worker, and what it
-    /// says is kept for afterwards; a task of another generation, a shutdown, a refusal or a coordinator that no
-    /// longer knows this worker gives the step up, as does a coordinator silent for the timeout.
+    /// gives a value. Meanwhile (a peer slow or gone) the coordinator keeps hearing from this worker and is read
+    /// (`readWhileRing`); a stop or a coordinator silent for the timeout gives the step up.
     private func whileRingWaits<T>(generation: UInt64, timing: ClusterTiming, _ attempt: () throws -> T?) throws -> T {
         var lastHeard = ContinuousClock.now, lastSent = ContinuousClock.now
         while true {
@@ -138,31 +142,40 @@ extension Worker {
                 try send(.heartbeat(Heartbeat(session: session)))
                 lastSent = .now
             }
-            while let frames = try transport.receive(timeout: .zero) {
-                lastHeard = .now
-                switch try? WireCodec.decode(frames) {
-                case .task(let next)? where next.ring.map({ $0.generation != generation }) ?? true:
-                    // A new ring: what was sent ahead for this one will not be done.
-                    deferred.removeAll { frames in
-                        guard case .task(let old)? = try? WireCodec.decode(frames), let plan = old.ring else { return false }
-                        return plan.generation == generation
-                    }
-                    deferred.append(frames)
-                    throw RingGivenUp()
-                case .shutdown?, .refuse?:
-                    deferred.append(frames)
-                    throw RingGivenUp()
-                case .error(let report)? where report.code == .notRegistered:
-                    // A new coordinator (resumed, restarted) that does not know this worker, which registers again
-                    // next; waiting on would have it ignore the worker's heartbeats as a stranger's.
-                    deferred.append(frames)
-                    throw RingGivenUp()
-                default:
-                    deferred.append(frames)
-                }
-            }
+            if try readWhileRing(generation: generation) { lastHeard = .now }
             if settings.stop?.reason != nil || ContinuousClock.now - lastHeard > timing.timeout { throw RingGivenUp() }
         }
+    }
+
+    /// Reads what the coordinator has said during a ring round, keeping it for afterwards; a task of another
+    /// generation, a shutdown, a refusal or a coordinator that no longer knows this worker gives the round up.
+    /// Returns whether anything came.
+    private func readWhileRing(generation: UInt64) throws -> Bool {
+        var heard = false
+        while let frames = try transport.receive(timeout: .zero) {
+            heard = true
+            switch try? WireCodec.decode(frames) {
+            case .task(let next)? where next.ring.map({ $0.generation != generation }) ?? true:
+                // A new ring: what was sent ahead for this one will not be done.
+                deferred.removeAll { frames in
+                    guard case .task(let old)? = try? WireCodec.decode(frames), let plan = old.ring else { return false }
+                    return plan.generation == generation
+                }
+                deferred.append(frames)
+                throw RingGivenUp()
+            case .shutdown?, .refuse?:
+                deferred.append(frames)
+                throw RingGivenUp()
+            case .error(let report)? where report.code == .notRegistered:
+                // A new coordinator (resumed, restarted) that does not know this worker, which registers again
+                // next; waiting on would have it ignore the worker's heartbeats as a stranger's.
+                deferred.append(frames)
+                throw RingGivenUp()
+            default:
+                deferred.append(frames)
+            }
+        }
+        return heard
     }
 }
 
