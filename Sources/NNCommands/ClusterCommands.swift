@@ -172,7 +172,8 @@ public struct CoordinatorCommand: AsyncParsableCommand {
             print(epochLine(report, of: settings.epochs))
             let total = report.total
             try metrics.append(epochFields(report).merging([
-                "compute_seconds": total.result.computeSeconds, "communication_seconds": total.communicationSeconds,
+                "compute_seconds": total.result.computeSeconds, "compute_seconds_summed": total.result.computeSecondsSummed,
+                "communication_seconds": total.communicationSeconds,
                 "aggregation_seconds": total.aggregationSeconds, "bytes_sent": total.bytesSent, "bytes_received": total.bytesReceived,
                 "workers": total.workers, "rejected_messages": total.rejectedSoFar,
             ]) { $1 })

@@ -65,6 +65,13 @@ import Testing
         let bound = Double(model) * 3.1 * Double(rounds + workers)
         #expect(Double(bytes) < bound, "\(bytes) bytes in \(rounds) rounds, the model is \(model)")
         #expect(Double(bytes) > Double(model) * 3 * Double(rounds), "\(bytes) bytes in \(rounds) rounds, the model is \(model)")
+        // Every member computes in every round: the summed compute time exceeds the slowest member's (with more
+        // than one), and is at most as many times it as there are members.
+        for epoch in outcome.epochs {
+            let slowest = epoch.total.result.computeSeconds, summed = epoch.total.result.computeSecondsSummed
+            #expect(slowest > 0 && (workers == 1 ? summed == slowest : summed > slowest) && summed <= Double(workers) * slowest * (1 + 1e-9),
+                    "\(summed) s summed, \(slowest) s slowest")
+        }
     }
 
     /// With batch norm the running statistics are summed with the gradients: the ring gives the parameter

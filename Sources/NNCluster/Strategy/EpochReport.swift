@@ -22,6 +22,7 @@ public struct EpochReport: Codable, Sendable {
         total.result.lossSum += round.result.lossSum
         total.result.correct += round.result.correct
         total.result.computeSeconds += round.result.computeSeconds
+        total.result.computeSecondsSummed += round.result.computeSecondsSummed
         total.seconds += round.seconds
         total.communicationSeconds += round.communicationSeconds
         total.aggregationSeconds += round.aggregationSeconds

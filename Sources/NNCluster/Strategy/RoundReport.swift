@@ -5,6 +5,9 @@ public struct RoundResult: Codable, Sendable {
     public var correct = 0
     /// The slowest result's compute time in a round; summed over an epoch's rounds.
     public var computeSeconds = 0.0
+    /// Every result's compute time, summed: what the round's computing asked of the cores where workers share
+    /// them (summed over an epoch's rounds too).
+    public var computeSecondsSummed = 0.0
     /// Keys of the results a robust rule flagged as outliers (bounded or outvoted).
     public var flagged: [Int] = []
     /// With differential privacy: the round's clipping and the ε spent so far.
@@ -18,11 +21,12 @@ public struct RoundResult: Codable, Sendable {
         self.samples = samples; self.lossSum = lossSum; self.correct = correct; self.computeSeconds = computeSeconds
     }
 
-    /// The results of one round taken together: counts summed, the slowest compute time.
+    /// The results of one round taken together: counts summed, the slowest compute time and the sum of all.
     public init<Results: Sequence>(round results: Results) where Results.Element: WorkResult {
         for tally in results.map(\.tally) {
             samples += tally.samples; lossSum += tally.lossSum; correct += tally.correct
             computeSeconds = max(computeSeconds, tally.computeSeconds)
+            computeSecondsSummed += tally.computeSeconds
         }
     }
 }
