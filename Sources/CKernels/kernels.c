@@ -103,3 +103,14 @@ int nn_all_finite(const float *restrict x, long n) {
     for (long i = 0; i < n; i++) bad |= nonfinite(x[i]);
     return bad == 0;
 }
+
+int nn_cpu_vector_level(void) {
+#if defined(__x86_64__)
+    __builtin_cpu_init();
+    if (__builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512cd") && __builtin_cpu_supports("avx512bw") &&
+        __builtin_cpu_supports("avx512dq") && __builtin_cpu_supports("avx512vl"))
+        return 2;
+    if (__builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma")) return 1;
+#endif
+    return 0;
+}

@@ -69,7 +69,7 @@ public struct Bench: AsyncParsableCommand {
         let spec = try modelOptions.spec()
         let bench = StepBenchmark(spec: spec, optimizer: OptimizerSettings(kind: optimizer), batch: batch, source: Dataset.synthetic(spec: spec))
         try bench.warmUp()
-        print("nn bench: \(spec.description), batch \(batch), \(optimizer.rawValue), OpenBLAS threads \(global.threads)")
+        print("nn bench: \(spec.description), batch \(batch), \(optimizer.rawValue), OpenBLAS threads \(global.threads), OpenBLAS kernels \(BLAS.kernels)")
         print(String(format: "matrix work per step: %.2f MFLOP (%d products)\n", bench.products.flops / 1e6, bench.productCount))
         print("round  samples/s   step GFLOP/s   same-shape sgemm GFLOP/s   1024³ sgemm GFLOP/s   step/1024³")
         var figures: [StepBenchmark.Figures] = []
@@ -92,7 +92,7 @@ public struct Bench: AsyncParsableCommand {
         let (train, _) = try dataOptions.load(logger)
         try check(spec, fits: train)
         let bench = DistributedBenchmark(model: spec, optimizer: OptimizerSettings(kind: optimizer), train: train, launch: benchWorkers)
-        print("nn bench --distributed: \(spec.description), \(optimizer.rawValue), MNIST training set, tcp loopback (plain, and CURVE-encrypted), 1 OpenBLAS thread per process")
+        print("nn bench --distributed: \(spec.description), \(optimizer.rawValue), MNIST training set, tcp loopback (plain, and CURVE-encrypted), 1 OpenBLAS thread per process, OpenBLAS kernels \(BLAS.kernels)")
         print("The reference for each per-worker batch b is one process at batch b, measured first; threads: one process at batch workers × b on that many threads.\n")
         print("topology  wire   workers  batch/worker  global  samples/s  × one process at b  single-process samples/s at global  step ms  compute ms  communication ms  aggregation ms")
         for batch in [64, 256] {
@@ -126,7 +126,7 @@ public struct Bench: AsyncParsableCommand {
         let bench = FederatedBenchmark(experiment: experiment, rounds: rounds, train: train, launch: benchWorkers)
         let cores = ProcessInfo.processInfo.activeProcessorCount
         let floor = try bench.floor(cores: cores, testSamples: test.sampleCount)
-        print("nn bench --federated: \(experiment.name), \(experiment.model.description), K = \(experiment.clients), C = \(experiment.fraction), E = \(experiment.localEpochs), B = \(experiment.localBatch.map(String.init) ?? "∞"); \(rounds) rounds after one warm-up round, medians")
+        print("nn bench --federated: \(experiment.name), \(experiment.model.description), K = \(experiment.clients), C = \(experiment.fraction), E = \(experiment.localEpochs), B = \(experiment.localBatch.map(String.init) ?? "∞"); \(rounds) rounds after one warm-up round, medians; OpenBLAS kernels \(BLAS.kernels)")
         print(String(format: "matrix work per round: %.2f GFLOP, and %.2f GFLOP to evaluate the test set; 1024³ sgemm %.1f GFLOP/s a core; floor on %d cores: %.1f ms a round\n",
                      floor.flops / 1e9, floor.evaluationFlops / 1e9, floor.sgemm / 1e9, cores, floor.seconds() * 1e3))
         print("mode                                  round ms   rounds/min   × floor")

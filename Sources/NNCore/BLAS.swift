@@ -64,4 +64,20 @@ public enum BLAS {
 
     /// Limits OpenBLAS to `n` threads; parallelism belongs in processes and the trainer's own threads.
     public static func setThreads(_ n: Int) { openblas_set_num_threads(Int32(n)) }
+
+    /// The kernels OpenBLAS chose when it loaded, by its name for them ("SkylakeX", "Haswell", "Prescott", …).
+    public static var kernels: String { openblas_get_corename().map { String(cString: $0) } ?? "unknown" }
+
+    /// OpenBLAS names kernels by the CPU model it recognises; a model newer than the library gets its generic
+    /// kernels ("Prescott": SSE3), about a third of the speed on a CPU with AVX-512. In that case, the kernels
+    /// (for OPENBLAS_CORETYPE) of the widest vectors the CPU runs; nil when OpenBLAS's choice stands.
+    public static var betterKernels: String? {
+        let generic: Set<String> = ["prescott", "core2", "penryn", "dunnington", "nehalem", "atom", "katmai", "coppermine", "northwood", "banias"]
+        guard generic.contains(kernels.lowercased()) else { return nil }
+        switch nn_cpu_vector_level() {
+        case 2: return "SkylakeX"
+        case 1: return "Haswell"
+        default: return nil
+        }
+    }
 }

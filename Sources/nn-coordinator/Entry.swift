@@ -2,5 +2,8 @@ import NNCommands
 
 @main
 enum Entry {
-    static func main() async { await CoordinatorCommand.main(nil) }
+    static func main() async {
+        BLASKernels.restartWithBetterKernels()
+        await CoordinatorCommand.main(nil)
+    }
 }

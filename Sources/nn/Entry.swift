@@ -2,5 +2,8 @@ import NNCommands
 
 @main
 enum Entry {
-    static func main() async { await NN.main(nil) }
+    static func main() async {
+        BLASKernels.restartWithBetterKernels()
+        await NN.main(nil)
+    }
 }

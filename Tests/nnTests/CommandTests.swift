@@ -51,6 +51,20 @@ struct NNProcess {
         try expectFailure(["predict", "--model", "x.safetensors"], mentioning: ["give test-set indices"])
     }
 
+    /// OpenBLAS falls back to generic kernels on a CPU newer than it knows; `nn` then starts again with kernels the
+    /// CPU runs (this test process did not: it shows OpenBLAS's own choice), and kernels the user names stand.
+    @Test func blasKernelsFitTheCPU() throws {
+        func kernels(_ environment: [String: String] = [:]) throws -> String {
+            let result = try NNProcess.run(["bench", "--rounds", "1", "--seconds", "0.01"], environment: environment)
+            #expect(result.status == 0, "\(result.stderr)")
+            let header = result.stdout.split(separator: "\n").first.map(String.init) ?? ""
+            return header.components(separatedBy: "OpenBLAS kernels ").last ?? ""
+        }
+        let chosen = ProcessInfo.processInfo.environment["OPENBLAS_CORETYPE"] == nil ? BLAS.betterKernels ?? BLAS.kernels : BLAS.kernels
+        #expect(try kernels() == chosen)
+        #expect(try kernels(["OPENBLAS_CORETYPE": "Prescott"]) == "Prescott")
+    }
+
     @Test func badDataFolders() throws {
         let dir = temporaryDirectory()
         try expectFailure(["train", "--data", dir], mentioning: ["missing", "nn data fetch"])

@@ -40,4 +40,8 @@ float nn_max_magnitude(const float *x, long n);
 /// 1 when all n values are finite (no NaN, no infinity), else 0; reads every value as bits, without branching.
 int nn_all_finite(const float *x, long n);
 
+/// The widest vectors this CPU and its operating system run: 2 for AVX-512 (F, CD, BW, DQ and VL), 1 for AVX2 with
+/// FMA, 0 otherwise or on other architectures.
+int nn_cpu_vector_level(void);
+
 #endif
