@@ -16,6 +16,37 @@ public enum BLAS {
             a, Int32(transA ? m : k), b, Int32(transB ? k : n), beta, c, Int32(n))
     }
 
+    /// c[m×n] = a[m×k] · b[n×k]ᵀ + beta · c: a dense layer's forward product, a batch of m rows by the weights. For
+    /// a batch of a few rows OpenBLAS's packed path spends most of its time packing the weights; its AVX-512 kernels
+    /// have unpacked small-matrix ones, taken for small enough products (`smallMatrixColumns`). So with those kernels
+    /// the product goes in blocks of output columns that they take. Each value still comes from one product of a
+    /// row by a row; the kernel that computes it may differ, so the bits may differ from those of the whole product.
+    public static func gemmByRows(m: Int, n: Int, k: Int, a: UnsafePointer<Float>, b: UnsafePointer<Float>, beta: Float = 0,
+                                  c: UnsafeMutablePointer<Float>) {
+        gemmByRows(m: m, n: n, k: k, a: a, b: b, beta: beta, c: c, columns: smallMatrixColumns(m: m, n: n, k: k, kernels: kernels))
+    }
+
+    /// The same product in blocks of `columns` output columns (nil: whole).
+    public static func gemmByRows(m: Int, n: Int, k: Int, a: UnsafePointer<Float>, b: UnsafePointer<Float>, beta: Float,
+                                  c: UnsafeMutablePointer<Float>, columns: Int?) {
+        let width = columns ?? n
+        for first in stride(from: 0, to: n, by: width) {
+            cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, Int32(m), Int32(min(width, n - first)), Int32(k), 1,
+                        a, Int32(k), b + first * k, Int32(k), beta, c + first, Int32(n))
+        }
+    }
+
+    /// How many output columns a block of `gemmByRows` may have for OpenBLAS's AVX-512 kernels to take their small-
+    /// matrix path (as OpenBLAS 0.3.21's sgemm_small_kernel_permit_skylakex.c decides for this product: m·n ≤ 1200,
+    /// m·n·k ≤ 100³, k ≥ 32); nil when the whole product takes it already, when the kernels have no such path, or
+    /// when blocks would be narrower than 48 columns, which measured slower than the whole product.
+    public static func smallMatrixColumns(m: Int, n: Int, k: Int, kernels: String) -> Int? {
+        guard ["skylakex", "cooperlake", "sapphirerapids"].contains(kernels.lowercased()), k >= 32, m > 0 else { return nil }
+        let columns = min(1200 / m, 1_000_000 / (m * k))
+        guard m * n > 1200 || m * n * k > 1_000_000, columns >= 48, columns < n else { return nil }
+        return columns
+    }
+
     /// Sum of squares of `count` floats, accumulated in double so large vectors keep their precision.
     public static func sumOfSquares(_ x: UnsafePointer<Float>, count: Int) -> Double {
         var s = 0.0
@@ -66,7 +97,7 @@ public enum BLAS {
     public static func setThreads(_ n: Int) { openblas_set_num_threads(Int32(n)) }
 
     /// The kernels OpenBLAS chose when it loaded, by its name for them ("SkylakeX", "Haswell", "Prescott", …).
-    public static var kernels: String { openblas_get_corename().map { String(cString: $0) } ?? "unknown" }
+    public static let kernels = openblas_get_corename().map { String(cString: $0) } ?? "unknown"
 
     /// OpenBLAS names kernels by the CPU model it recognises; a model newer than the library gets its generic
     /// kernels ("Prescott": SSE3), about a third of the speed on a CPU with AVX-512. In that case, the kernels

@@ -60,7 +60,7 @@ public final class Dense: Layer {
         let y = output.rows(batch)
         let n = outputWidth
         for r in 0..<batch { (y + r * n).update(from: b, count: n) }
-        BLAS.gemm(transB: true, m: batch, n: n, k: inputWidth, a: x, b: w, beta: 1, c: y)
+        BLAS.gemmByRows(m: batch, n: n, k: inputWidth, a: x, b: w, beta: 1, c: y)
         return UnsafePointer(y)
     }
 

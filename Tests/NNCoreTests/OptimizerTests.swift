@@ -99,6 +99,48 @@ import Testing
         }
     }
 
+    /// A dense layer's forward product in blocks of output columns gives, within rounding, what the whole product
+    /// and a double-precision loop give, for blocks of every width the rule may pick (the shapes of a batch of a
+    /// few rows) and with β = 1 (the bias already in place).
+    @Test func forwardProductInBlocksMatchesTheWholeProduct() {
+        var generator = SystemRandomNumberGenerator()
+        for (m, n, k) in [(10, 200, 784), (7, 130, 40), (24, 200, 200), (1, 10, 784)] {
+            let a = (0..<(m * k)).map { _ in Float.random(in: -1...1, using: &generator) }
+            let b = (0..<(n * k)).map { _ in Float.random(in: -1...1, using: &generator) }
+            let bias = (0..<(m * n)).map { _ in Float.random(in: -1...1, using: &generator) }
+            func product(columns: Int?) -> [Float] {
+                var c = bias
+                c.withUnsafeMutableBufferPointer { c in
+                    BLAS.gemmByRows(m: m, n: n, k: k, a: a, b: b, beta: 1, c: c.baseAddress!, columns: columns)
+                }
+                return c
+            }
+            let whole = product(columns: nil)
+            for columns in [48, 100, n - 1] {
+                let blocked = product(columns: columns)
+                for i in 0..<(m * n) {
+                    let (r, j) = (i / n, i % n)
+                    let exact = Double(bias[i]) + (0..<k).reduce(0.0) { $0 + Double(a[r * k + $1]) * Double(b[j * k + $1]) }
+                    #expect(abs(Double(blocked[i]) - exact) < 1e-4 && abs(Double(blocked[i]) - Double(whole[i])) < 1e-4,
+                            "m \(m) n \(n) k \(k), blocks of \(columns): \(blocked[i]), whole \(whole[i]), exact \(exact)")
+                }
+            }
+        }
+    }
+
+    /// The blocks follow OpenBLAS's rule for its AVX-512 small-matrix kernels (m·n ≤ 1200, m·n·k ≤ 100³, k ≥ 32),
+    /// only where they pay (at least 48 columns), and only with kernels that have them.
+    @Test func forwardBlocksFollowTheSmallMatrixRule() {
+        #expect(BLAS.smallMatrixColumns(m: 10, n: 200, k: 784, kernels: "SkylakeX") == 120)
+        #expect(BLAS.smallMatrixColumns(m: 24, n: 200, k: 784, kernels: "SkylakeX") == 50)
+        #expect(BLAS.smallMatrixColumns(m: 10, n: 200, k: 200, kernels: "Cooperlake") == 120)
+        #expect(BLAS.smallMatrixColumns(m: 6, n: 200, k: 784, kernels: "SkylakeX") == nil)  // whole product small enough
+        #expect(BLAS.smallMatrixColumns(m: 64, n: 128, k: 784, kernels: "SkylakeX") == nil)  // blocks would be too narrow
+        #expect(BLAS.smallMatrixColumns(m: 10, n: 200, k: 16, kernels: "SkylakeX") == nil)  // k below 32
+        #expect(BLAS.smallMatrixColumns(m: 10, n: 200, k: 784, kernels: "Haswell") == nil)
+        #expect(BLAS.smallMatrixColumns(m: 10, n: 200, k: 784, kernels: "Prescott") == nil)
+    }
+
     /// Bytes to floats, as pixels become inputs: the bits of the scalar loop, for every byte value.
     @Test func scaledBytesMatchTheScalarLoop() {
         let bytes = (0..<600).map { UInt8($0 % 256) }

@@ -31,7 +31,7 @@ public final class SameShapeProducts {
     public func run(_ times: Int) {
         for _ in 0..<times {
             for (i, s) in shapes.enumerated() {
-                BLAS.gemm(transB: true, m: batch, n: s.out, k: s.in, a: x.base, b: w.base, c: y.base)
+                BLAS.gemmByRows(m: batch, n: s.out, k: s.in, a: x.base, b: w.base, c: y.base)
                 BLAS.gemm(transA: true, m: s.out, n: s.in, k: batch, a: y.base, b: x.base, c: w.base)
                 if i > 0 { BLAS.gemm(m: batch, n: s.in, k: s.out, a: y.base, b: w.base, c: x.base) }
             }
