@@ -36,8 +36,9 @@ public struct ProtocolError: Error, CustomStringConvertible, Equatable {
 /// then the type's fields, little-endian. Tasks and train requests add an index frame (u32 sample indices) and
 /// two float32 frames (parameters, state); gradients and client updates add two float32 frames (gradient or
 /// parameters, then state); compressed updates add the encoding's frames, then state; ring tasks add an index
-/// frame and the replica's bytes (often empty); ring gradients a byte frame (a replica, often empty), ring chunks one float32 frame. Decoding checks
-/// every length against the frame it reads from and rejects anything left over. `docs/protocol.md` is the specification.
+/// frame and the replica's bytes (often empty); ring gradients a byte frame (a replica, often empty); ring chunks
+/// one float32 frame. Decoding checks every length against the frame it reads from and rejects anything left over.
+/// `docs/protocol.md` is the specification.
 public enum WireCodec {
     public static let version: UInt8 = 4
     static let magic: [UInt8] = [0x4E, 0x4E]
