@@ -29,10 +29,7 @@ import Testing
     /// timeout finds it, the round starts again in a ring of the others, from the replica of the round before,
     /// and the model is still the single-process one.
     @Test func silentRingMemberRestartsTheRound() throws {
-        let data = try mnistSubset(1000)
-        var run = SyncRun(spec: try ModelSpec(widths: [784, 32, 10]))
-        run.topology = .ring
-        run.ringSteps = 4
+        let data = try mnistSubset(1000), run = try SyncRun.ring(steps: 4)
         let single = try run.singleProcess(workers: 3, data: data)
         let (distributed, outcome) = try run.distributed(workers: 3, data: data.train, wire: .zeroMQ,
             timing: ClusterTiming(heartbeat: .milliseconds(20), timeout: .milliseconds(300), registration: .seconds(20)),
@@ -46,10 +43,7 @@ import Testing
     /// A ring member asked to stop (SIGTERM) during a round leaves after the step it is in, not after the round's
     /// last: it sends no tally for the round, says it leaves, and the others take the round again without it.
     @Test func stoppedRingMemberLeavesMidRound() throws {
-        let data = try mnistSubset(1000)
-        var run = SyncRun(spec: try ModelSpec(widths: [784, 32, 10]))
-        run.topology = .ring
-        run.ringSteps = 6
+        let data = try mnistSubset(1000), run = try SyncRun.ring(steps: 6)
         let single = try run.singleProcess(workers: 3, data: data)
         let sync = SyncTrainingRun(settings: run.settings(batch: run.perWorkerBatch),
                                    cluster: CoordinatorSettings(expectedWorkers: 3, timing: quickTiming, topology: .ring, ringSteps: run.ringSteps),

@@ -91,6 +91,14 @@ struct SyncRun {
     /// Threads of the one process (`singleProcess`), or of each worker (`distributed`), that cut each batch.
     var batchThreads = 1
 
+    /// A small model's run in a ring of rounds of `steps`.
+    static func ring(steps: Int) throws -> SyncRun {
+        var run = SyncRun(spec: try ModelSpec(widths: [784, 32, 10]))
+        run.topology = .ring
+        run.ringSteps = steps
+        return run
+    }
+
     func settings(batch: Int) -> TrainingSettings {
         TrainingSettings(model: spec, optimizer: optimizer, schedule: LearningRateSchedule(base: lr), seed: seed, batch: batch, epochs: epochs,
                          dataset: "mnist")
