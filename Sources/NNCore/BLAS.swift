@@ -23,7 +23,8 @@ public enum BLAS {
     /// row by a row; the kernel that computes it may differ, so the bits may differ from those of the whole product.
     public static func gemmByRows(m: Int, n: Int, k: Int, a: UnsafePointer<Float>, b: UnsafePointer<Float>, beta: Float = 0,
                                   c: UnsafeMutablePointer<Float>) {
-        gemmByRows(m: m, n: n, k: k, a: a, b: b, beta: beta, c: c, columns: smallMatrixColumns(m: m, n: n, k: k, kernels: kernels))
+        gemmByRows(m: m, n: n, k: k, a: a, b: b, beta: beta, c: c,
+                   columns: smallMatrixPaths ? smallMatrixColumns(m: m, n: n, k: k) : nil)
     }
 
     /// The same product in blocks of `columns` output columns (nil: whole).
@@ -41,11 +42,24 @@ public enum BLAS {
     /// m·n·k ≤ 100³, k ≥ 32); nil when the whole product takes it already, when the kernels have no such path, or
     /// when blocks would be narrower than 48 columns, which measured slower than the whole product.
     public static func smallMatrixColumns(m: Int, n: Int, k: Int, kernels: String) -> Int? {
-        guard ["skylakex", "cooperlake", "sapphirerapids"].contains(kernels.lowercased()), k >= 32, m > 0 else { return nil }
+        haveSmallMatrixPaths(kernels) ? smallMatrixColumns(m: m, n: n, k: k) : nil
+    }
+
+    /// The same, for kernels that have the path.
+    private static func smallMatrixColumns(m: Int, n: Int, k: Int) -> Int? {
+        guard k >= 32, m > 0 else { return nil }
         let columns = min(1200 / m, 1_000_000 / (m * k))
         guard m * n > 1200 || m * n * k > 1_000_000, columns >= 48, columns < n else { return nil }
         return columns
     }
+
+    /// Whether OpenBLAS's kernels of that name have unpacked small-matrix paths (its AVX-512 ones).
+    private static func haveSmallMatrixPaths(_ kernels: String) -> Bool {
+        ["skylakex", "cooperlake", "sapphirerapids"].contains(kernels.lowercased())
+    }
+
+    /// Those of the kernels in use, found once: the forward product asks every step.
+    private static let smallMatrixPaths = haveSmallMatrixPaths(kernels)
 
     /// Sum of squares of `count` floats, accumulated in double so large vectors keep their precision.
     public static func sumOfSquares(_ x: UnsafePointer<Float>, count: Int) -> Double {

@@ -36,10 +36,10 @@ final class RingLink {
     /// model-sized chunks.
     private static let keptChunks = 64
 
-    /// Binds on `host` (an address of this machine the other workers can reach) and `port` (0: one the system picks).
     /// How long a receive spins on the shared channel before it sleeps (zero: it does not).
     private let spin: Duration
 
+    /// Binds on `host` (an address of this machine the other workers can reach) and `port` (0: one the system picks).
     init(host: String, port: Int, keys: CurveKeyPair?, maximumChunkBytes: Int64, spin: Duration = .zero, logger: Logger) throws {
         self.spin = spin
         let address = host.contains(":") ? "[\(host)]" : host
