@@ -127,27 +127,25 @@ public struct Bench: AsyncParsableCommand {
         let cores = ProcessInfo.processInfo.activeProcessorCount
         let floor = try bench.floor(cores: cores, testSamples: test.sampleCount)
         print("nn bench --federated: \(experiment.name), \(experiment.model.description), K = \(experiment.clients), C = \(experiment.fraction), E = \(experiment.localEpochs), B = \(experiment.localBatch.map(String.init) ?? "∞"); \(rounds) rounds after one warm-up round, medians; OpenBLAS kernels \(BLAS.kernels)")
-        print(String(format: "matrix work per round: %.2f GFLOP, and %.2f GFLOP to evaluate the test set; 1024³ sgemm %.1f GFLOP/s a core; floor on %d cores: %.1f ms a round\n",
-                     floor.flops / 1e9, floor.evaluationFlops / 1e9, floor.sgemm / 1e9, cores, floor.seconds() * 1e3))
-        print("mode                                  round ms   rounds/min   × floor")
-        func line(_ mode: String, _ seconds: Double, _ note: String = "", floor floorSeconds: Double = floor.seconds()) {
-            print(mode.padding(toLength: 36, withPad: " ", startingAt: 0) + String(format: "  %8.1f   %10.0f   %7.2f", seconds * 1e3, 60 / seconds, seconds / floorSeconds) + note)
+        print(String(format: "matrix work per round: %.2f GFLOP, and %.2f GFLOP to evaluate the test set; the floor: that work at the 1024³ sgemm rate of all %d cores at once, measured after each round (%.1f GFLOP/s a core at the start)\n",
+                     floor.flops / 1e9, floor.evaluationFlops / 1e9, cores, FederatedBenchmark.SquareRate(cores: cores).measure() / 1e9))
+        print("mode                                  round ms   rounds/min   floor ms   × floor")
+        func line(_ mode: String, _ m: FederatedBenchmark.Measurement) {
+            print(mode.padding(toLength: 36, withPad: " ", startingAt: 0)
+                  + String(format: "  %8.1f   %10.0f   %8.1f   %7.2f", m.seconds * 1e3, 60 / m.seconds, m.floorSeconds * 1e3, m.timesFloor)
+                  + (m.received.map { String(format: "   %.1f MB up a round", $0 / 1e6) } ?? ""))
         }
         for threads in [1, 2] {
-            line("simulation, \(threads) client thread\(threads == 1 ? "" : "s")", try bench.simulation(threads: threads))
+            line("simulation, \(threads) client thread\(threads == 1 ? "" : "s")", try bench.simulation(threads: threads, floor: floor))
         }
         for every in [1, 10] {
-            let withEvaluation = floor.seconds(evaluatingEvery: every)
-            line("  evaluating every \(every == 1 ? "round" : "\(every) rounds")", try bench.simulation(threads: 2, evaluatingOn: test, every: every),
-                 String(format: "   floor with evaluation %.1f ms", withEvaluation * 1e3), floor: withEvaluation)
+            line("  evaluating every \(every == 1 ? "round" : "\(every) rounds")", try bench.simulation(threads: 2, evaluatingOn: test, every: every, floor: floor))
         }
-        let plain = try bench.zeroMQ(workers: 2)
-        line("2 worker processes over ZeroMQ", plain.seconds, String(format: "   %.1f MB up a round", plain.received / 1e6))
+        line("2 worker processes over ZeroMQ", try bench.zeroMQ(workers: 2, floor: floor))
         var aggregated = experiment
         aggregated.hostAggregation = true
         if (try? aggregated.validate()) != nil {
-            let hosts = try bench.zeroMQ(workers: 2, hostAggregation: true)
-            line("  with host aggregation", hosts.seconds, String(format: "   %.1f MB up a round", hosts.received / 1e6))
+            line("  with host aggregation", try bench.zeroMQ(workers: 2, hostAggregation: true, floor: floor))
         }
     }
 

@@ -38,6 +38,23 @@ import Testing
         }
     }
 
+    /// `nn bench --federated` times every mode against a floor it measures after each round: one row a mode, each
+    /// with a round time, the floor and their ratio, all positive, and the bytes up where workers send them.
+    @Test func federatedBenchTimesEveryMode() throws {
+        let dir = temporaryDirectory()
+        let result = try NNProcess.run(["bench", "--federated", "--rounds", "2", "--config", try experiment(dir, extra: #", "hostAggregation": true"#)])
+        #expect(result.status == 0, "\(result.stderr)")
+        let modes = ["simulation, 1 client thread", "simulation, 2 client threads", "evaluating every round", "evaluating every 10 rounds",
+                     "2 worker processes over ZeroMQ", "with host aggregation"]
+        for mode in modes {
+            let row = result.stdout.split(separator: "\n").first { $0.contains(mode) }.map(String.init) ?? ""
+            let figures = row.dropFirst(36).split(separator: " ").prefix(4).compactMap { Double($0) }
+            #expect(figures.count == 4 && figures.allSatisfy { $0 > 0 && $0.isFinite }, "\(mode): '\(row)'")
+            if figures.count == 4 { #expect(abs(figures[0] / figures[2] - figures[3]) < 0.5 * figures[3], "\(mode): '\(row)'") }
+            #expect(row.contains("MB up a round") == (mode.contains("ZeroMQ") || mode.contains("host aggregation")), "\(mode): '\(row)'")
+        }
+    }
+
     /// With host aggregation, `nn simulate --hosts 2` and `nn launch --workers 2` train the same model, and
     /// `--hosts` without it is refused.
     @Test func hostAggregationSimulateEqualsLaunch() throws {

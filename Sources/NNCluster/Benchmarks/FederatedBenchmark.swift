@@ -18,19 +18,30 @@ public struct FederatedBenchmark {
         self.experiment = experiment; self.rounds = rounds; self.train = train; self.launch = launch
     }
 
-    /// A round's matrix work and the rate it is measured against.
+    /// A round's matrix work, and the time it takes at a rate of sgemm.
     public struct Floor: Sendable {
         /// FLOP of a round's training, and of one evaluation of the test set.
         public var flops: Double
         public var evaluationFlops: Double
-        /// The 1024³ sgemm rate of one core, FLOP/s.
-        public var sgemm: Double
         public var cores: Int
 
-        /// Seconds of a round's matrix work on every core; with an evaluation every `evaluateEvery` rounds, its share.
-        public func seconds(evaluatingEvery evaluateEvery: Int? = nil) -> Double {
-            (flops + (evaluateEvery.map { evaluationFlops / Double($0) } ?? 0)) / (Double(cores) * sgemm)
+        /// Seconds of a round's matrix work at `rate` FLOP/s a core on every core; with an evaluation every
+        /// `evaluateEvery` rounds, its share.
+        public func seconds(rate: Double, evaluatingEvery evaluateEvery: Int? = nil) -> Double {
+            (flops + (evaluateEvery.map { evaluationFlops / Double($0) } ?? 0)) / (Double(cores) * rate)
         }
+    }
+
+    /// A mode's rounds against the floor.
+    public struct Measurement: Sendable {
+        /// Seconds a round: the median, or with evaluations the mean (the rounds that evaluate count in their share).
+        public var seconds: Double
+        /// The rounds' seconds over their floors' summed, each floor at the rate measured right after its round: the
+        /// rate of a shared machine's cores varies from one second to the next, and pairing keeps that out.
+        public var timesFloor: Double
+        /// The mean floor a round, and the median bytes the coordinator received a round (over ZeroMQ).
+        public var floorSeconds: Double
+        public var received: Double?
     }
 
     /// The floor on `cores` cores, with evaluations on `testSamples` samples.
@@ -38,11 +49,24 @@ public struct FederatedBenchmark {
         let strategy = try FederatedAveraging(experiment: experiment, trainingLabels: train.labels, classes: train.classes)
         let samples = Double(strategy.partitions.reduce(0) { $0 + $1.count }) / Double(experiment.clients)
             * Double(experiment.clientsPerRound) * Double(experiment.localEpochs)
-        let flops = 6 * Double(strategy.network.parameterCount) * samples
-        let big = SquareProduct(size: 1024)
-        big.run(1)
-        let sgemm = big.flops / timePerCall(1) { big.run(1) }
-        return Floor(flops: flops, evaluationFlops: 2 * Double(strategy.network.parameterCount) * Double(testSamples), sgemm: sgemm, cores: cores)
+        return Floor(flops: 6 * Double(strategy.network.parameterCount) * samples,
+                     evaluationFlops: 2 * Double(strategy.network.parameterCount) * Double(testSamples), cores: cores)
+    }
+
+    /// The 1024³ sgemm rate of a core, FLOP/s, with `cores` threads each multiplying its own matrices once at the
+    /// same time (cores that share a physical core, a power budget or a memory bus each do less than one alone).
+    public final class SquareRate: @unchecked Sendable {
+        private let products: [SquareProduct]
+        public init(cores: Int) {
+            products = (0..<cores).map { _ in SquareProduct(size: 1024) }
+            _ = measure()
+        }
+
+        public func measure() -> Double {
+            let start = ContinuousClock.now
+            DispatchQueue.concurrentPerform(iterations: products.count) { products[$0].run(1) }
+            return products[0].flops / start.duration(to: .now).seconds
+        }
     }
 
     /// The benchmark's rounds plus one warm-up round, not counted.
@@ -52,30 +76,51 @@ public struct FederatedBenchmark {
         return e
     }
 
-    /// Median seconds a round in simulation with `threads` client threads.
-    public func simulation(threads: Int) throws -> Double {
-        var times: [Double] = []
-        _ = try FederatedRun(experiment: timed, train: train, test: nil, logger: quiet).simulate(threads: threads) { round in
-            if round.report.round > 0 { times.append(round.report.seconds) }
+    /// Collects the rounds after the warm-up one, each with the floor at the rate measured right after it.
+    private final class Rounds {
+        let floor: Floor, rate: SquareRate, evaluateEvery: Int?
+        var times: [Double] = [], floors: [Double] = [], received: [Double] = []
+        init(floor: Floor, evaluateEvery: Int?) {
+            self.floor = floor; self.evaluateEvery = evaluateEvery
+            rate = SquareRate(cores: floor.cores)
         }
-        return median(times)
+
+        func add(_ round: FederatedRun.Round, seconds: Double) {
+            guard round.report.round > 0 else { return }
+            times.append(seconds)
+            received.append(Double(round.report.bytesReceived))
+            floors.append(floor.seconds(rate: rate.measure(), evaluatingEvery: evaluateEvery))
+        }
+
+        func measurement(mean: Bool = false, received withReceived: Bool = false) -> Measurement {
+            let sum = times.reduce(0, +)
+            return Measurement(seconds: mean ? sum / Double(times.count) : median(times), timesFloor: sum / floors.reduce(0, +),
+                               floorSeconds: floors.reduce(0, +) / Double(floors.count), received: withReceived ? median(received) : nil)
+        }
     }
 
-    /// Mean seconds a round in simulation on `threads` threads with the test evaluation (on the same threads) after
-    /// every `evaluateEvery` rounds and the last: what a run takes a round, evaluation included.
-    public func simulation(threads: Int, evaluatingOn test: Dataset, every evaluateEvery: Int) throws -> Double {
+    /// A round in simulation with `threads` client threads.
+    public func simulation(threads: Int, floor: Floor) throws -> Measurement {
+        let rounds = Rounds(floor: floor, evaluateEvery: nil)
+        _ = try FederatedRun(experiment: timed, train: train, test: nil, logger: quiet).simulate(threads: threads) { rounds.add($0, seconds: $0.report.seconds) }
+        return rounds.measurement()
+    }
+
+    /// A round in simulation on `threads` threads with the test evaluation (on the same threads) after every
+    /// `evaluateEvery` rounds and the last: what a run takes a round, evaluation included.
+    public func simulation(threads: Int, evaluatingOn test: Dataset, every evaluateEvery: Int, floor: Floor) throws -> Measurement {
         var experiment = timed
         experiment.evaluateEvery = evaluateEvery
-        var times: [Double] = []
-        _ = try FederatedRun(experiment: experiment, train: train, test: test, logger: quiet).simulate(threads: threads) { round in
-            if round.report.round > 0 { times.append(round.report.seconds + round.evaluationSeconds) }
+        let rounds = Rounds(floor: floor, evaluateEvery: evaluateEvery)
+        _ = try FederatedRun(experiment: experiment, train: train, test: test, logger: quiet).simulate(threads: threads) {
+            rounds.add($0, seconds: $0.report.seconds + $0.evaluationSeconds)
         }
-        return times.reduce(0, +) / Double(times.count)
+        return rounds.measurement(mean: true)
     }
 
-    /// Median seconds a round with `workers` worker processes over ZeroMQ, and the median bytes the coordinator
-    /// received a round; with `hostAggregation`, each worker sends the mean of its clients.
-    public func zeroMQ(workers: Int, hostAggregation: Bool = false) throws -> (seconds: Double, received: Double) {
+    /// A round with `workers` worker processes over ZeroMQ, with the bytes the coordinator received; with
+    /// `hostAggregation`, each worker sends the mean of its clients.
+    public func zeroMQ(workers: Int, hostAggregation: Bool = false, floor: Floor) throws -> Measurement {
         var experiment = timed
         experiment.hostAggregation = hostAggregation
         let run = try FederatedRun(experiment: experiment, train: train, test: nil, logger: quiet)
@@ -83,14 +128,11 @@ public struct FederatedBenchmark {
         defer { server.close() }
         let children = WorkerProcesses(processes: try launch(workers, server.endpoint, nil))
         defer { children.stop() }
-        var times: [Double] = [], received: [Double] = []
-        _ = try run.run(over: server, cluster: CoordinatorSettings(expectedWorkers: workers, timing: ClusterTiming(timeout: .seconds(10)))) { round in
-            if round.report.round > 0 {
-                times.append(round.report.seconds)
-                received.append(Double(round.report.bytesReceived))
-            }
+        let rounds = Rounds(floor: floor, evaluateEvery: nil)
+        _ = try run.run(over: server, cluster: CoordinatorSettings(expectedWorkers: workers, timing: ClusterTiming(timeout: .seconds(10)))) {
+            rounds.add($0, seconds: $0.report.seconds)
         }
         children.wait()
-        return (median(times), median(received))
+        return rounds.measurement(received: true)
     }
 }
