@@ -77,7 +77,7 @@ public struct CoordinatorCommand: AsyncParsableCommand {
     @Option(help: "Synchronous SGD: how parameters and gradients travel, float32 (exact: the run equals one process) or bfloat16 (half the bytes, 8 significant bits; the optimizer keeps float32).")
     var vectors: VectorPrecision = .float32
 
-    @Option(help: "Synchronous SGD: how the workers' gradients are summed: server (through the coordinator, which sends every worker the model each step) or ring (among the workers, a ring all-reduce; each steps a replica, and a link's traffic does not grow with the workers).")
+    @Option(help: "Synchronous SGD: how the workers' gradients are summed: server (through the coordinator, which sends every worker the model each step), ring (among the workers, a ring all-reduce; each steps a replica, and a link's traffic does not grow with the workers), or halving-doubling (as ring, in 2·log₂ n exchanges instead of 2(n − 1) when the workers are a power of two; the ring's otherwise).")
     var topology: Topology = .parameterServer
 
     @OptionGroup var security: ServerSecurityOptions
@@ -111,10 +111,11 @@ public struct CoordinatorCommand: AsyncParsableCommand {
         if vectors == .bfloat16, experimentOptions.config != nil {
             throw ValidationError("--vectors bfloat16 is for synchronous SGD; a federated experiment compresses its uploads with its compression key")
         }
-        if topology == .ring {
-            if experimentOptions.config != nil { throw ValidationError("--topology ring is for synchronous SGD; a federated experiment's clients train apart") }
-            if robust != nil { throw ValidationError("--topology ring sums the gradients among the workers; --robust needs each one at the coordinator") }
-            if vectors == .bfloat16 { throw ValidationError("--topology ring moves float32 chunks; --vectors bfloat16 is for the parameter server") }
+        if topology.sumsAmongWorkers {
+            let flag = "--topology \(topology.rawValue)"
+            if experimentOptions.config != nil { throw ValidationError("\(flag) is for synchronous SGD; a federated experiment's clients train apart") }
+            if robust != nil { throw ValidationError("\(flag) sums the gradients among the workers; --robust needs each one at the coordinator") }
+            if vectors == .bfloat16 { throw ValidationError("\(flag) moves float32 chunks; --vectors bfloat16 is for the parameter server") }
         }
     }
 

@@ -15,20 +15,41 @@ public struct RingPlan: Equatable, Sendable {
     /// The task's steps, each by its samples over the whole ring: a member's part of a step is its slice of
     /// them (`BatchSlices`), and it weighs its mean gradient by its share of them.
     public var totals: [UInt32]
-    /// Where the next worker in the ring takes chunks.
-    public var successor: String
-    /// In a run secured with CURVE, the Z85 public keys of the next worker (the server key to push to it with)
-    /// and of the previous one (the only key admitted to push to this worker); empty otherwise.
-    public var successorKey: String
-    public var predecessorKey: String
+    /// How the members sum: the ring's algorithm or, with a power-of-two number of members, halving-doubling.
+    public var allReduce: AllReduce
+    /// The members this one sends chunks to or takes chunks from (`RingAllReduce.peers`): where they take
+    /// chunks, and their keys.
+    public var peers: [RingPeer]
     /// The replica to start the generation from, a run state (`RunState.encoded`: model, optimizer, schedule
     /// position); empty on the generation's later steps, whose replica the worker has.
     public var sync: [UInt8]
 
-    public init(generation: UInt64, position: UInt32, size: UInt32, firstStep: UInt64, totals: [UInt32], successor: String, successorKey: String = "",
-                predecessorKey: String = "", sync: [UInt8] = []) {
+    public init(generation: UInt64, position: UInt32, size: UInt32, firstStep: UInt64, totals: [UInt32], allReduce: AllReduce = .ring,
+                peers: [RingPeer], sync: [UInt8] = []) {
         self.generation = generation; self.position = position; self.size = size; self.firstStep = firstStep; self.totals = totals
-        self.successor = successor; self.successorKey = successorKey; self.predecessorKey = predecessorKey; self.sync = sync
+        self.allReduce = allReduce; self.peers = peers; self.sync = sync
+    }
+}
+
+/// How a ring's members sum a vector among themselves. Both send each member's 2(n − 1)/n of the vector; they
+/// differ in how many exchanges a sum takes, each of which waits on a peer.
+public enum AllReduce: UInt8, Sendable, CaseIterable {
+    /// Patarasuk and Yuan's ring: 2(n − 1) exchanges of 1/n of the vector, each with the next member.
+    case ring = 0
+    /// Recursive halving, then recursive doubling (Rabenseifner): 2·log₂ n exchanges, with the members at distance
+    /// n/2, n/4, …, 1 and back, of a half, a quarter, … of the vector. Only for n a power of two.
+    case halvingDoubling = 1
+}
+
+/// A member another one exchanges chunks with: its position, where it takes chunks, and in a run secured with
+/// CURVE its Z85 public key (empty otherwise).
+public struct RingPeer: Equatable, Sendable {
+    public var position: UInt32
+    public var endpoint: String
+    public var key: String
+
+    public init(position: UInt32, endpoint: String, key: String = "") {
+        self.position = position; self.endpoint = endpoint; self.key = key
     }
 }
 

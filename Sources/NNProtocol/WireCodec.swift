@@ -40,11 +40,13 @@ public struct ProtocolError: Error, CustomStringConvertible, Equatable {
 /// one float32 frame. Decoding checks every length against the frame it reads from and rejects anything left over.
 /// `docs/protocol.md` is the specification.
 public enum WireCodec {
-    public static let version: UInt8 = 4
+    public static let version: UInt8 = 5
     static let magic: [UInt8] = [0x4E, 0x4E]
     /// Longest string field (names, reasons, error texts); the configuration JSON may take `maximumConfiguration`.
     public static let maximumText = 64 << 10
     public static let maximumConfiguration = 1 << 20
+    /// Most peers one ring task may name (a member of a ring exchanges with 2, with halving-doubling with log₂ n).
+    public static let maximumRingPeers = 64
     /// Most steps one ring task may hold.
     public static let maximumRingSteps = 1 << 16
     /// Most clients one train request may name.
@@ -77,8 +79,8 @@ public enum WireCodec {
             w.u64(m.step); w.u32(m.start); w.u32(m.firstRow)
             w.u64(ring.generation); w.u32(ring.position); w.u32(ring.size); w.u64(ring.firstStep); w.u32(UInt32(ring.totals.count))
             for total in ring.totals { w.u32(total) }
-            w.text(ring.successor)
-            w.text(ring.successorKey); w.text(ring.predecessorKey)
+            w.u8(ring.allReduce.rawValue); w.u32(UInt32(ring.peers.count))
+            for peer in ring.peers { w.u32(peer.position); w.text(peer.endpoint); w.text(peer.key) }
             return [.bytes(w.buffer), .bytes(indexBytes(m.samples)), .bytes(ring.sync)]
         case .task(let m):
             w.u64(m.step); w.u32(m.start); w.u32(m.firstRow)
@@ -199,13 +201,21 @@ public enum WireCodec {
             guard steps >= 1, steps <= maximumRingSteps else { throw ProtocolError("ringTask: \(steps) steps (1 to \(maximumRingSteps))") }
             let totals = try (0..<steps).map { _ in try r.u32() }
             guard firstStep <= UInt64.max - UInt64(steps) else { throw ProtocolError("ringTask: \(steps) steps from step \(firstStep)") }
-            let plan = RingPlan(generation: generation, position: position, size: size, firstStep: firstStep, totals: totals,
-                                successor: try r.text(limit: maximumText), successorKey: try r.text(limit: 40), predecessorKey: try r.text(limit: 40),
-                                sync: frames[2].wireBytes)
-            guard plan.size >= 1, plan.position < plan.size else { throw ProtocolError("ringTask: position \(plan.position) in a ring of \(plan.size)") }
-            guard [plan.successorKey, plan.predecessorKey].allSatisfy({ $0.isEmpty || $0.utf8.count == 40 }) else {
+            guard size >= 1, position < size else { throw ProtocolError("ringTask: position \(position) in a ring of \(size)") }
+            let code = try r.u8()
+            guard let allReduce = AllReduce(rawValue: code) else { throw ProtocolError("ringTask: all-reduce \(code) is unknown") }
+            guard allReduce != .halvingDoubling || size & (size - 1) == 0 else { throw ProtocolError("ringTask: halving-doubling among \(size) members, not a power of two") }
+            let count = Int(try r.u32())
+            guard count <= maximumRingPeers, count < size else { throw ProtocolError("ringTask: \(count) peers in a ring of \(size) (at most \(maximumRingPeers))") }
+            let peers = try (0..<count).map { _ in RingPeer(position: try r.u32(), endpoint: try r.text(limit: maximumText), key: try r.text(limit: 40)) }
+            guard peers.allSatisfy({ $0.position < size && $0.position != position }), Set(peers.map(\.position)).count == count else {
+                throw ProtocolError("ringTask: peers at positions \(peers.map(\.position)), for position \(position) in a ring of \(size)")
+            }
+            guard peers.allSatisfy({ $0.key.isEmpty || $0.key.utf8.count == 40 }) else {
                 throw ProtocolError("ringTask: a key that is neither empty nor 40 Z85 characters")
             }
+            let plan = RingPlan(generation: generation, position: position, size: size, firstStep: firstStep, totals: totals, allReduce: allReduce,
+                                peers: peers, sync: frames[2].wireBytes)
             message = .task(GradientTask(step: step, start: start, firstRow: firstRow, samples: try indices(frames[1]), parameters: [], state: [],
                                          ring: plan))
         case .ringGradient:

@@ -7,55 +7,76 @@ import TestSupport
 import Testing
 
 @Suite struct RingTests {
-    /// Rings of 1 to 6 members over vectors that the ring size does not divide: every member ends with the same
-    /// bytes, which are the sum of the inputs up to float rounding, and each sends 2(n − 1) chunks of about 1/n.
-    @Test(arguments: 1...6)
-    func allReduceSums(size n: Int) throws {
+    /// Rings of 1 to 6 members, and halving-doubling among 1 to 16, over vectors that the size does not divide:
+    /// every member ends with the same bytes, which are the sum of the inputs up to float rounding, and each sends
+    /// 2(n − 1)/n of the vector, in 2(n − 1) exchanges in a ring and 2·log₂ n in halving-doubling, to its peers only.
+    @Test(arguments: (1...6).map { (AllReduce.ring, $0) } + [1, 2, 4, 8, 16].map { (AllReduce.halvingDoubling, $0) })
+    func allReduceSums(_ algorithm: AllReduce, size n: Int) throws {
         var generator = SystemRandomNumberGenerator()
         let length = 1_001
         let inputs = (0..<n).map { _ in (0..<length).map { _ in Float.random(in: -1...1, using: &generator) } }
-        /// Member p pushes into the queue of member (p + 1) mod n, by phase; each member runs on a thread of its own.
-        final class Ring: @unchecked Sendable {
+        /// Each member's incoming chunks by phase; each member runs on a thread of its own.
+        final class Members: @unchecked Sendable {
             let lock = NSCondition()
-            var queues: [[Int: [Float]]], vectors: [[Float]], sent: [Int]
-            init(_ n: Int) { queues = Array(repeating: [:], count: n); vectors = Array(repeating: [], count: n); sent = Array(repeating: 0, count: n) }
+            var queues: [[Int: [Float]]], vectors: [[Float]], sent: [Int], sends: [Int], strays: [String] = []
+            init(_ n: Int) {
+                queues = Array(repeating: [:], count: n); vectors = Array(repeating: [], count: n); sent = Array(repeating: 0, count: n)
+                sends = sent
+            }
         }
-        let ring = Ring(n)
+        let members = Members(n)
         let group = DispatchGroup()
         for p in 0..<n {
             group.enter()
-            let input = inputs[p]
+            let input = inputs[p], peers = RingAllReduce.peers(position: p, size: n, algorithm)
             Thread {
                 var v = input
-                let lock = ring.lock
-                let done: Void? = try? RingAllReduce.run(&v, position: p, size: n, send: { phase, values in
-                    lock.lock(); ring.queues[(p + 1) % n][phase] = Array(values); ring.sent[p] += values.count; lock.broadcast(); lock.unlock()
+                let lock = members.lock
+                let done: Void? = try? RingAllReduce.run(&v, position: p, size: n, algorithm, send: { phase, to, values in
+                    lock.lock()
+                    if !peers.contains(to) || members.queues[to][phase] != nil { members.strays.append("\(p) → \(to) in phase \(phase)") }
+                    members.queues[to][phase] = Array(values); members.sent[p] += values.count; members.sends[p] += 1
+                    lock.broadcast(); lock.unlock()
                 }, receive: { phase in
                     lock.lock(); defer { lock.unlock() }
-                    while ring.queues[p][phase] == nil { lock.wait() }
-                    return ring.queues[p].removeValue(forKey: phase)!
+                    while members.queues[p][phase] == nil { lock.wait() }
+                    return members.queues[p].removeValue(forKey: phase)!
                 })
-                lock.lock(); if done != nil { ring.vectors[p] = v }; lock.unlock()
+                lock.lock(); if done != nil { members.vectors[p] = v }; lock.unlock()
                 group.leave()
             }.start()
         }
         #expect(group.wait(timeout: .now() + 10) == .success)
-        let (queues, vectors, sent) = (ring.queues, ring.vectors, ring.sent)
+        let (queues, vectors, sent, sends) = (members.queues, members.vectors, members.sent, members.sends)
+        #expect(members.strays.isEmpty, "\(members.strays)")
         let exact = (0..<length).map { i in inputs.reduce(0.0) { $0 + Double($1[i]) } }
+        let exchanges = algorithm == .ring ? 2 * (n - 1) : 2 * n.trailingZeroBitCount
         for p in 0..<n {
             #expect(vectors[p] == vectors[0], "member \(p) ended with other bytes")
             #expect(zip(vectors[p], exact).allSatisfy { abs(Double($0) - $1) < 1e-5 })
             #expect(abs(sent[p] - 2 * (n - 1) * length / n) <= 2 * n, "member \(p) sent \(sent[p]) values")
+            #expect(sends[p] == exchanges, "member \(p) sent \(sends[p]) chunks")
         }
         #expect(queues.allSatisfy { $0.isEmpty })
     }
 
-    /// A CURVE-secured ring port admits only the predecessor it was told of: a peer with another key (or none)
-    /// gets nothing through, the predecessor does.
-    @Test func securedPortAdmitsOnlyThePredecessor() throws {
-        let owner = try CurveKeyPair.generate(), predecessor = try CurveKeyPair.generate(), stranger = try CurveKeyPair.generate()
+    /// A topology of halving-doubling sums by it among a power-of-two number of members, and by the ring otherwise.
+    @Test func halvingDoublingOnlyAmongPowersOfTwo() {
+        #expect((1...9).map { RingAllReduce.algorithm(for: .halvingDoubling, size: $0) }
+                == [.halvingDoubling, .halvingDoubling, .ring, .halvingDoubling, .ring, .ring, .ring, .halvingDoubling, .ring])
+        #expect((1...9).allSatisfy { RingAllReduce.algorithm(for: .ring, size: $0) == .ring })
+        #expect(RingAllReduce.peers(position: 5, size: 8, .halvingDoubling) == [1, 7, 4])
+        #expect(RingAllReduce.peers(position: 0, size: 5, .ring) == [1, 4])
+    }
+
+    /// A CURVE-secured ring port admits only the members it was told send to it: a peer with another key (or
+    /// none) gets nothing through, each of the senders does.
+    @Test func securedPortAdmitsOnlyItsSenders() throws {
+        let owner = try CurveKeyPair.generate(), predecessor = try CurveKeyPair.generate(), partner = try CurveKeyPair.generate()
+        let stranger = try CurveKeyPair.generate()
         let link = try RingLink(host: "127.0.0.1", port: 0, keys: owner, maximumChunkBytes: 1 << 16, logger: quiet)
-        try link.join(successor: link.endpoint, successorKey: owner.publicKey.z85, predecessorKey: predecessor.publicKey.z85)
+        try link.join(sendingTo: [RingPeer(position: 1, endpoint: link.endpoint, key: owner.publicKey.z85)],
+                      receivingFrom: [predecessor, partner].enumerated().map { RingPeer(position: UInt32($0 + 1), endpoint: "", key: $1.publicKey.z85) })
         func push(as keys: CurveKeyPair?, phase: UInt32) throws -> ZmqSocket {
             let socket = try ZmqSocket(type: ZMQ_PUSH, endpoint: link.endpoint)
             try socket.set(ZMQ_LINGER, Int32(0))
@@ -70,9 +91,23 @@ import Testing
         }
         let strangers = [try push(as: stranger, phase: 0), try push(as: nil, phase: 0)]
         #expect(try link.receive(generation: 1, step: 0, phase: 0, timeout: .milliseconds(500)) == nil)
-        let admitted = try push(as: predecessor, phase: 0)
+        let admitted = [try push(as: predecessor, phase: 0), try push(as: partner, phase: 1)]
         #expect(try link.receive(generation: 1, step: 0, phase: 0, timeout: .seconds(5))?.values == [0])
+        #expect(try link.receive(generation: 1, step: 0, phase: 1, timeout: .seconds(5))?.values == [1])
         withExtendedLifetime((strangers, admitted)) {}
+    }
+
+    /// A link sends to every member it is told to, and closes its socket to one it no longer sends to.
+    @Test func linkSendsToEachTarget() throws {
+        let links = try (0..<3).map { _ in try RingLink(host: "127.0.0.1", port: 0, keys: nil, maximumChunkBytes: 1 << 16, logger: quiet) }
+        let peers = links.enumerated().map { RingPeer(position: UInt32($0), endpoint: $1.endpoint) }
+        try links[0].join(sendingTo: [peers[1], peers[2]], receivingFrom: [peers[1], peers[2]])
+        for (phase, target) in [(0, 1), (1, 2)] {
+            #expect(try links[0].send(to: peers[target].endpoint, generation: 1, step: 0, phase: UInt32(phase), values: [Float(target)][...], within: .seconds(1)))
+            #expect(try links[target].receive(generation: 1, step: 0, phase: UInt32(phase), timeout: .seconds(5))?.values == [Float(target)])
+        }
+        try links[0].join(sendingTo: [peers[2]], receivingFrom: [peers[2]])
+        #expect(throws: ClusterError.self) { try links[0].send(to: peers[1].endpoint, generation: 1, step: 1, phase: 0, values: [0][...], within: .seconds(1)) }
     }
 
     /// A member waiting on its ring when its coordinator is replaced (killed, then resumed) hears from the new one
@@ -105,7 +140,8 @@ import Testing
         // A ring of two whose other member never answers (nothing listens at its port): the member waits on its ring.
         var state = RunState()
         ParameterUpdate(network: Network(spec: spec, seed: 1), optimizer: optimizer, schedule: schedule).save(into: &state)
-        let plan = RingPlan(generation: 7, position: 0, size: 2, firstStep: 0, totals: [4], successor: "tcp://127.0.0.1:9", sync: try state.encoded())
+        let plan = RingPlan(generation: 7, position: 0, size: 2, firstStep: 0, totals: [4], peers: [RingPeer(position: 1, endpoint: "tcp://127.0.0.1:9")],
+                            sync: try state.encoded())
         try server.send(WireCodec.encode(.task(GradientTask(step: 0, start: 0, firstRow: 0, samples: [0, 1], parameters: [], state: [], ring: plan))),
                         to: peer)
         #expect(try next(within: .seconds(2)) { if case .heartbeat = $0 { true } else { false } } != nil, "no heartbeat while the ring waits")
@@ -162,13 +198,14 @@ import Testing
     @Test func linksOnOneHostUseSharedMemory() throws {
         let a = try RingLink(host: "127.0.0.1", port: 0, keys: nil, maximumChunkBytes: 1 << 16, logger: quiet)
         let b = try RingLink(host: "127.0.0.1", port: 0, keys: nil, maximumChunkBytes: 1 << 16, spin: .microseconds(200), logger: quiet)
-        try a.join(successor: b.endpoint, successorKey: "", predecessorKey: "")
-        try b.join(successor: a.endpoint, successorKey: "", predecessorKey: "")
-        #expect(a.sharesMemoryWithSuccessor && b.sharesMemoryWithSuccessor)
+        func peer(_ link: RingLink, key: String = "") -> RingPeer { RingPeer(position: 1, endpoint: link.endpoint, key: key) }
+        try a.join(sendingTo: [peer(b)], receivingFrom: [peer(b)])
+        try b.join(sendingTo: [peer(a)], receivingFrom: [peer(a)])
+        #expect(a.sharesMemory(with: b.endpoint) && b.sharesMemory(with: a.endpoint))
         for step in UInt64(0)..<100 {
-            #expect(try a.send(generation: 1, step: step, phase: 0, values: [Float(step)][...], within: .seconds(1)))
+            #expect(try a.send(to: b.endpoint, generation: 1, step: step, phase: 0, values: [Float(step)][...], within: .seconds(1)))
             #expect(try b.receive(generation: 1, step: step, phase: 0, timeout: .seconds(5))?.values == [Float(step)])
-            #expect(try b.send(generation: 1, step: step, phase: 1, values: [-Float(step)][...], within: .seconds(1)))
+            #expect(try b.send(to: a.endpoint, generation: 1, step: step, phase: 1, values: [-Float(step)][...], within: .seconds(1)))
             #expect(try a.receive(generation: 1, step: step, phase: 1, timeout: .seconds(5))?.values == [-Float(step)])
         }
         // The spinning receiver still waits out its timeout when nothing comes, and takes a chunk that comes
@@ -177,20 +214,21 @@ import Testing
         #expect(try b.receive(generation: 1, step: 100, phase: 0, timeout: .milliseconds(50)) == nil)
         #expect(waited.duration(to: .now) >= .milliseconds(48), "gave up after \(waited.duration(to: .now))")  // poll counts whole milliseconds
         nonisolated(unsafe) let sender = a
-        let late = Thread { usleep(30_000); _ = try? sender.send(generation: 1, step: 100, phase: 0, values: [5][...], within: .seconds(1)) }
+        let receiver = b.endpoint
+        let late = Thread { usleep(30_000); _ = try? sender.send(to: receiver, generation: 1, step: 100, phase: 0, values: [5][...], within: .seconds(1)) }
         late.start()
         #expect(try b.receive(generation: 1, step: 100, phase: 0, timeout: .seconds(5))?.values == [5])
         // A chunk the channel cannot take (nor, being too large, the successor's port): that successor gets
         // TCP from then on.
-        #expect(try a.send(generation: 2, step: 0, phase: 0, values: ArraySlice(repeating: 1, count: (1 << 14) + 1), within: .seconds(1)))
-        #expect(!a.sharesMemoryWithSuccessor)
-        try a.join(successor: b.endpoint, successorKey: "", predecessorKey: "")
-        #expect(!a.sharesMemoryWithSuccessor, "a broken channel was taken up again")
+        #expect(try a.send(to: b.endpoint, generation: 2, step: 0, phase: 0, values: ArraySlice(repeating: 1, count: (1 << 14) + 1), within: .seconds(1)))
+        #expect(!a.sharesMemory(with: b.endpoint))
+        try a.join(sendingTo: [peer(b)], receivingFrom: [peer(b)])
+        #expect(!a.sharesMemory(with: b.endpoint), "a broken channel was taken up again")
         let keys = try CurveKeyPair.generate()
         let secured = try RingLink(host: "127.0.0.1", port: 0, keys: keys, maximumChunkBytes: 1 << 16, logger: quiet)
-        try secured.join(successor: secured.endpoint, successorKey: keys.publicKey.z85, predecessorKey: keys.publicKey.z85)
-        #expect(secured.sharesMemoryWithSuccessor)
-        #expect(try secured.send(generation: 1, step: 0, phase: 0, values: [7][...], within: .seconds(5)))
+        try secured.join(sendingTo: [peer(secured, key: keys.publicKey.z85)], receivingFrom: [peer(secured, key: keys.publicKey.z85)])
+        #expect(secured.sharesMemory(with: secured.endpoint))
+        #expect(try secured.send(to: secured.endpoint, generation: 1, step: 0, phase: 0, values: [7][...], within: .seconds(5)))
         #expect(try secured.receive(generation: 1, step: 0, phase: 0, timeout: .seconds(5))?.values == [7])
         // Another user's file at the successor's path: the link keeps to TCP.
         let c = try RingLink(host: "127.0.0.1", port: 0, keys: nil, maximumChunkBytes: 1 << 16, logger: quiet)
@@ -198,9 +236,9 @@ import Testing
         if getuid() == 0 {
             #expect(chown(path, 65_534, 65_534) == 0)
             let d = try RingLink(host: "127.0.0.1", port: 0, keys: nil, maximumChunkBytes: 1 << 16, logger: quiet)
-            try d.join(successor: c.endpoint, successorKey: "", predecessorKey: "")
-            #expect(!d.sharesMemoryWithSuccessor, "a channel file of another user was written to")
-            #expect(try d.send(generation: 1, step: 0, phase: 0, values: [8][...], within: .seconds(5)))
+            try d.join(sendingTo: [peer(c)], receivingFrom: [peer(c)])
+            #expect(!d.sharesMemory(with: c.endpoint), "a channel file of another user was written to")
+            #expect(try d.send(to: c.endpoint, generation: 1, step: 0, phase: 0, values: [8][...], within: .seconds(5)))
             #expect(try c.receive(generation: 1, step: 0, phase: 0, timeout: .seconds(5))?.values == [8])
         }
     }

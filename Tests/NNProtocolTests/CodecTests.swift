@@ -16,7 +16,7 @@ func onTheWire(_ frames: [Frame]) -> [Frame] {
     }
 
     @Test func headerBytesAreAsDocumented() {
-        #expect(WireCodec.encode(.heartbeat(Heartbeat(session: 0x0102_0304_0506_0708))) == [.bytes([0x4E, 0x4E, 4, 6, 8, 7, 6, 5, 4, 3, 2, 1])])
+        #expect(WireCodec.encode(.heartbeat(Heartbeat(session: 0x0102_0304_0506_0708))) == [.bytes([0x4E, 0x4E, 5, 6, 8, 7, 6, 5, 4, 3, 2, 1])])
     }
 
     /// Every prefix of every header, and every header with a byte too many, is an error, not a crash.
@@ -64,6 +64,30 @@ func onTheWire(_ frames: [Frame]) -> [Frame] {
         #expect(throws: ProtocolError.self) { try WireCodec.decode([.bytes(fixed + [0xFF, 0xFF, 0xFF, 0xFF]), train[1], train[2], train[3]]) }
         // Client orders that do not add up to the index frame.
         #expect(throws: ProtocolError.self) { try WireCodec.decode([train[0], .bytes(Array(repeating: 0, count: 4)), train[2], train[3]]) }
+    }
+
+    /// A ring task's plan must hold together: halving-doubling only among a power-of-two number of members, peers
+    /// other members of the ring, each named once, fewer than the ring has.
+    @Test func rejectsRingPlansThatDoNotHoldTogether() throws {
+        func task(size: UInt32, position: UInt32 = 0, _ allReduce: AllReduce, peers: [UInt32]) -> Message {
+            .task(GradientTask(step: 0, start: 0, firstRow: 0, samples: [1], parameters: [], state: [],
+                               ring: RingPlan(generation: 1, position: position, size: size, firstStep: 0, totals: [8], allReduce: allReduce,
+                                              peers: peers.map { RingPeer(position: $0, endpoint: "tcp://h:\($0)") })))
+        }
+        let good = task(size: 8, position: 5, .halvingDoubling, peers: [1, 7, 4])
+        #expect(try WireCodec.decode(WireCodec.encode(good)) == good)
+        for bad in [task(size: 6, .halvingDoubling, peers: [3, 5]), task(size: 4, .ring, peers: [1, 1]), task(size: 4, .ring, peers: [0, 1]),
+                    task(size: 4, .ring, peers: [4]), task(size: 2, .ring, peers: [1, 0])] {
+            #expect(throws: ProtocolError.self, "\(bad)") { try WireCodec.decode(WireCodec.encode(bad)) }
+        }
+        var unknown = WireCodec.encode(task(size: 2, .ring, peers: [1]))
+        guard case .bytes(var header) = unknown[0] else { return }
+        // The all-reduce byte comes before the peer count and the one peer (position, endpoint, empty key).
+        let at = header.count - (4 + 4 + 4 + "tcp://h:1".utf8.count + 4) - 1
+        #expect(header[at] == AllReduce.ring.rawValue)
+        header[at] = 9
+        unknown[0] = .bytes(header)
+        #expect(throws: ProtocolError.self) { try WireCodec.decode(unknown) }
     }
 
     /// A refuse keeps its layout in every version: a peer of another version can read it, and the coordinator

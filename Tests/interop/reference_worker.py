@@ -26,7 +26,7 @@ import numpy as np
 import zmq
 import zmq.auth
 
-VERSION = 4
+VERSION = 5
 HELLO, WELCOME, REFUSE, TASK, GRADIENT, HEARTBEAT, ERROR, SHUTDOWN, TRAIN, UPDATE = range(1, 11)
 NOT_REGISTERED, BAD_MESSAGE, FATAL = 1, 2, 3
 ANY_CLIENTS = 0xFFFFFFFF
@@ -295,7 +295,7 @@ class Worker:
             last_heard = time.monotonic()
             head = frames[0]
             if len(head) < 4 or head[:2] != b"NN" or head[2] != VERSION:
-                self.error(BAD_MESSAGE, "not a version 4 nn message")
+                self.error(BAD_MESSAGE, "not a version 5 nn message")
                 continue
             kind = head[3]
             try:

@@ -3,22 +3,29 @@ import Foundation
 import Logging
 import NNProtocol
 
-/// A worker's links in a ring: a PULL socket its predecessor pushes chunks to, and a PUSH socket to its
-/// successor. With `keys` (a run secured with CURVE) both are encrypted, the PULL socket admits only the
-/// predecessor's key, and the PUSH socket checks the successor's. A chunk other than the one awaited is kept
-/// when it may be wanted later (a peer is ahead, or in a newer generation) and dropped when it belongs to a
-/// step already done; what cannot be decoded is dropped. Chunks between members on one host go through shared
-/// memory (`SharedRingChannel`) instead, found from the successor's endpoint; the TCP link stays for members
-/// elsewhere. The channel is a file only its user may open, so it is as private as the members' own memory, with
+/// A worker's links in a ring: a PULL socket the members that send to it push chunks to, and a PUSH socket to
+/// each member it sends to (the successor in a ring; the partners in halving-doubling). With `keys` (a run
+/// secured with CURVE) all are encrypted, the PULL socket admits only the senders' keys, and each PUSH socket
+/// checks its target's. A chunk other than the one awaited is kept when it may be wanted later (a peer is ahead,
+/// or in a newer generation) and dropped when it belongs to a step already done; what cannot be decoded is
+/// dropped. Chunks between members on one host go through shared memory (`SharedRingChannel`) instead, found
+/// from the target's endpoint; the TCP link stays for members elsewhere. The channel is a file only its user may open, so it is as private as the members' own memory, with
 /// CURVE or without: CURVE guards what crosses a network, and a process of the same user could read a member's
 /// keys anyway.
 final class RingLink {
     private let inbound: ZmqSocket
-    private var outbound: (socket: ZmqSocket, key: CurvePublicKey?, since: ContinuousClock.Instant)?
-    /// Where members on this host write this member's chunks, and where it writes its successor's if that is here.
+    /// A member this one sends to: its PUSH socket, and its channel if it runs on this host.
+    private struct Outbound {
+        var socket: ZmqSocket
+        var key: CurvePublicKey?
+        var since: ContinuousClock.Instant
+        var shared: SharedRingChannel?
+    }
+    /// By the target's endpoint.
+    private var outbound: [String: Outbound] = [:]
+    /// Where members on this host write this member's chunks.
     private let sharedInbound: SharedRingChannel?
-    private var sharedOutbound: SharedRingChannel?
-    /// Successors whose channel failed: they get chunks over TCP for the rest of the run.
+    /// Targets whose channel failed: they get chunks over TCP for the rest of the run.
     private var brokenChannels: Set<String> = []
     /// Values in a chunk at most.
     private let capacity: Int
@@ -72,52 +79,66 @@ final class RingLink {
         }
     }
 
-    /// Takes chunks from the predecessor and pushes to `successor` from now on, reconnecting if it
-    /// changed (chunks still queued for an old successor are dropped). The keys are Z85, empty without CURVE.
-    func join(successor: String, successorKey: String, predecessorKey: String) throws {
-        guard (keys == nil) == successorKey.isEmpty, (keys == nil) == predecessorKey.isEmpty else {
+    /// Pushes to `targets` and admits chunks from `senders` from now on, reconnecting to a target whose key changed
+    /// and closing the sockets of members no longer sent to (with chunks still queued for them). The keys are Z85,
+    /// empty without CURVE.
+    func join(sendingTo targets: [RingPeer], receivingFrom senders: [RingPeer]) throws {
+        guard (targets + senders).allSatisfy({ (keys == nil) == $0.key.isEmpty }) else {
             throw ClusterError(keys == nil ? "the ring is secured with CURVE, and this worker has no keys" : "this worker has CURVE keys, and the ring names none")
         }
-        let successorPublic = successorKey.isEmpty ? nil : try CurvePublicKey(z85: successorKey)
-        if let predecessor = predecessorKey.isEmpty ? nil : try CurvePublicKey(z85: predecessorKey) {
-            zap?.gate.admit(Allowlist([predecessor: nil]))
+        if keys != nil {
+            var admitted: [CurvePublicKey: Range<Int>?] = [:]
+            for sender in senders { admitted[try CurvePublicKey(z85: sender.key)] = .some(nil) }
+            zap?.gate.admit(Allowlist(admitted))
         }
-        if sharedOutbound.map({ $0.endpoint != successor || !$0.isCurrent }) ?? true {
-            sharedOutbound = brokenChannels.contains(successor) ? nil : SharedRingChannel(writingTo: successor, capacity: capacity)
+        for gone in Set(outbound.keys).subtracting(targets.map(\.endpoint)) { outbound.removeValue(forKey: gone)?.socket.close() }
+        for target in targets {
+            let key = target.key.isEmpty ? nil : try CurvePublicKey(z85: target.key)
+            if var current = outbound[target.endpoint], current.key == key {
+                if current.shared.map({ !$0.isCurrent }) ?? true {
+                    current.shared = channel(to: target.endpoint)
+                    outbound[target.endpoint] = current
+                }
+                continue
+            }
+            outbound.removeValue(forKey: target.endpoint)?.socket.close()
+            outbound[target.endpoint] = Outbound(socket: try connect(to: target.endpoint, key: key), key: key, since: .now, shared: channel(to: target.endpoint))
         }
-        if let outbound, outbound.socket.endpoint == successor, outbound.key == successorPublic { return }
-        try connect(to: successor, key: successorPublic)
     }
 
-    private func connect(to successor: String, key successorPublic: CurvePublicKey?) throws {
-        outbound?.socket.close()
-        let socket = try ZmqSocket(type: ZMQ_PUSH, endpoint: successor)
+    /// The channel of the member at `endpoint` if it runs on this host and its channel has not failed.
+    private func channel(to endpoint: String) -> SharedRingChannel? {
+        brokenChannels.contains(endpoint) ? nil : SharedRingChannel(writingTo: endpoint, capacity: capacity)
+    }
+
+    private func connect(to endpoint: String, key: CurvePublicKey?) throws -> ZmqSocket {
+        let socket = try ZmqSocket(type: ZMQ_PUSH, endpoint: endpoint)
         try socket.set(ZMQ_LINGER, Int32(0))
         try socket.set(ZMQ_SNDHWM, Int32(Self.keptChunks))
         // Chunks wait here until the connection is complete: a chunk queued to a connection whose handshake then
-        // fails (the successor has not yet been told to admit this worker's key) would be lost with it.
+        // fails (the target has not yet been told to admit this worker's key) would be lost with it.
         try socket.set(ZMQ_IMMEDIATE, Int32(1))
         try socket.set(ZMQ_SNDTIMEO, Int32(1_000))
-        if successor.contains("[") { try socket.set(ZMQ_IPV6, Int32(1)) }
-        if let keys, let successorPublic {
-            try socket.set(ZMQ_CURVE_SERVERKEY, bytes: Array(successorPublic.z85.utf8))
+        if endpoint.contains("[") { try socket.set(ZMQ_IPV6, Int32(1)) }
+        if let keys, let key {
+            try socket.set(ZMQ_CURVE_SERVERKEY, bytes: Array(key.z85.utf8))
             try socket.set(ZMQ_CURVE_PUBLICKEY, bytes: Array(keys.publicKey.z85.utf8))
             try socket.set(ZMQ_CURVE_SECRETKEY, bytes: Array(keys.secret.utf8))
         }
         try socket.connect()
-        outbound = (socket, successorPublic, .now)
+        return socket
     }
 
-    /// The successor runs on this host and takes this member's chunks through shared memory.
-    var sharesMemoryWithSuccessor: Bool { sharedOutbound != nil }
+    /// The member at `endpoint` runs on this host and takes this member's chunks through shared memory.
+    func sharesMemory(with endpoint: String) -> Bool { outbound[endpoint]?.shared != nil }
 
-    /// Sends `values` as the chunk of `phase` of `step` once the successor is connected and takes it (through shared
-    /// memory if it is on this host: once a slot is free); false when that did not happen within `timeout`.
-    /// A connection still incomplete after a quarter of a second is made again: libzmq does not retry one whose
-    /// handshake was refused, which happens when this worker connects before its successor was told to admit it.
-    func send(generation: UInt64, step: UInt64, phase: UInt32, values: ArraySlice<Float>, within timeout: Duration) throws -> Bool {
-        guard let outbound else { throw ClusterError("the ring has no successor to send to") }
-        if let shared = sharedOutbound {
+    /// Sends `values` to the member at `endpoint` as the chunk of `phase` of `step` once it is connected and takes
+    /// it (through shared memory if it is on this host: once a slot is free); false when that did not happen within
+    /// `timeout`. A connection still incomplete after a quarter of a second is made again: libzmq does not retry one
+    /// whose handshake was refused, which happens when this worker connects before its target was told to admit it.
+    func send(to endpoint: String, generation: UInt64, step: UInt64, phase: UInt32, values: ArraySlice<Float>, within timeout: Duration) throws -> Bool {
+        guard let target = outbound[endpoint] else { throw ClusterError("the ring has no member at \(endpoint) to send to") }
+        if let shared = target.shared {
             let deadline = ContinuousClock.now + timeout
             do {
                 repeat {
@@ -126,16 +147,20 @@ final class RingLink {
                 } while ContinuousClock.now < deadline
                 return false
             } catch {
-                logger.warning("ring chunks to \(shared.endpoint) go through TCP from now on: \(error)")
-                brokenChannels.insert(shared.endpoint)
-                sharedOutbound = nil
+                logger.warning("ring chunks to \(endpoint) go through TCP from now on: \(error)")
+                brokenChannels.insert(endpoint)
+                outbound[endpoint]?.shared = nil
             }
         }
-        guard try outbound.socket.canSend(within: timeout) else {
-            if ContinuousClock.now - outbound.since > .milliseconds(250) { try connect(to: outbound.socket.endpoint, key: outbound.key) }
+        guard try target.socket.canSend(within: timeout) else {
+            if ContinuousClock.now - target.since > .milliseconds(250) {
+                target.socket.close()
+                outbound[endpoint]?.socket = try connect(to: endpoint, key: target.key)
+                outbound[endpoint]?.since = .now
+            }
             return false
         }
-        try outbound.socket.send(WireCodec.encode(.ringChunk(RingChunk(generation: generation, step: step, phase: phase, values: Array(values)))))
+        try target.socket.send(WireCodec.encode(.ringChunk(RingChunk(generation: generation, step: step, phase: phase, values: Array(values)))))
         return true
     }
 

@@ -75,7 +75,16 @@ extension Worker {
             throw ClusterError("a task of ring generation \(plan.generation) without the replica to start it from (this worker is in \(ring.generation.map(String.init) ?? "none"))")
         }
         let slices = try ring.slices(of: task, plan: plan, globalBatch: session.configuration.globalBatch)
-        try ring.link.join(successor: plan.successor, successorKey: plan.successorKey, predecessorKey: plan.predecessorKey)
+        let position = Int(plan.position), size = Int(plan.size)
+        let exchanges = RingAllReduce.exchanges(position: position, size: size, plan.allReduce)
+        func peer(_ position: Int) throws -> RingPeer {
+            guard let peer = plan.peers.first(where: { $0.position == position }) else {
+                throw ClusterError("the ring task names no member at position \(position), which position \(plan.position) exchanges with")
+            }
+            return peer
+        }
+        let endpoints = try Dictionary(uniqueKeysWithValues: RingAllReduce.peers(position: position, size: size, plan.allReduce).map { ($0, try peer($0).endpoint) })
+        try ring.link.join(sendingTo: Set(exchanges.map(\.to)).map(peer), receivingFrom: Set(exchanges.map(\.from)).map(peer))
         let network = session.backpropagation.network, generation = plan.generation, configuration = ring.configuration
         var tally = GradientResult(step: task.step, start: task.start, count: 0, correct: 0, lossSum: 0, computeNanoseconds: 0, gradient: [], state: [],
                                    generation: generation)
@@ -96,9 +105,9 @@ extension Worker {
             }
             let step = slice.step
             do {
-                try RingAllReduce.run(&vector, position: Int(plan.position), size: Int(plan.size), send: { phase, values in
+                try RingAllReduce.run(&vector, position: position, size: size, plan.allReduce, send: { phase, to, values in
                     try whileRingWaits(generation: generation, timing: session.timing) {
-                        try ring.link.send(generation: generation, step: step, phase: UInt32(phase), values: values, within: .milliseconds(20)) ? () : nil
+                        try ring.link.send(to: endpoints[to]!, generation: generation, step: step, phase: UInt32(phase), values: values, within: .milliseconds(20)) ? () : nil
                     }
                 }, receive: { phase in
                     try whileRingWaits(generation: generation, timing: session.timing) {
@@ -131,7 +140,7 @@ extension Worker {
         return true
     }
 
-    /// Repeats `attempt` (a send to the successor or a receive from the predecessor, each bounded in time) until it
+    /// Repeats `attempt` (a send to a peer or a receive from one, each bounded in time) until it
     /// gives a value. Meanwhile (a peer slow or gone) the coordinator keeps hearing from this worker and is read
     /// (`readWhileRing`); a stop or a coordinator silent for the timeout gives the step up.
     private func whileRingWaits<T>(generation: UInt64, timing: ClusterTiming, _ attempt: () throws -> T?) throws -> T {

@@ -48,10 +48,10 @@ public final class SyncTrainingRun {
     public func run(over transport: ServerTransport, onStep: (EpochReport, Int) -> Void = { _, _ in },
                     onEpoch: (EpochReport) throws -> Void = { _ in }) throws -> Outcome {
         if let path = settings.checkpoint { try AtomicFile.checkWritable(path) }
-        if cluster.topology == .ring {
+        if cluster.topology.sumsAmongWorkers {
             // A ring sums gradients among the workers in float32: a robust rule or bfloat16 would need each one.
-            if let robust = settings.robust { throw ClusterError("the ring topology sums gradients among the workers; the robust rule \(robust.rule.rawValue) needs each worker's gradient at the coordinator") }
-            if cluster.compactVectors { throw ClusterError("the ring topology moves float32 chunks; bfloat16 vectors are for the parameter server") }
+            if let robust = settings.robust { throw ClusterError("the \(cluster.topology.rawValue) topology sums gradients among the workers; the robust rule \(robust.rule.rawValue) needs each worker's gradient at the coordinator") }
+            if cluster.compactVectors { throw ClusterError("the \(cluster.topology.rawValue) topology moves float32 chunks; bfloat16 vectors are for the parameter server") }
         }
         let store = try runState.map {
             try RunStateStore($0, settings: TrainingRecord(settings, mode: "sync", workers: cluster.expectedWorkers), model: settings.model, data: train.identity)

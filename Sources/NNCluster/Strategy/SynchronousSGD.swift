@@ -4,7 +4,7 @@ import NNProtocol
 /// Synchronous data-parallel SGD: each step's global batch (a slice of the epoch's seeded order) is split among
 /// the workers, who are sent the sample indices of their part; each returns the mean gradient of its part; the
 /// coordinator takes the sample-weighted mean and applies the optimizer. Equivalent to one process training at
-/// the global batch over the same order. In a ring (`Topology.ring`) the workers sum the weighted gradients among
+/// the global batch over the same order. In a ring (`Topology.ring`, `.halvingDoubling`) the workers sum the weighted gradients among
 /// themselves and each steps a replica, for rounds of several steps; the coordinator's model is the replica the
 /// first member reports at the end of each round, and a round that fails starts again from it.
 public final class SynchronousSGD: Strategy {
@@ -37,7 +37,7 @@ public final class SynchronousSGD: Strategy {
         precondition(ringSteps >= 1)
         self.update = update
         self.topology = topology
-        stepsPerRound = topology == .ring ? ringSteps : 1
+        stepsPerRound = topology.sumsAmongWorkers ? ringSteps : 1
         self.robust = robust
         self.compactVectors = compactVectors
         self.seed = seed
@@ -59,10 +59,10 @@ public final class SynchronousSGD: Strategy {
     }
     public var job: Job {
         Job(mode: "sync", seed: seed, globalBatch: globalBatch, compactVectors: compactVectors,
-            ring: topology == .ring ? RingConfiguration(optimizer: update.optimizer.settings, schedule: update.schedule, clipNorm: update.clipNorm,
+            ring: topology.sumsAmongWorkers ? RingConfiguration(optimizer: update.optimizer.settings, schedule: update.schedule, clipNorm: update.clipNorm,
                                                         stepsPerEpoch: stepsPerEpoch, totalSteps: stepsPerEpoch * epochs) : nil)
     }
-    public var restartsRoundOnLoss: Bool { topology == .ring }
+    public var restartsRoundOnLoss: Bool { topology.sumsAmongWorkers }
     public func isCurrent(_ g: GradientResult) -> Bool { g.generation == ring?.generation }
     public var clientCount: Int { 0 }
     public var deadline: Duration? { nil }
@@ -72,7 +72,7 @@ public final class SynchronousSGD: Strategy {
         let epoch = round / roundsPerEpoch + 1
         if order.epoch != epoch { order = (epoch, epochOrder(seed: seed, epoch: epoch, count: trainingSamples).map { UInt32($0) }) }
         let batches = steps(of: round).map { step in samples(ofStep: step) }
-        if topology == .ring { return ringTasks(round: round, batches: batches, among: participants) }
+        if topology.sumsAmongWorkers { return ringTasks(round: round, batches: batches, among: participants) }
         return split(round: round, start: batches[0].lowerBound, samples: Array(order.indices[batches[0]]), firstRow: 0, among: participants.map(\.peer))
     }
 
@@ -99,7 +99,7 @@ public final class SynchronousSGD: Strategy {
     /// A ring's next tasks go out before the step before is aggregated, unless they start a new generation
     /// (whose replica is the aggregated model).
     public func configureAhead(round: Int, participants: [Participant]) -> [Assignment<GradientTask>]? {
-        guard topology == .ring, let ring, round < rounds else { return nil }
+        guard topology.sumsAmongWorkers, let ring, round < rounds else { return nil }
         let members = participants.prefix(samples(ofStep: steps(of: round).upperBound - 1).count).map(\.peer)
         guard ring.members == members, round > ring.round else { return nil }
         return configure(round: round, participants: participants)
@@ -121,10 +121,13 @@ public final class SynchronousSGD: Strategy {
         }
         let generation = ring!.generation, n = members.count
         let parts = batches.map { BatchSlices.ranges(count: $0.count, parts: n) }
+        let allReduce = RingAllReduce.algorithm(for: topology, size: n)
         return members.enumerated().map { i, member in
-            let plan = RingPlan(generation: generation, position: UInt32(i), size: UInt32(n), firstStep: UInt64(steps(of: round).lowerBound), totals: batches.map { UInt32($0.count) },
-                                successor: members[(i + 1) % n].ringEndpoint ?? "", successorKey: members[(i + 1) % n].peer.key?.z85 ?? "",
-                                predecessorKey: members[(i + n - 1) % n].peer.key?.z85 ?? "", sync: sync)
+            let peers = RingAllReduce.peers(position: i, size: n, allReduce).map {
+                RingPeer(position: UInt32($0), endpoint: members[$0].ringEndpoint ?? "", key: members[$0].peer.key?.z85 ?? "")
+            }
+            let plan = RingPlan(generation: generation, position: UInt32(i), size: UInt32(n), firstStep: UInt64(steps(of: round).lowerBound),
+                                totals: batches.map { UInt32($0.count) }, allReduce: allReduce, peers: peers, sync: sync)
             let samples = zip(batches, parts).flatMap { batch, part in order.indices[(batch.lowerBound + part[i].lowerBound)..<(batch.lowerBound + part[i].upperBound)] }
             let start = batches[0].lowerBound + parts[0][i].lowerBound
             let task = GradientTask(step: UInt64(round), start: UInt32(start), firstRow: UInt32(parts[0][i].lowerBound),
@@ -163,7 +166,7 @@ public final class SynchronousSGD: Strategy {
     }
 
     public func aggregate(round: Int, results: [GradientResult], failures: [Int]) throws -> RoundResult {
-        if topology == .ring {
+        if topology.sumsAmongWorkers {
             // Results come in key order, which is ring order: position 0's, with the replica, first.
             guard let ring, results.count == ring.members.count else { throw ClusterError("a ring round with \(results.count) of its results") }
             try update.restore(from: try replica(results[0].replica, steps: steps(of: round)))
