@@ -9,9 +9,9 @@ import NNProtocol
 /// checks its target's. A chunk other than the one awaited is kept when it may be wanted later (a peer is ahead,
 /// or in a newer generation) and dropped when it belongs to a step already done; what cannot be decoded is
 /// dropped. Chunks between members on one host go through shared memory (`SharedRingChannel`) instead, found
-/// from the target's endpoint; the TCP link stays for members elsewhere. The channel is a file only its user may open, so it is as private as the members' own memory, with
-/// CURVE or without: CURVE guards what crosses a network, and a process of the same user could read a member's
-/// keys anyway.
+/// from the target's endpoint; the TCP link stays for members elsewhere. The channel is a file only its user may
+/// open, so it is as private as the members' own memory, with CURVE or without: CURVE guards what crosses a
+/// network, and a process of the same user could read a member's keys anyway.
 final class RingLink {
     private let inbound: ZmqSocket
     /// A member this one sends to: its PUSH socket, and its channel if it runs on this host.
