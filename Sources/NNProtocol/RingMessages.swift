@@ -33,12 +33,14 @@ public struct RingPlan: Equatable, Sendable {
 
 /// How a ring's members sum a vector among themselves. Both send each member's 2(n − 1)/n of the vector; they
 /// differ in how many exchanges a sum takes, each of which waits on a peer.
-public enum AllReduce: UInt8, Sendable, CaseIterable {
+public enum AllReduce: UInt8, Sendable, CaseIterable, CustomStringConvertible {
     /// Patarasuk and Yuan's ring: 2(n − 1) exchanges of 1/n of the vector, each with the next member.
     case ring = 0
     /// Recursive halving, then recursive doubling (Rabenseifner): 2·log₂ n exchanges, with the members at distance
     /// n/2, n/4, …, 1 and back, of a half, a quarter, … of the vector. Only for n a power of two.
     case halvingDoubling = 1
+
+    public var description: String { self == .ring ? "ring" : "halving-doubling" }
 }
 
 /// A member another one exchanges chunks with: its position, where it takes chunks, and in a run secured with

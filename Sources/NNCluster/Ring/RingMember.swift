@@ -85,6 +85,9 @@ extension Worker {
         }
         let endpoints = try Dictionary(uniqueKeysWithValues: RingAllReduce.peers(position: position, size: size, plan.allReduce).map { ($0, try peer($0).endpoint) })
         try ring.link.join(sendingTo: Set(exchanges.map(\.to)).map(peer), receivingFrom: Set(exchanges.map(\.from)).map(peer))
+        if !plan.sync.isEmpty {
+            logger.info("ring generation \(plan.generation): position \(position) of \(size), summing by \(plan.allReduce) with \(endpoints.keys.sorted().map { endpoints[$0]! })")
+        }
         let network = session.backpropagation.network, generation = plan.generation, configuration = ring.configuration
         var tally = GradientResult(step: task.step, start: task.start, count: 0, correct: 0, lossSum: 0, computeNanoseconds: 0, gradient: [], state: [],
                                    generation: generation)
