@@ -114,18 +114,68 @@ import Testing
     /// that it is not registered: it gives the step up and registers again at once, instead of waiting on until the
     /// new coordinator ignores its heartbeats as a stranger's.
     @Test func memberForgottenByANewCoordinatorRegistersAgain() throws {
-        let data = try mnistSubset(100).train
-        let spec = try ModelSpec(widths: [784, 10])
-        let optimizer = OptimizerSettings(kind: .sgd), schedule = LearningRateSchedule(base: 0.1)
-        let job = Job(mode: "sync", seed: 1, globalBatch: 4,
-                      ring: RingConfiguration(optimizer: optimizer, schedule: schedule, clipNorm: nil, stepsPerEpoch: 1, totalSteps: 1))
-        let configuration = RunConfiguration(job: job, model: spec, timing: ClusterTiming(heartbeat: .milliseconds(50), timeout: .seconds(5)))
-        let network = InProcessNetwork()
-        let server = network.server()
-        let outcome = Locked("")
+        let member = try LoneMember()
+        // A ring of two whose other member never answers (nothing listens at its port): the member waits on its ring.
+        try member.send(.task(member.ringTask(RingPlan(generation: 7, position: 0, size: 2, firstStep: 0, totals: [4],
+                                                       peers: [RingPeer(position: 1, endpoint: "tcp://127.0.0.1:9")], sync: member.replica))))
+        #expect(try member.next(within: .seconds(2)) { if case .heartbeat = $0 { true } else { false } } != nil, "no heartbeat while the ring waits")
+        let forgotten = ContinuousClock.now
+        try member.send(.error(ErrorReport(code: .notRegistered, text: "not registered: send hello first")))
+        let again = try member.next(within: .seconds(3)) { if case .hello = $0 { true } else { false } }
+        #expect(again != nil && forgotten.duration(to: .now) < .seconds(1), "no new hello")
+        if let again { member.peer = again }
+        try member.stop()
+    }
+
+    /// A ring task that leaves out a member its position exchanges with is rejected with the position named, and
+    /// the worker goes on.
+    @Test func ringTaskWithoutAPeerIsRejected() throws {
+        let member = try LoneMember()
+        try member.send(.task(member.ringTask(RingPlan(generation: 3, position: 0, size: 4, firstStep: 0, totals: [4], allReduce: .halvingDoubling,
+                                                       peers: [RingPeer(position: 1, endpoint: "tcp://127.0.0.1:9")], sync: member.replica), samples: [0])))
+        var text = ""
+        _ = try member.next(within: .seconds(5)) { if case .error(let report) = $0 { text = report.text; return true } else { return false } }
+        #expect(text.contains("names no member at position 2"), "\(text)")
+        try member.stop()
+    }
+
+    /// A worker thread welcomed into a ring run of a one-layer model by a coordinator the test plays.
+    private final class LoneMember {
+        let spec = try! ModelSpec(widths: [784, 10])
+        let server: ServerTransport
+        var peer: PeerID
         let threads = WorkerThreads()
-        threads.start(transport: network.connect(), data: data, name: "member", session: 1,
-                      settings: .init(name: "member", registrationTimeout: .seconds(5), reconnectTimeout: .seconds(5))) { outcome.set($0) }
+        let outcome = Locked("")
+        /// The starting replica, a run state.
+        let replica: [UInt8]
+
+        init() throws {
+            let data = try mnistSubset(100).train
+            let optimizer = OptimizerSettings(kind: .sgd), schedule = LearningRateSchedule(base: 0.1)
+            let job = Job(mode: "sync", seed: 1, globalBatch: 4,
+                          ring: RingConfiguration(optimizer: optimizer, schedule: schedule, clipNorm: nil, stepsPerEpoch: 1, totalSteps: 1))
+            let configuration = RunConfiguration(job: job, model: spec, timing: ClusterTiming(heartbeat: .milliseconds(50), timeout: .seconds(5)))
+            let network = InProcessNetwork()
+            server = network.server()
+            let outcome = self.outcome
+            threads.start(transport: network.connect(), data: data, name: "member", session: 1,
+                          settings: .init(name: "member", registrationTimeout: .seconds(5), reconnectTimeout: .seconds(5))) { outcome.set($0) }
+            var state = RunState()
+            ParameterUpdate(network: Network(spec: spec, seed: 1), optimizer: optimizer, schedule: schedule).save(into: &state)
+            replica = try state.encoded()
+            peer = PeerID([])
+            guard let hello = try next(within: .seconds(5), { if case .hello = $0 { true } else { false } }) else { throw ClusterError("no hello") }
+            peer = hello
+            try send(.welcome(Welcome(workerIndex: 0, configuration: configuration.json)))
+        }
+
+        func ringTask(_ plan: RingPlan, samples: [UInt32] = [0, 1]) -> GradientTask {
+            GradientTask(step: 0, start: 0, firstRow: 0, samples: samples, parameters: [], state: [], ring: plan)
+        }
+
+        func send(_ message: Message) throws { try server.send(WireCodec.encode(message), to: peer) }
+
+        /// The peer that sent the first message `wanted` admits within `timeout`, or nil.
         func next(within timeout: Duration, _ wanted: (Message) -> Bool) throws -> PeerID? {
             let deadline = ContinuousClock.now + timeout
             while ContinuousClock.now < deadline {
@@ -135,22 +185,11 @@ import Testing
             }
             return nil
         }
-        guard let peer = try next(within: .seconds(5), { if case .hello = $0 { true } else { false } }) else { Issue.record("no hello"); return }
-        try server.send(WireCodec.encode(.welcome(Welcome(workerIndex: 0, configuration: configuration.json))), to: peer)
-        // A ring of two whose other member never answers (nothing listens at its port): the member waits on its ring.
-        var state = RunState()
-        ParameterUpdate(network: Network(spec: spec, seed: 1), optimizer: optimizer, schedule: schedule).save(into: &state)
-        let plan = RingPlan(generation: 7, position: 0, size: 2, firstStep: 0, totals: [4], peers: [RingPeer(position: 1, endpoint: "tcp://127.0.0.1:9")],
-                            sync: try state.encoded())
-        try server.send(WireCodec.encode(.task(GradientTask(step: 0, start: 0, firstRow: 0, samples: [0, 1], parameters: [], state: [], ring: plan))),
-                        to: peer)
-        #expect(try next(within: .seconds(2)) { if case .heartbeat = $0 { true } else { false } } != nil, "no heartbeat while the ring waits")
-        let forgotten = ContinuousClock.now
-        try server.send(WireCodec.encode(.error(ErrorReport(code: .notRegistered, text: "not registered: send hello first"))), to: peer)
-        let again = try next(within: .seconds(3)) { if case .hello = $0 { true } else { false } }
-        #expect(again != nil && forgotten.duration(to: .now) < .seconds(1), "no new hello")
-        try server.send(WireCodec.encode(.shutdown(Shutdown(reason: "test over"))), to: again ?? peer)
-        #expect(threads.wait(seconds: 10), "the member did not stop: \(outcome.get())")
+
+        func stop() throws {
+            try send(.shutdown(Shutdown(reason: "test over")))
+            #expect(threads.wait(seconds: 10), "the member did not stop: \(outcome.get())")
+        }
     }
 
     /// Members on one host pass chunks through shared memory: in order, from more than one writer, refused when a
