@@ -4,9 +4,10 @@ import NNProtocol
 /// Synchronous data-parallel SGD: each step's global batch (a slice of the epoch's seeded order) is split among
 /// the workers, who are sent the sample indices of their part; each returns the mean gradient of its part; the
 /// coordinator takes the sample-weighted mean and applies the optimizer. Equivalent to one process training at
-/// the global batch over the same order. In a ring (`Topology.ring`, `.halvingDoubling`) the workers sum the weighted gradients among
-/// themselves and each steps a replica, for rounds of several steps; the coordinator's model is the replica the
-/// first member reports at the end of each round, and a round that fails starts again from it.
+/// the global batch over the same order. In a ring (`Topology.ring`, `.halvingDoubling`) the workers sum the
+/// weighted gradients among themselves and each steps a replica, for rounds of several steps; the coordinator's
+/// model is the replica the first member reports at the end of each round, and a round that fails starts again
+/// from it.
 public final class SynchronousSGD: Strategy {
     public let update: ParameterUpdate
     public var network: Network { update.network }
