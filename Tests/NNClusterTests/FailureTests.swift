@@ -44,6 +44,21 @@ import Testing
         #expect(outcome.epochs.last?.total.workers == workers - 1)
     }
 
+    /// A ring's first round, not yet timed, may take the timeout for each of its steps: members whose steps are
+    /// slow (50 ms each), but who are heard from, are not dropped when it outlasts twice the timeout.
+    @Test func slowFirstRingRoundIsWaitedFor() throws {
+        let data = try mnistSubset(1000)
+        var run = try SyncRun.ring(steps: 20)
+        run.optimizer = OptimizerSettings(kind: .sgd)
+        let single = try run.singleProcess(workers: 2, data: data)
+        let started = ContinuousClock.now
+        let (distributed, outcome) = try run.distributed(workers: 2, data: data.train, wire: .inProcess,
+            timing: ClusterTiming(heartbeat: .milliseconds(20), timeout: .milliseconds(300), registration: .seconds(20)), slowPolls: .milliseconds(50))
+        #expect(started.duration(to: .now) > .milliseconds(750 * run.epochs), "the rounds were not slow: \(started.duration(to: .now))")
+        #expect(relativeDifference(distributed, single) < 1e-6)
+        #expect(outcome.epochs.allSatisfy { $0.total.workers == 2 }, "a member was dropped")
+    }
+
     /// A ring member asked to stop (SIGTERM) during a round leaves after the step it is in, not after the round's
     /// last: it sends no tally for the round, says it leaves, and the others take the round again without it.
     @Test func stoppedRingMemberLeavesMidRound() throws {

@@ -115,16 +115,17 @@ struct SyncRun {
 
     /// A coordinator and N worker threads over `wire`. `onRound` may act on the workers' transports after each
     /// round, given the steps done (from 1), e.g. silence one as a hung process would be; `lateWorkers` more join
-    /// after step `joinAt` (registration waits only for the first `workers`).
+    /// after step `joinAt` (registration waits only for the first `workers`); a worker's read that finds nothing
+    /// from the coordinator takes `slowPolls` (a ring member reads between steps, so each step takes that long).
     func distributed(workers: Int, data: Dataset, wire: Wire, timing: ClusterTiming = quickTiming, minimumWorkers: Int = 1,
-                     lateWorkers: Int = 0, joinAt: Int = 0,
+                     lateWorkers: Int = 0, joinAt: Int = 0, slowPolls: Duration = .zero,
                      onRound: ((Int, [SilenceableClient]) -> Void)? = nil) throws -> (Network, SyncTrainingRun.Outcome) {
         let run = SyncTrainingRun(settings: settings(batch: perWorkerBatch),
                                   cluster: CoordinatorSettings(expectedWorkers: workers, minimumWorkers: minimumWorkers, timing: timing,
                                                                compactVectors: compactVectors, topology: topology, ringSteps: ringSteps),
                                   train: data, test: nil, logger: quiet)
         let (server, connect) = try makeNetwork(wire, for: run.network)
-        let clients = try (0..<(workers + lateWorkers)).map { SilenceableClient(try connect("w\($0 + 1)")) }
+        let clients = try (0..<(workers + lateWorkers)).map { SilenceableClient(try connect("w\($0 + 1)"), slowPolls: slowPolls) }
         let threads = WorkerThreads()
         func start(_ i: Int) {
             threads.start(transport: clients[i], data: data, name: "worker-\(i)", session: UInt64(i + 1),
@@ -225,8 +226,9 @@ func relativeDifference(_ a: Network, _ b: Network) -> Double {
 final class SilenceableClient: ClientTransport, @unchecked Sendable {
     private let inner: ClientTransport
     private let silent = Locked(false)
+    private let slowPolls: Duration
 
-    init(_ inner: ClientTransport) { self.inner = inner }
+    init(_ inner: ClientTransport, slowPolls: Duration = .zero) { self.inner = inner; self.slowPolls = slowPolls }
 
     func silence() { silent.set(true) }
 
@@ -241,7 +243,9 @@ final class SilenceableClient: ClientTransport, @unchecked Sendable {
             Thread.sleep(forTimeInterval: timeout.seconds)
             return nil
         }
-        return try inner.receive(timeout: timeout)
+        let frames = try inner.receive(timeout: timeout)
+        if frames == nil, slowPolls > .zero { Thread.sleep(forTimeInterval: slowPolls.seconds) }
+        return frames
     }
 }
 

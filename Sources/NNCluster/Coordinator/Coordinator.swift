@@ -480,10 +480,12 @@ public final class Coordinator<S: Strategy> {
                 // A ring's results wait for each other: a lost member is found by its silence (the heartbeat
                 // timeout) and the round restarts; only then is the wait itself a fault (a ring link that fails
                 // while the control link lives), and every member still owing a result is dropped. A ring's
-                // round is allowed three times the longest one yet besides.
-                let allowed = strategy.restartsRoundOnLoss ? timing.timeout * 2 + longestRound * 3 : timing.timeout
+                // round is allowed three times the longest one yet besides, or before any round was timed the
+                // timeout for each of its steps, as a parameter server allows a step.
+                let ringAllowance = longestRound > .zero ? longestRound * 3 : timing.timeout * strategy.stepCount(ofRound: round)
+                let allowed = strategy.restartsRoundOnLoss ? timing.timeout * 2 + ringAllowance : timing.timeout
                 for (key, assignment) in pending where ContinuousClock.now - sentAt[key]! > allowed {
-                    let hint = strategy.restartsRoundOnLoss ? " (a ring's round must end within twice the timeout and three times its longest round yet: give a longer timeout for long steps)" : ""
+                    let hint = strategy.restartsRoundOnLoss ? " (a ring's round must end within twice the timeout and three times its longest round yet, or the timeout for each of its steps before any round was timed: give a longer timeout for long steps)" : ""
                     if let worker = workers[assignment.worker] { drop(worker, because: "no result within \(allowed)\(hint)", penalize: true) }
                 }
                 let busy = Set(pending.values.map(\.worker)).union(helpers.values)

@@ -42,6 +42,8 @@ public protocol Strategy: Resumable {
     /// True when a round's results depend on each other (a ring): a lost worker or an unusable result then has
     /// the whole round configured again, and no work is given to a second worker on speculation.
     var restartsRoundOnLoss: Bool { get }
+    /// The steps `round` holds: several for a ring's round, 1 otherwise.
+    func stepCount(ofRound round: Int) -> Int
     /// False for a result that belongs to work configured earlier in the round and since replaced; it is dropped.
     func isCurrent(_ result: Result) -> Bool
 
@@ -53,6 +55,7 @@ public protocol Strategy: Resumable {
 
 extension Strategy {
     public var restartsRoundOnLoss: Bool { false }
+    public func stepCount(ofRound round: Int) -> Int { 1 }
     public func keys(answeredBy result: Result, of assignment: Assignment<Work>) -> [Int] { [result.key] }
     public func configureAhead(round: Int, participants: [Participant]) -> [Assignment<Work>]? { nil }
     public func isCurrent(_ result: Result) -> Bool { true }

@@ -64,6 +64,7 @@ public final class SynchronousSGD: Strategy {
                                                         stepsPerEpoch: stepsPerEpoch, totalSteps: stepsPerEpoch * epochs) : nil)
     }
     public var restartsRoundOnLoss: Bool { topology.sumsAmongWorkers }
+    public func stepCount(ofRound round: Int) -> Int { steps(of: round).count }
     public func isCurrent(_ g: GradientResult) -> Bool { g.generation == ring?.generation }
     public var clientCount: Int { 0 }
     public var deadline: Duration? { nil }
