@@ -28,11 +28,11 @@ import Testing
         let group = DispatchGroup()
         for p in 0..<n {
             group.enter()
-            let input = inputs[p], peers = RingAllReduce.peers(position: p, size: n, algorithm)
+            let input = inputs[p], exchanges = RingAllReduce.exchanges(position: p, size: n, algorithm), peers = RingAllReduce.peers(of: exchanges)
             Thread {
                 var v = input
                 let lock = members.lock
-                let done: Void? = try? RingAllReduce.run(&v, position: p, size: n, algorithm, send: { phase, to, values in
+                let done: Void? = try? RingAllReduce.run(&v, size: n, exchanges: exchanges, send: { phase, to, values in
                     lock.lock()
                     if !peers.contains(to) || members.queues[to][phase] != nil { members.strays.append("\(p) → \(to) in phase \(phase)") }
                     members.queues[to][phase] = Array(values); members.sent[p] += values.count; members.sends[p] += 1

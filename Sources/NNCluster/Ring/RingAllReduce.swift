@@ -54,21 +54,25 @@ enum RingAllReduce {
     }
 
     /// The members member `p` exchanges with, each once.
-    static func peers(position p: Int, size n: Int, _ algorithm: AllReduce) -> [Int] {
+    static func peers(position p: Int, size n: Int, _ algorithm: AllReduce) -> [Int] { peers(of: exchanges(position: p, size: n, algorithm)) }
+
+    /// The members `exchanges` are with, each once, in the order they first come.
+    static func peers(of exchanges: [Exchange]) -> [Int] {
         var seen: [Int] = []
-        for e in exchanges(position: p, size: n, algorithm) { for q in [e.to, e.from] where !seen.contains(q) { seen.append(q) } }
+        for e in exchanges { for q in [e.to, e.from] where !seen.contains(q) { seen.append(q) } }
         return seen
     }
 
-    /// Sums `vector` with the other members'. `send` passes a phase's values to the member at a position; `receive`
-    /// returns a phase's values from the member expected to send them (either throws when the sum is given up).
-    static func run(_ vector: inout [Float], position p: Int, size n: Int, _ algorithm: AllReduce, send: (Int, Int, ArraySlice<Float>) throws -> Void,
+    /// Sums `vector` with the other members' of a ring of `n`, by a member's `exchanges`. `send` passes a phase's
+    /// values to the member at a position; `receive` returns a phase's values from the member expected to send
+    /// them (either throws when the sum is given up).
+    static func run(_ vector: inout [Float], size n: Int, exchanges: [Exchange], send: (Int, Int, ArraySlice<Float>) throws -> Void,
                     receive: (Int) throws -> [Float]) throws {
         let length = vector.count
         func values(_ chunks: Range<Int>) -> Range<Int> {
             bounds(chunk: chunks.lowerBound, size: n, length: length).lowerBound..<bounds(chunk: chunks.upperBound - 1, size: n, length: length).upperBound
         }
-        for (phase, exchange) in exchanges(position: p, size: n, algorithm).enumerated() {
+        for (phase, exchange) in exchanges.enumerated() {
             try send(phase, exchange.to, vector[values(exchange.sending)])
             let incoming = try receive(phase)
             let range = values(exchange.receiving)

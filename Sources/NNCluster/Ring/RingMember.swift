@@ -83,7 +83,7 @@ extension Worker {
             }
             return peer
         }
-        let endpoints = try Dictionary(uniqueKeysWithValues: RingAllReduce.peers(position: position, size: size, plan.allReduce).map { ($0, try peer($0).endpoint) })
+        let endpoints = try Dictionary(uniqueKeysWithValues: RingAllReduce.peers(of: exchanges).map { ($0, try peer($0).endpoint) })
         try ring.link.join(sendingTo: Set(exchanges.map(\.to)).map(peer), receivingFrom: Set(exchanges.map(\.from)).map(peer))
         if !plan.sync.isEmpty {
             logger.info("ring generation \(plan.generation): position \(position) of \(size), summing by \(plan.allReduce) with \(endpoints.keys.sorted().map { endpoints[$0]! })")
@@ -108,7 +108,7 @@ extension Worker {
             }
             let step = slice.step
             do {
-                try RingAllReduce.run(&vector, position: position, size: size, plan.allReduce, send: { phase, to, values in
+                try RingAllReduce.run(&vector, size: size, exchanges: exchanges, send: { phase, to, values in
                     try whileRingWaits(generation: generation, timing: session.timing) {
                         try ring.link.send(to: endpoints[to]!, generation: generation, step: step, phase: UInt32(phase), values: values, within: .milliseconds(20)) ? () : nil
                     }
