@@ -51,6 +51,33 @@ import Testing
         #expect(zip(parameters.array, start).contains { $0 != $1 })
     }
 
+    /// A moment that decays while its parameter gets no gradient is stored as zero once it would be subnormal
+    /// (arithmetic on subnormals is slow), and the parameters still follow the reference.
+    @Test(arguments: [OptimizerSettings.Kind.momentum, .nesterov, .adam, .adamw])
+    func decayedMomentsBecomeZero(kind: OptimizerSettings.Kind) {
+        let n = 37
+        var rng = SeededRandom(seed: 6)
+        let start = (0..<n).map { _ in rng.nextGaussian() }
+        let settings = OptimizerSettings(kind: kind)
+        let optimizer = Optimizer(settings, parameterCount: n)
+        let parameters = FloatBuffer(start)
+        var reference = Reference(p: start.map(Double.init), m: Array(repeating: 0, count: n), v: Array(repeating: 0, count: n))
+        var subnormal = 0
+        // 0.9¹⁰⁰⁰ of a gradient near 1 passes through the whole subnormal range.
+        for step in 0..<1000 {
+            let g = step < 3 ? (0..<n).map { _ in rng.nextGaussian() } : Array(repeating: Float(0), count: n)
+            optimizer.step(parameters: parameters, gradients: FloatBuffer(g), learningRate: 0.01)
+            reference.step(g.map(Double.init), settings, lr: 0.01)
+            var state = RunState()
+            optimizer.save(into: &state, as: "o")
+            subnormal += state.vectors.values.joined().filter { $0 != 0 && abs($0) < .leastNormalMagnitude }.count
+        }
+        #expect(subnormal == 0)
+        for i in 0..<n {
+            #expect(abs(Double(parameters[i]) - reference.p[i]) < 1e-5 * max(1, abs(reference.p[i])), "parameter \(i)")
+        }
+    }
+
     @Test func schedules() {
         let constant = LearningRateSchedule(base: 0.1)
         #expect(constant.rate(step: 999, stepsPerEpoch: 10, totalSteps: 1000) == 0.1)
