@@ -17,6 +17,12 @@ static inline uint32_t nonfinite(float x) {
     return (bits & 0x7f800000u) == 0x7f800000u;
 }
 
+static inline float bits_float(uint32_t bits) {
+    float x;
+    memcpy(&x, &bits, sizeof x);
+    return x;
+}
+
 // x, or 0 when x is subnormal. A moment decays towards zero while its parameter gets no gradient (a dead unit, a
 // pixel that is always 0) and would become subnormal, and arithmetic on subnormals takes a microcode assist on x86:
 // Adam on 784-128-10 slowed from 200k to 150k samples/s over 8,000 steps as 16% of its first moments did. A
@@ -53,16 +59,25 @@ int nn_momentum_update(float *restrict p, const float *restrict g, float *restri
 NN_MULTIVERSION
 int nn_adam_update(float *restrict p, const float *restrict g, float *restrict m, float *restrict v, long n, float beta1,
                    float beta2, float step_size, float inv_root_correction2, float epsilon, float coupled_decay, float decay,
-                   int dry_run) {
-    uint32_t bad = 0;
+                   int dry_run, float *bounds) {
+    uint32_t bad = 0, largest_m = 0, largest_v = 0;
     for (long i = 0; i < n; i++) {
         float d = g[i] + coupled_decay * p[i];
         float mi = flush(beta1 * m[i] + (1 - beta1) * d);
         float vi = flush(beta2 * v[i] + (1 - beta2) * d * d);
         float pi = p[i] * decay - step_size * mi / (sqrtf(vi) * inv_root_correction2 + epsilon);
         bad |= nonfinite(mi) | nonfinite(vi) | nonfinite(pi);
+        // Bit patterns of non-negative floats order as the floats; a negative v keeps its sign bit and outranks all.
+        uint32_t mb, vb;
+        memcpy(&mb, &mi, sizeof mb);
+        memcpy(&vb, &vi, sizeof vb);
+        mb &= 0x7fffffffu;
+        largest_m = mb > largest_m ? mb : largest_m;
+        largest_v = vb > largest_v ? vb : largest_v;
         if (!dry_run) { m[i] = mi; v[i] = vi; p[i] = pi; }
     }
+    bounds[0] = largest_m >= 0x7f800000u ? NAN : bits_float(largest_m);
+    bounds[1] = largest_v >= 0x7f800000u ? NAN : bits_float(largest_v);
     return bad == 0;
 }
 
@@ -98,10 +113,7 @@ float nn_max_magnitude(const float *restrict x, long n) {
         uint32_t a = bits[i] & 0x7fffffffu;
         m = a > m ? a : m;
     }
-    if (m >= 0x7f800000u) return NAN;
-    float out;
-    memcpy(&out, &m, sizeof out);
-    return out;
+    return m >= 0x7f800000u ? NAN : bits_float(m);
 }
 
 NN_MULTIVERSION

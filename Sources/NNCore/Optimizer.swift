@@ -26,6 +26,8 @@ public final class Optimizer {
     public let settings: OptimizerSettings
     private let first: FloatBuffer, second: FloatBuffer
     public private(set) var steps = 0
+    /// Adam's largest |m| and largest v as its last update stored them (zero at the start); nil after a restore.
+    private var momentBounds: (first: Float, second: Float)? = (0, 0)
 
     public init(_ settings: OptimizerSettings, parameterCount: Int) {
         self.settings = settings
@@ -51,13 +53,42 @@ public final class Optimizer {
         steps = try state.integer("\(prefix).steps")
         savedFirst.withUnsafeBufferPointer { if let b = $0.baseAddress { first.base.update(from: b, count: $0.count) } }
         savedSecond.withUnsafeBufferPointer { if let b = $0.baseAddress { second.base.update(from: b, count: $0.count) } }
+        momentBounds = nil
     }
 
     /// Whether `step` would leave every parameter and every value of the optimizer's state finite; changes nothing.
     public func staysFinite(parameters: FloatBuffer, gradients: FloatBuffer, learningRate lr: Float) -> Bool {
         steps += 1
         defer { steps -= 1 }
-        return update(parameters: parameters, gradients: gradients, learningRate: lr, dryRun: true)
+        return certainlyFinite(parameters: parameters, gradients: gradients, learningRate: lr)
+            || update(parameters: parameters, gradients: gradients, learningRate: lr, dryRun: true)
+    }
+
+    /// Whether Adam's step is certain to leave every value finite, told from bounds alone: the largest gradient and
+    /// parameter (one read of each) and the moments' bounds kept from the last update. Then the step needs no dry
+    /// run, a pass over four vectors with a square root and a division each; when the bounds cannot tell, the dry
+    /// run decides. Each new value is then at most 10³⁷, and a few roundings of that stay below Float's 3.4·10³⁸.
+    private func certainlyFinite(parameters: FloatBuffer, gradients: FloatBuffer, learningRate lr: Float) -> Bool {
+        guard let bounds = momentBounds, settings.kind == .adam || settings.kind == .adamw else { return false }
+        let b1 = Double(settings.beta1), b2 = Double(settings.beta2), epsilon = Double(settings.epsilon)
+        let c = adamCoefficients(lr)
+        guard (0..<1).contains(b1), (0..<1).contains(b2), epsilon > 0, c.inverseRootCorrection.isFinite else { return false }
+        // NaN, failing every comparison below, when a value is not finite.
+        let p = Double(BLAS.maxMagnitude(UnsafeBufferPointer(start: parameters.base, count: parameters.count)))
+        let d = Double(BLAS.maxMagnitude(UnsafeBufferPointer(start: gradients.base, count: gradients.count))) + Double(abs(c.coupledDecay)) * p
+        // |m′| ≤ max(|m|, |d|) and 0 ≤ v′ ≤ max(v, d²); the divisor of m′ is at least ε.
+        let m = Double(bounds.first) + d, v = Double(bounds.second) + d * d
+        let limit = 1e37
+        return d <= limit && m <= limit && v <= limit && p * Double(abs(c.decay)) + Double(abs(c.stepSize)) * m / epsilon <= limit
+    }
+
+    /// Adam's step size (with the first moment's bias correction), the second moment's correction, and the decay
+    /// coupled to the gradient (Adam) or applied to the parameters (AdamW), at the step `steps`.
+    private func adamCoefficients(_ lr: Float) -> (stepSize: Float, inverseRootCorrection: Float, coupledDecay: Float, decay: Float) {
+        let b1 = settings.beta1, b2 = settings.beta2, wd = settings.weightDecay
+        let t = Double(steps)
+        return (lr / Float(1 - pow(Double(b1), t)), 1 / Float((1 - pow(Double(b2), t)).squareRoot()),
+                settings.kind == .adam ? wd : 0, settings.kind == .adamw ? 1 - lr * wd : 1)
     }
 
     /// The update of step `steps`: stored unless `dryRun`; true when every new value is finite.
@@ -71,11 +102,14 @@ public final class Optimizer {
         case .momentum, .nesterov:
             return nn_momentum_update(p, g, first.base, n, lr, wd, settings.momentum, settings.kind == .nesterov ? 1 : 0, dry) != 0
         case .adam, .adamw:
-            let b1 = settings.beta1, b2 = settings.beta2
-            let t = Double(steps)
-            return nn_adam_update(p, g, first.base, second.base, n, b1, b2,
-                                  lr / Float(1 - pow(Double(b1), t)), 1 / Float((1 - pow(Double(b2), t)).squareRoot()), settings.epsilon,
-                                  settings.kind == .adam ? wd : 0, settings.kind == .adamw ? 1 - lr * wd : 1, dry) != 0
+            let c = adamCoefficients(lr)
+            var bounds: (Float, Float) = (0, 0)
+            let finite = withUnsafeMutableBytes(of: &bounds) {
+                nn_adam_update(p, g, first.base, second.base, n, settings.beta1, settings.beta2, c.stepSize, c.inverseRootCorrection,
+                               settings.epsilon, c.coupledDecay, c.decay, dry, $0.baseAddress!.assumingMemoryBound(to: Float.self)) != 0
+            }
+            if !dryRun { momentBounds = bounds.0.isNaN || bounds.1.isNaN ? nil : (bounds.0, bounds.1) }
+            return finite
         }
     }
 }

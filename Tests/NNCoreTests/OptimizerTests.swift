@@ -215,6 +215,37 @@ import Testing
 }
 
 @Suite struct RefusedUpdateTests {
+    /// The guard's answer, from bounds when they suffice and from a dry run when not, is what the step does: over
+    /// gradients from 1 to 10³⁹ (infinite), rates, ε and decays, a step the guard passes leaves every value finite
+    /// and one it refuses does not.
+    @Test(arguments: [OptimizerSettings.Kind.adam, .adamw])
+    func guardAgreesWithTheStep(kind: OptimizerSettings.Kind) {
+        var rng = SeededRandom(seed: 9)
+        var passed = 0, refused = 0
+        for trial in 0..<400 {
+            let n = 37
+            let settings = OptimizerSettings(kind: kind, epsilon: [1e-8, 1e-30][trial % 2], weightDecay: [0, 0.5][trial / 2 % 2])
+            let lr: Float = [1e-3, 1, 1e10][trial / 4 % 3]
+            let start = (0..<n).map { _ in rng.nextGaussian() * [1, 1e20, 1e36][trial / 12 % 3] }
+            let guarded = Optimizer(settings, parameterCount: n), stepped = Optimizer(settings, parameterCount: n)
+            let pg = FloatBuffer(start), ps = FloatBuffer(start)
+            for _ in 0..<3 {
+                let g = FloatBuffer((0..<n).map { _ in rng.nextGaussian() })
+                guarded.step(parameters: pg, gradients: g, learningRate: lr)
+                stepped.step(parameters: ps, gradients: g, learningRate: lr)
+            }
+            let g = FloatBuffer((0..<n).map { _ in rng.nextGaussian() * Float(pow(10, Double(trial % 40))) })
+            let stays = guarded.staysFinite(parameters: pg, gradients: g, learningRate: lr)
+            stepped.step(parameters: ps, gradients: g, learningRate: lr)
+            var state = RunState()
+            stepped.save(into: &state, as: "o")
+            let finite = (ps.array + state.vectors.values.joined()).allSatisfy(\.isFinite)
+            #expect(stays == finite, "trial \(trial)")
+            if stays { passed += 1 } else { refused += 1 }
+        }
+        #expect(passed > 0 && refused > 0)
+    }
+
     /// An update that would overflow (Adam's second moment from a gradient of 1e38, SGD's parameters from a huge
     /// rate) is refused and changes nothing, parameters and optimizer state alike; a normal one is applied exactly
     /// as `apply` applies it.

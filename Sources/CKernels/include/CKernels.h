@@ -18,9 +18,10 @@ int nn_momentum_update(float *p, const float *g, float *v, long n, float lr, flo
                        int dry_run);
 
 /// d = g + coupled_decay·p; m ← β1·m + (1−β1)·d; v ← β2·v + (1−β2)·d²;
-/// p ← p·decay − step_size·m / (√v · inv_root_correction2 + ε)
+/// p ← p·decay − step_size·m / (√v · inv_root_correction2 + ε). `bounds` gets the largest |m| and the largest v
+/// of the new moments (NaN when one is not finite, or a v is negative).
 int nn_adam_update(float *p, const float *g, float *m, float *v, long n, float beta1, float beta2, float step_size,
-                   float inv_root_correction2, float epsilon, float coupled_decay, float decay, int dry_run);
+                   float inv_root_correction2, float epsilon, float coupled_decay, float decay, int dry_run, float *bounds);
 
 /// y ← y + a·x
 void nn_axpy(float *y, const float *x, long n, float a);
