@@ -64,25 +64,25 @@ enum RingAllReduce {
     }
 
     /// Sums `vector` with the other members' of a ring of `n`, by a member's `exchanges`. `send` passes a phase's
-    /// values to the member at a position; `receive` returns a phase's values from the member expected to send
-    /// them (either throws when the sum is given up).
+    /// values to the member at a position; `receive` hands a phase's values from the member expected to send them
+    /// to its second argument (either throws when the sum is given up).
     static func run(_ vector: inout [Float], size n: Int, exchanges: [Exchange], send: (Int, Int, ArraySlice<Float>) throws -> Void,
-                    receive: (Int) throws -> [Float]) throws {
+                    receive: (Int, (UnsafeBufferPointer<Float>) throws -> Void) throws -> Void) throws {
         let length = vector.count
         func values(_ chunks: Range<Int>) -> Range<Int> {
             bounds(chunk: chunks.lowerBound, size: n, length: length).lowerBound..<bounds(chunk: chunks.upperBound - 1, size: n, length: length).upperBound
         }
         for (phase, exchange) in exchanges.enumerated() {
             try send(phase, exchange.to, vector[values(exchange.sending)])
-            let incoming = try receive(phase)
             let range = values(exchange.receiving)
-            guard incoming.count == range.count else {
-                throw ClusterError("ring chunk \(phase) has \(incoming.count) values, \(range.count) expected")
-            }
-            vector.withUnsafeMutableBufferPointer { v in
-                incoming.withUnsafeBufferPointer { x in
+            try receive(phase) { incoming in
+                guard incoming.count == range.count else {
+                    throw ClusterError("ring chunk \(phase) has \(incoming.count) values, \(range.count) expected")
+                }
+                guard let x = incoming.baseAddress else { return }
+                vector.withUnsafeMutableBufferPointer { v in
                     let y = v.baseAddress! + range.lowerBound
-                    if exchange.adds { BLAS.add(x.baseAddress!, into: y, count: range.count) } else { y.update(from: x.baseAddress!, count: range.count) }
+                    if exchange.adds { BLAS.add(x, into: y, count: range.count) } else { y.update(from: x, count: range.count) }
                 }
             }
         }

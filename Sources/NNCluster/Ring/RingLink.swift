@@ -164,14 +164,19 @@ final class RingLink {
         return true
     }
 
-    /// The chunk of `phase` of `step` in `generation`, or nil when none came within `timeout`.
-    func receive(generation: UInt64, step: UInt64, phase: UInt32, timeout: Duration) throws -> RingChunk? {
+    /// Hands the values of the chunk of `phase` of `step` in `generation` to `body` (where they lie, when they
+    /// came through shared memory) and returns what it returns; nil when none came within `timeout`.
+    func receive<T>(generation: UInt64, step: UInt64, phase: UInt32, timeout: Duration,
+                    _ body: (UnsafeBufferPointer<Float>) throws -> T) throws -> T? {
         func wanted(_ c: RingChunk) -> Bool { c.generation == generation && c.step == step && c.phase == phase }
-        if let i = early.firstIndex(where: wanted) { return early.remove(at: i) }
+        if let i = early.firstIndex(where: wanted) { return try early.remove(at: i).values.withUnsafeBufferPointer(body) }
         let deadline = ContinuousClock.now + timeout
         while true {
-            while let chunk = sharedInbound?.take() {
-                if let wanted = keep(chunk, wanted: wanted, generation: generation, step: step, phase: phase) { return wanted }
+            while let shared = sharedInbound, let head = shared.peek() {
+                if head == (generation, step, phase), let value = try shared.consume(body) { return value }
+                if let chunk = shared.take(), let wanted = keep(chunk, wanted: wanted, generation: generation, step: step, phase: phase) {
+                    return try wanted.values.withUnsafeBufferPointer(body)
+                }
             }
             if spin > .zero, let shared = sharedInbound, shared.spin(for: spin) { continue }
             let left = max(ContinuousClock.now.duration(to: deadline), .zero)
@@ -187,7 +192,9 @@ final class RingLink {
                 }
                 continue
             }
-            if let wanted = keep(chunk, wanted: wanted, generation: generation, step: step, phase: phase) { return wanted }
+            if let wanted = keep(chunk, wanted: wanted, generation: generation, step: step, phase: phase) {
+                return try wanted.values.withUnsafeBufferPointer(body)
+            }
         }
     }
 

@@ -112,9 +112,9 @@ extension Worker {
                     try whileRingWaits(generation: generation, timing: session.timing) {
                         try ring.link.send(to: endpoints[to]!, generation: generation, step: step, phase: UInt32(phase), values: values, within: .milliseconds(20)) ? () : nil
                     }
-                }, receive: { phase in
+                }, receive: { phase, consume in
                     try whileRingWaits(generation: generation, timing: session.timing) {
-                        try ring.link.receive(generation: generation, step: step, phase: UInt32(phase), timeout: .milliseconds(20))?.values
+                        try ring.link.receive(generation: generation, step: step, phase: UInt32(phase), timeout: .milliseconds(20), consume)
                     }
                 })
             } catch is RingGivenUp {

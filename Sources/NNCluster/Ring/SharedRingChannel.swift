@@ -163,14 +163,27 @@ final class SharedRingChannel {
         return false
     }
 
-    /// The oldest chunk written, if any (the reader's).
-    func take() -> RingChunk? {
-        var byte = [UInt8](repeating: 0, count: 64)
-        while recv(bell, &byte, byte.count, Int32(MSG_DONTWAIT)) > 0 {}
+    /// Generation, step and phase of the oldest chunk written, if any (the reader's).
+    func peek() -> (generation: UInt64, step: UInt64, phase: UInt32)? {
+        var byte = (0 as UInt64, 0 as UInt64, 0 as UInt64, 0 as UInt64)
+        while withUnsafeMutableBytes(of: &byte, { recv(bell, $0.baseAddress, $0.count, Int32(MSG_DONTWAIT)) }) > 0 {}
+        var header = nn_ring_slot_header()
+        guard nn_ring_channel_peek(memory, &header) != nil else { return nil }
+        return (header.generation, header.step, header.phase)
+    }
+
+    /// Hands the values of the oldest chunk to `body` where they lie in the channel, then drops the chunk: the
+    /// reader adds them into its vector or copies them there with no copy in between. Nil when there is none.
+    func consume<T>(_ body: (UnsafeBufferPointer<Float>) throws -> T) rethrows -> T? {
         var header = nn_ring_slot_header()
         guard let values = nn_ring_channel_peek(memory, &header) else { return nil }
         defer { nn_ring_channel_pop(memory) }
-        return RingChunk(generation: header.generation, step: header.step, phase: header.phase,
-                         values: Array(UnsafeBufferPointer(start: values, count: Int(header.count))))
+        return try body(UnsafeBufferPointer(start: values, count: Int(header.count)))
+    }
+
+    /// The oldest chunk written, if any, copied out.
+    func take() -> RingChunk? {
+        guard let (generation, step, phase) = peek() else { return nil }
+        return consume { RingChunk(generation: generation, step: step, phase: phase, values: Array($0)) }
     }
 }
