@@ -174,9 +174,7 @@ final class RingLink {
         while true {
             while let shared = sharedInbound, let head = shared.peek() {
                 if head == (generation, step, phase), let value = try shared.consume(body) { return value }
-                if let chunk = shared.take(), let wanted = keep(chunk, wanted: wanted, generation: generation, step: step, phase: phase) {
-                    return try wanted.values.withUnsafeBufferPointer(body)
-                }
+                if let chunk = shared.take() { _ = keep(chunk, wanted: wanted, generation: generation, step: step, phase: phase) }
             }
             if spin > .zero, let shared = sharedInbound, shared.spin(for: spin) { continue }
             let left = max(ContinuousClock.now.duration(to: deadline), .zero)
